@@ -1,0 +1,35 @@
+"""The tree is as nbdev would leave it: `nbdev_export` and `nbdev_clean` change nothing, README is generated."""
+import shutil, subprocess, filecmp
+from pathlib import Path
+from conftest import BIN, ROOT
+
+def _snapshot(dst: Path):
+    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT / f, dst / f)
+    return [f for f in files if f.startswith(('nbs/', 'dnr/'))]
+
+def test_export_and_clean_change_nothing(tmp_path):
+    files = _snapshot(tmp_path)
+    for cmd in ('nbdev_export', 'nbdev_clean'):
+        r = subprocess.run([str(BIN / cmd)], cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    changed = [f for f in files if not filecmp.cmp(ROOT / f, tmp_path / f, shallow=False)]
+    new = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / 'dnr').rglob('*.py')
+                 if not (ROOT / p.relative_to(tmp_path)).exists())
+    assert not changed and not new, f"run nbdev_export and nbdev_clean, then commit: changed {changed}, new {new}"
+
+def test_cli_help_lists_every_command():
+    out = subprocess.run([str(BIN / 'dnr'), '--help'], capture_output=True, text=True, check=True).stdout
+    for cmd in ('data', 'grade', 'chat', 'debate', 'build', 'train', 'eval', 'figures', 'run', 'demo'):
+        assert f'  {cmd} ' in out
+
+def test_readme_is_generated_from_index():
+    r = subprocess.run([str(BIN / 'python'), 'dev/make_readme.py', '--check'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+def test_ci_runs_the_readme_test_command():
+    readme, ci = (ROOT / 'README.md').read_text(), (ROOT / '.ci' / 'run').read_text()
+    assert 'make test' in readme and '\nmake test\n' in ci
