@@ -1,0 +1,254 @@
+"""CLI tests of `dnr debate` (subprocess runs): a full run against a local scripted server, kill -9 + --resume without
+repeated calls, provider batch mode, bad configs and MAG files, the offline replay default on the real recorded
+MMLU-Pro answers, and a real local student (`transformers serve` on the tiny model) in the multi-round loop."""
+import json, os, signal, subprocess, sys, threading, time
+from collections import Counter
+from pathlib import Path
+
+import pytest, yaml
+
+from dnr.servers import ScriptedServer, Reply
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = os.environ.get('DNR_DATA_DIR') or str(ROOT.parent / 'shared' / 'data')
+ENV = {**os.environ, 'DNR_DATA_DIR': DATA, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
+DNR = Path(sys.executable).with_name('dnr')  # the console script (dnr.cli.main)
+
+
+def cli_args(*args):
+    "`dnr debate ARGS` through the console script (or `dnr.debate.debate_cli` if it is not installed)."
+    head = [str(DNR), 'debate'] if DNR.exists() else \
+        [sys.executable, '-c', 'import sys; from dnr.debate import debate_cli; sys.exit(debate_cli(sys.argv[1:]))']
+    return [*head, *map(str, args), '--no-progress']
+
+
+def cli(*args, env=None, timeout=180):
+    "Run `dnr debate ARGS` in a subprocess; returns (rc, last JSON line or None, stdout, stderr)."
+    p = subprocess.run(cli_args(*args), capture_output=True, text=True, env=env or ENV, timeout=timeout, cwd=ROOT)
+    last = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ''
+    return p.returncode, (json.loads(last) if last.startswith('{') else None), p.stdout, p.stderr
+
+
+@pytest.fixture(scope='module')
+def qs():
+    from dnr.data import load_benchmark
+    return load_benchmark('mmlu_pro', 'train', 'physics', path=DATA)[:4]
+
+
+class Agents:
+    """Scripted agents (the request's model is the agent): teachers always right; the student wrong in round 0 and
+    right once it is shown its own self-reflection, except on the 2nd question (stubborn); right at once on the 3rd.
+    With `hang_after=N`, every call after the first N hangs (so a run can be killed at a known point)."""
+    def __init__(self, qs, hang_after=None):
+        self.qs, self.hang_after, self.n, self.lock = qs, hang_after, 0, threading.Lock()
+
+    def __call__(self, provider, req):
+        with self.lock:
+            self.n += 1
+            hang = self.hang_after is not None and self.n > self.hang_after
+        if hang: return Reply('### Answer\ntoo late\nFinal answer: A', latency=20)
+        text, model = req['messages'][-1]['content'], req['model']
+        i, q = next((i, q) for i, q in enumerate(self.qs) if q.question[:80] in text)
+        if 'feedback to yourself' in text: return f"### Feedback\n[{model} reflects on {q.id}] I misread it."
+        if 'feedback to other agents' in text: return f"### Feedback\n[{model} critiques {q.id}] Recheck the units."
+        if model.startswith('teacher') or i == 2: return f"### Answer\n{model} solves {q.id}.\nFinal answer: {q.gold}"
+        learned = f"[student reflects on {q.id}]" in text and i != 1
+        return f"### Answer\nstudent on {q.id}.\nFinal answer: {q.gold if learned else ('A' if q.gold != 'A' else 'B')}"
+
+
+def write_config(path, url, agent_kw=None, **kw):
+    agents = [{**dict(name=n, role='student' if n == 'student' else 'teacher', provider='openai_compatible', model=n,
+                      base_url=url, price_in=1.0, price_out=2.0), **(agent_kw or {})} for n in ('teacher-a', 'teacher-b', 'student')]
+    cfg = {**dict(dataset=dict(name='mmlu_pro', category='physics', split='train'), agents=agents, max_rounds=3,
+                  concurrency=4, seed=42, feedback=['self_reflection', 'critique'], limit=3), **kw}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def cli_inproc(capsys, *args):
+    "`debate_cli` in this process (for fast error paths that stop before any debate); returns (rc, stderr)."
+    from dnr.debate import debate_cli
+    rc = debate_cli([*map(str, args), '--no-progress'])
+    return rc, capsys.readouterr().err
+
+
+def mag_lines(run):
+    return [json.loads(l) for l in (run / 'mags.jsonl').read_text().splitlines()]
+
+
+def answers(mags):
+    "What the debate produced, without usage/cache fields: question -> rounds of agent -> answer."
+    return {m['question_id']: [{a: v['answer'] for a, v in r['answers'].items()} for r in m['rounds']] for m in mags}
+
+
+def test_full_run_and_resume_noop(tmp_path, qs, capsys):
+    with ScriptedServer(Agents(qs)) as srv:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url)
+        t0 = time.time()
+        rc, s, out, err = cli('--config', cfg, '--out', tmp_path / 'run')
+        assert rc == 0, err
+        assert s['questions'] == 3 and s['finished'] == 3 and s['debated_now'] == 3
+        assert s['rounds_histogram'] == {'1': 1, '2': 1, '4': 1}
+        assert s['stop_reasons'] == {'all_correct': 2, 'max_rounds': 1}
+        assert s['provider_calls'] == srv.model_calls == 33
+        mags = mag_lines(tmp_path / 'run')
+        assert abs(sum(m['usage']['cost_usd'] for m in mags) - s['cost_usd']) < 1e-6
+        assert sorted(p.name for p in (tmp_path / 'run').iterdir()) == ['cache.sqlite', 'config.yaml', 'mags.jsonl', 'usage.json']
+        usage = json.loads((tmp_path / 'run' / 'usage.json').read_text())
+        assert usage['provider_calls'] == 33 and usage['invocations'] == 1
+        # a finished run resumed: nothing to do, no call
+        rc, s2, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')
+        assert rc == 0 and s2['debated_now'] == 0 and s2['provider_calls'] == 0 and srv.model_calls == 33, err
+        # --limit grows the run: only the new question is debated
+        rc, s3, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--limit', '4')
+        assert rc == 0 and s3['debated_now'] == 1 and s3['finished'] == 4, err
+        # the same folder without --resume is refused
+        rc, err = cli_inproc(capsys, '--config', cfg, '--out', tmp_path / 'run')
+        assert rc == 2 and 'already holds a run' in err and 'pass --resume' in err
+        # a resumed run with a different protocol is refused
+        cfg2 = write_config(tmp_path / 'other.yaml', srv.openai_url, max_rounds=2)
+        rc, err = cli_inproc(capsys, '--config', cfg2, '--out', tmp_path / 'run', '--resume')
+        assert rc == 2 and "differs from this run's snapshot in ['max_rounds']" in err
+    print(f'full run + resumes: {time.time() - t0:.1f}s')
+
+
+def test_kill_and_resume_repeats_no_call(tmp_path, qs):
+    "Kill -9 mid-run, then --resume: every question finishes, and no call answered before the kill is made again."
+    with ScriptedServer(Agents(qs)) as srv:  # reference: an uninterrupted run
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url)
+        rc, ref, _, err = cli('--config', cfg, '--out', tmp_path / 'ref')
+        assert rc == 0, err
+    K = 14  # calls answered before the kill
+    agents = Agents(qs, hang_after=K)
+    with ScriptedServer(agents) as srv:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url)
+        p = subprocess.Popen(cli_args('--config', cfg, '--out', tmp_path / 'run'), env=ENV, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        t0 = time.time()
+        while srv.model_calls <= K and time.time() - t0 < 60 and p.poll() is None: time.sleep(0.05)
+        assert p.poll() is None, p.communicate()
+        time.sleep(1.0)  # let the client store the K answered calls
+        os.killpg(p.pid, signal.SIGKILL); p.wait()
+        before = mag_lines(tmp_path / 'run') if (tmp_path / 'run' / 'mags.jsonl').exists() else []
+        done_before = len(before)
+        assert done_before < 3
+        agents.hang_after = None; srv.reset()
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')
+        assert rc == 0, err
+        assert s['finished'] == 3 and s['skipped'] == done_before
+        assert srv.model_calls == ref['provider_calls'] - K  # only the calls never answered before the kill
+        # the answered calls of questions unfinished at the kill are served by the cache
+        assert s['cache_hits'] == K - sum(m['usage']['calls'] for m in before)
+    mags, ref_mags = mag_lines(tmp_path / 'run'), mag_lines(tmp_path / 'ref')
+    assert sorted(m['question_id'] for m in mags) == sorted(m['question_id'] for m in ref_mags)
+    assert answers(mags) == answers(ref_mags)
+    assert [m['rounds'][1]['order'] for m in sorted(mags, key=lambda m: m['question_id']) if len(m['rounds']) > 1] == \
+           [m['rounds'][1]['order'] for m in sorted(ref_mags, key=lambda m: m['question_id']) if len(m['rounds']) > 1]
+
+
+def test_torn_line_is_repaired_and_bad_lines_reported(tmp_path, qs):
+    with ScriptedServer(Agents(qs)) as srv:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url)
+        assert cli('--config', cfg, '--out', tmp_path / 'run', '--limit', '1')[0] == 0
+        f = tmp_path / 'run' / 'mags.jsonl'
+        with open(f, 'a') as fh: fh.write('{"schema_version": 1, "question_id": "89')  # a writer killed mid-line
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--limit', '2')
+        assert rc == 0 and s['finished'] == 2 and s['skipped'] == 1, err
+        assert len(mag_lines(tmp_path / 'run')) == 2
+        lines = f.read_text().splitlines(); d = json.loads(lines[1]); d['rounds'][0]['answers']['student']['correct'] = 'maybe'
+        f.write_text(lines[0] + '\n' + json.dumps(d) + '\n')
+        rc, _, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--limit', '2')
+        assert rc == 2 and f"{f}:2: invalid MAG" in err and "field 'rounds.0.answers.student.correct'" in err
+
+
+def test_budget_then_retry_failed(tmp_path, qs):
+    "A run cut short by its budget, resumed with --retry-failed and a larger budget: same total calls as one full run."
+    with ScriptedServer(Agents(qs)) as srv:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url, budget_usd=0.01)
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run')
+        assert rc == 0 and s['stop_reasons'].get('budget', 0) > 0 and s['cost_usd'] <= 0.01, (s, err)
+        first = srv.model_calls
+        rc, s2, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')  # plain resume: failed lines stay
+        assert rc == 0 and s2['debated_now'] == 0 and srv.model_calls == first, err
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url, budget_usd=1.0)
+        rc, s3, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--retry-failed')
+        assert rc == 0, err
+        assert s3['stop_reasons'] == {'all_correct': 2, 'max_rounds': 1} and s3['finished'] == 3
+        assert srv.model_calls == 33  # every call answered before is served from the cache
+        assert sorted(m['question_id'] for m in mag_lines(tmp_path / 'run')) == sorted(q.id for q in qs[:3])
+
+
+def test_bad_config_names_file_and_field(tmp_path, capsys):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text(yaml.safe_dump(dict(agents=[dict(name='a', provider='openai_compatible', model='m', base_url='http://x')],
+                                       max_round=2)))
+    rc, err = cli_inproc(capsys, '--config', bad, '--out', tmp_path / 'run')
+    assert rc == 2 and f"{bad}: field 'max_round': Extra inputs are not permitted" in err
+    bad.write_text(yaml.safe_dump(dict(agents=[dict(name='a', provider='telepathy', model='m')])))
+    rc, err = cli_inproc(capsys, '--config', bad, '--out', tmp_path / 'run2')
+    assert rc == 2 and "field 'agents'" in err and 'provider' in err
+
+
+def test_offline_default_on_recorded_answers(tmp_path):
+    "No --config: replay agents on the real recorded MMLU-Pro physics answers; nothing invented after round 0."
+    rc, s, out, err = cli('--out', tmp_path / 'run', '--limit', '30')
+    assert rc == 0, err
+    assert s['questions'] == s['finished'] == 30 and s['provider_calls'] == 0 and s['rounds_histogram'] == {'1': 30}
+    assert set(s['stop_reasons']) <= {'all_correct', 'no_recording'} and s['stop_reasons']['no_recording'] > 0
+    import pandas as pd
+    rec = pd.read_json(Path(DATA) / 'mmlu_pro' / 'responses.jsonl.gz', lines=True)
+    rec['question_id'] = rec['question_id'].astype(str)
+    rec = rec.set_index(['model', 'question_id'])
+    models = {a['name']: a['model'] for a in mag_lines(tmp_path / 'run')[0]['agents']}
+    n = agree = 0
+    for m in mag_lines(tmp_path / 'run'):
+        r0 = m['rounds'][0]
+        assert not r0['reflections'] and not r0['critiques']
+        for a, v in r0['answers'].items():
+            key = (models[a], m['question_id'])
+            if key not in rec.index: assert v['error'] == 'no recording' and m['stop_reason'] == 'no_recording'; continue
+            assert v['response'] == rec.loc[key, 'response']  # real recorded text
+            if rec.loc[key, 'pred'] is not None and v['status'] == 'parsed': n += 1; agree += v['answer'] == rec.loc[key, 'pred']
+        if m['stop_reason'] == 'all_correct': assert all(v['correct'] for v in r0['answers'].values())
+    assert n > 100 and agree / n > 0.97, (agree, n)  # our extraction matches MMLU-Pro's own on "The answer is (X)"
+
+
+def test_provider_batches_gather_rounds(tmp_path, qs):
+    "batch: true with OpenAI agents: each stage's requests across questions go into one provider batch per agent."
+    env = {**ENV, 'DNR_TEST_KEY': 'sk-test-not-a-real-key'}
+    with ScriptedServer(Agents(qs), batch_delay=0.1) as srv:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url, batch=True, max_rounds=1,
+                           agent_kw=dict(provider='openai', api_key_env='DNR_TEST_KEY', batch_window=0.3, poll_s=0.1))
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run', env=env)
+        assert rc == 0, err
+        # 3 stages x 3 agents: round 0 (3 questions), round end (student: 2 reflections, each teacher: 2 critiques),
+        # round 1 (2 questions): one provider batch per agent and stage
+        assert srv.calls['openai.batches.create'] == 3 * 3
+        assert srv.calls['openai.batch_item'] == 9 + 6 + 6 and srv.calls['openai.chat'] == 0
+        mags = mag_lines(tmp_path / 'run')
+        a = mags[0]['rounds'][0]['answers']['teacher-a']
+        assert abs(a['cost_usd'] - 0.5 * (a['prompt_tokens'] + 2 * a['completion_tokens']) / 1e6) < 1e-12  # half price
+        assert 'sk-test-not-a-real-key' not in (tmp_path / 'run' / 'mags.jsonl').read_text() + (tmp_path / 'run' / 'usage.json').read_text()
+
+
+def test_tiny_local_student_multi_round(tmp_path, qs):
+    "A real local OpenAI-compatible student (`transformers serve`, tiny model) debating with scripted teachers."
+    from dnr.tiny import serve_model, tiny_model
+    path = tiny_model('trained')
+    with ScriptedServer(Agents(qs)) as srv, serve_model(path) as url:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url, max_rounds=1, limit=1)
+        d = yaml.safe_load(cfg.read_text())
+        d['agents'][2].update(base_url=url, model=str(path), max_tokens=32, temperature=0.0, price_in=0, price_out=0)
+        cfg.write_text(yaml.safe_dump(d))
+        t0 = time.time()
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run')
+        assert rc == 0, err
+    mags = mag_lines(tmp_path / 'run')
+    for m in mags:
+        for r in m['rounds']:
+            st = r['answers']['student']
+            assert st['response'] and st['completion_tokens'] > 0 and st['error'] is None
+        if not m['rounds'][0]['answers']['student']['correct']:  # the loop ran: reflections, critiques, later rounds
+            assert len(m['rounds']) >= 2 and 'student' in m['rounds'][0]['reflections']
+            assert m['rounds'][1]['last_round'].count('Answer ') >= 3
+    print(f'tiny student: {time.time() - t0:.1f}s', s)
