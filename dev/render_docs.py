@@ -1,0 +1,138 @@
+"""Offline docs fallback: render every chapter to `_site_fallback/*.html` without Quarto.
+
+Usage:  python dev/render_docs.py [NB ...] [--jobs 2] [--out _site_fallback]
+
+The real site is nbdev's Quarto site (`nbdev_docs`, built by the GitHub workflow). Quarto cannot be installed
+offline, so this script reproduces what matters for checking the pages here:
+
+1. nbdev's own docs processing (the processors `nbdev_proc_nbs` runs: front matter, `show_doc` cells for every
+   export, hidden cells removed, directives stripped, links), with one change: nbdev's `exec_show_docs` step,
+   which executes only the exported, import and `show_doc` cells, is replaced by one that executes **every** cell
+   in an execnb `CaptureShell`, exactly as `nbdev_test` does (same skip rules: `tst_flags` cells such as
+   `#| slow`/`#| gpu`/`#| apikey`, `#| eval: false`, and the `nbdev_export()` call). `show_doc` cells are among
+   the executed cells, so their output is the same, and the chapters' figures are rendered. Each chapter is thus
+   executed once: this is the docs build and, at the same time, a full run of the notebook tests (a failing cell
+   fails the build with the chapter named), so CI can use it in place of a second `nbdev_test` pass.
+2. The processed notebooks are written to `_proc/` (what Quarto would render);
+3. each is exported with nbconvert's `HTMLExporter(template_name='lab')` after deleting each cell's
+   `metadata.execution` (execnb stores float timings there that nbformat's validator rejects) to
+   `_site_fallback/<chapter>.html`, plus `_site_fallback/manifest.json` (per chapter: status, seconds, number
+   of image outputs, error) which `tests/test_docs.py` checks in headless Chromium.
+
+Chapters run in parallel forked worker processes, as `nbdev_test` runs them (notebooks must not leave global state behind). Exit status 1 if any chapter
+failed. Both `_proc/` and `_site_fallback/` are build outputs (gitignored).
+"""
+from __future__ import annotations
+import argparse, json, os, sys, time, traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _exec_all_processor(flags: set):
+    "An nbdev Processor that executes every runnable cell (nbdev_test's rules) in a CaptureShell."
+    from execnb.shell import CaptureShell
+    from nbdev.process import Processor
+
+    class exec_all(Processor):
+        def begin(self):
+            self.k = CaptureShell()
+            self.k.run_cell('from nbdev.showdoc import show_doc')
+            self.failed = None
+
+        def __call__(self, cell):
+            if self.failed or cell.cell_type != 'code': return
+            if 'nbdev_export' + '(' in cell.source: return
+            d = getattr(cell, 'directives_', {}) or {}
+            if d.get('eval:', [''])[0].lower() == 'false' or flags & set(d): return
+            self.k.cell(cell)
+            if self.k.exc:
+                exc = self.k.exc[1] if isinstance(self.k.exc, tuple) else self.k.exc
+                self.failed = f"cell {cell.idx_}: {type(exc).__name__}: {exc}"
+                self.nb.exec_error_ = self.failed
+    return exec_all
+
+
+def render_one(nb_path: str, out_dir: str, proc_dir: str) -> dict:
+    "Process, execute and export one notebook; returns its manifest entry."
+    t0 = time.time()
+    nb_path, out_dir, proc_dir = Path(nb_path), Path(out_dir), Path(proc_dir)
+    os.environ['IN_TEST'] = '1'
+    entry = dict(chapter=nb_path.stem, notebook=str(nb_path.relative_to(ROOT)), html=f'{nb_path.stem}.html', status='ok',
+                 error=None, images=0)
+    try:
+        from fastcore.xtras import working_directory
+        from nbdev.config import get_config
+        from nbdev.process import NBProcessor
+        from nbdev.processors import FilterDefaults, exec_show_docs
+        from execnb.nbio import read_nb, write_nb
+        cfg = get_config()
+        flags = set(cfg.get('tst_flags', '').split())
+        procs = [(_exec_all_processor(flags) if p is exec_show_docs else p) for p in FilterDefaults().procs()]
+        nb = read_nb(nb_path)
+        with working_directory(nb_path.parent):
+            NBProcessor(nb=nb, procs=procs).process()
+        if getattr(nb, 'exec_error_', None): entry.update(status='error', error=nb.exec_error_)
+        proc_dir.mkdir(parents=True, exist_ok=True)
+        write_nb(nb, proc_dir / nb_path.name)
+        entry['images'] = _export_html(proc_dir / nb_path.name, out_dir / entry['html'])
+    except Exception as e:
+        entry.update(status='error', error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
+    entry['seconds'] = round(time.time() - t0, 1)
+    return entry
+
+
+def _export_html(src: Path, dst: Path) -> int:
+    "nbconvert lab-template HTML of a processed notebook; returns the number of image outputs."
+    import nbformat
+    from nbconvert import HTMLExporter
+    import yaml
+    nb = nbformat.read(src, as_version=4)
+    if nb.cells and nb.cells[0].cell_type == 'raw' and nb.cells[0].source.startswith('---'):
+        # Quarto renders the front matter as the page title; nbconvert would drop it: render it as a heading
+        fm = yaml.safe_load(nb.cells[0].source.strip().strip('-')) or {}
+        md = (f"# {fm['title']}\n\n" if fm.get('title') else '') + (f"> {fm['description']}\n" if fm.get('description') else '')
+        nb.cells[0] = nbformat.v4.new_markdown_cell(md)
+        nb.metadata['title'] = fm.get('title', src.stem)
+    n_img = 0
+    for c in nb.cells:
+        c.metadata.pop('execution', None)
+        for k in [k for k in c if k not in ('cell_type', 'id', 'metadata', 'source', 'outputs', 'execution_count', 'attachments')]:
+            del c[k]  # nbdev's processing attributes (e.g. has_sd) that nbformat's schema rejects
+        for o in c.get('outputs', []):
+            n_img += any(k.startswith('image/') for k in o.get('data', {}))
+    html, _ = HTMLExporter(template_name='lab').from_notebook_node(nb)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(html, encoding='utf-8')
+    return n_img
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('notebooks', nargs='*', help='notebooks (default: every nbs/*.ipynb)')
+    p.add_argument('--jobs', type=int, default=2, help='parallel worker processes')
+    p.add_argument('--out', default=str(ROOT / '_site_fallback'))
+    p.add_argument('--proc', default=str(ROOT / '_proc'))
+    a = p.parse_args(argv)
+    nbs = [Path(n).resolve() for n in a.notebooks] or sorted((ROOT / 'nbs').glob('[!_.]*.ipynb'))
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with ProcessPoolExecutor(a.jobs, mp_context=__import__('multiprocessing').get_context('fork')) as ex:  # as nbdev_test
+        # by module name, not __main__: executing a notebook replaces sys.modules['__main__'] in the worker
+        sys.path.insert(0, str(Path(__file__).parent))
+        worker = __import__('render_docs').render_one
+        entries = list(ex.map(worker, map(str, nbs), [str(out)] * len(nbs), [a.proc] * len(nbs)))
+    mf = out / 'manifest.json'
+    old = {e['chapter']: e for e in json.loads(mf.read_text())['chapters']} if mf.exists() and a.notebooks else {}
+    old.update({e['chapter']: e for e in entries})
+    mf.write_text(json.dumps(dict(built=time.time(), chapters=sorted(old.values(), key=lambda e: e['chapter'])), indent=1))
+    for e in entries:
+        print(f"{e['chapter']:<14} {e['status']:<6} {e['seconds']:>6.1f}s  images={e['images']}" + (f"  {e['error'].splitlines()[0]}" if e['error'] else ''))
+    bad = [e['chapter'] for e in entries if e['status'] != 'ok']
+    print(f"{len(entries) - len(bad)} rendered, {len(bad)} failed{': ' + ', '.join(bad) if bad else ''} in {time.time() - t0:.0f}s -> {out}")
+    return 1 if bad else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`dnr train sft|tdpo|merge` and `dnr bench tdpo` on the tiny model, on CPU."""
+import json, os, subprocess
+import pytest, torch
+from openai import OpenAI
+from conftest import BIN, ROOT
+from dnr.distill import _demo_mag, build_sft, build_tdpo
+from dnr.tiny import tiny_model, serve_model
+from dnr.train import train_cli
+
+# One torch thread: on a shared 2-core machine, two spinning OpenMP threads per process slow tiny models 10-30x.
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'TQDM_DISABLE': '1'}
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def _dnr(*args, timeout=300):
+    r = subprocess.run([str(BIN / 'dnr'), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp('data')
+    (d / 'mags.jsonl').write_text(''.join(json.dumps(_demo_mag(str(i), seed=i)) + '\n' for i in range(6)))
+    build_sft(d, d / 'sft'); build_tdpo(d, d / 'tdpo', tiny_model('random'))
+    return d
+
+def test_sft_tdpo_resume_merge_serve(data, tmp_path, capsys):
+    model = str(tiny_model('trained'))
+    s = _dnr('train', 'sft', '--config', 'configs/sft_tiny.yaml', '--model', model, '--data', str(data / 'sft'),
+             '--output-dir', str(tmp_path / 'sft'))
+    assert s['steps'] == 8 and s['examples'] == 42 and (tmp_path / 'sft' / 'checkpoint-8').is_dir()
+    t = _dnr('train', 'tdpo', '--config', 'configs/tdpo_tiny.yaml', '--model', model, '--adapter', str(tmp_path / 'sft'),
+             '--data', str(data / 'tdpo'), '--output-dir', str(tmp_path / 'tdpo'), '--max-steps', '4')
+    assert t['steps'] == 4 and t['nodes'] == 12 and t['pairs'] == 36 and (tmp_path / 'tdpo' / 'ref_logps.jsonl').exists()
+    # resume from checkpoint-4 up to 8 steps (in process: same code path as the CLI)
+    assert train_cli(['tdpo', '--config', 'configs/tdpo_tiny.yaml', '--model', model, '--adapter', str(tmp_path / 'sft'),
+                      '--data', str(data / 'tdpo'), '--output-dir', str(tmp_path / 'tdpo'), '--resume', '--max-steps', '8']) == 0
+    t2 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert t2['steps'] == 8 and (tmp_path / 'tdpo' / 'checkpoint-8').is_dir()
+    assert train_cli(['merge', '--adapter', str(tmp_path / 'tdpo'), '--out', str(tmp_path / 'merged')]) == 0
+    with serve_model(tmp_path / 'merged') as url:
+        r = OpenAI(base_url=url, api_key='unused', max_retries=0, timeout=60).chat.completions.create(
+            model=str(tmp_path / 'merged'), messages=[{'role': 'user', 'content': 'What is 2 + 3?'}], max_tokens=12, temperature=0)
+    assert r.choices[0].finish_reason in ('stop', 'length') and r.usage.completion_tokens > 0
+
+def test_trl_impl_and_bad_input(data, tmp_path, capsys):
+    model = str(tiny_model('trained'))
+    assert train_cli(['tdpo', '--config', 'configs/tdpo_tiny.yaml', '--model', model, '--adapter', '',
+                      '--data', str(data / 'tdpo'), '--output-dir', str(tmp_path / 'trl'), '--impl', 'trl', '--max-steps', '2',
+                      '--set', 'args.save_strategy=no']) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s['impl'] == 'trl' and s['steps'] == 2 and s['train_loss'] > 0
+    # every node all-right or over-long: counted and reported, no crash inside TRL
+    nodes = [json.loads(l) for l in open(data / 'tdpo' / 'nodes.jsonl')]
+    bad = tmp_path / 'bad'; bad.mkdir()
+    (bad / 'nodes.jsonl').write_text(''.join(json.dumps({**n, 'responses': [{**r, 'correct': True} for r in n['responses']]}) + '\n'
+                                             for n in nodes[:3]) + json.dumps(nodes[3]) + '\n')
+    assert train_cli(['tdpo', '--config', 'configs/tdpo_tiny.yaml', '--model', model, '--adapter', '', '--data', str(bad),
+                      '--output-dir', str(tmp_path / 'b'), '--set', 'args.max_length=20', '--set', 'args.max_prompt_length=null']) == 2
+    err = capsys.readouterr().err
+    assert "no trainable nodes" in err and "'no_wrong': 3" in err and "'prompt_too_long': 1" in err, err
+
+def test_bench_quick():
+    r = subprocess.run([str(BIN / 'python'), 'bench/tdpo.py', '--quick'], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s['max_abs_loss_diff'] < 1e-4 and s['max_abs_grad_diff'] < 1e-4
+    assert s['trl']['pairs'] == s['ours']['pairs'] > 0 and s['tokens_ratio'] > 1.5 and s['pairs_per_s_ratio'] > 0
+
+@pytest.mark.parametrize('share,tol', [('responses', 1e-5), ('context', 1e-4)])
+def test_same_loss_and_grads_as_trl(data, share, tol):
+    "Tree-aware loss == TRL DPOTrainer's on the flat pairs (policy: random tiny model; reference: trained tiny model)."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from dnr.train import trl_pair_loss, tree_loss, max_grad_diff
+    nodes = [json.loads(l) for l in open(data / 'tdpo' / 'nodes.jsonl')][:3]
+    tok = AutoTokenizer.from_pretrained(tiny_model('random'))
+    def fresh():
+        torch.manual_seed(0)
+        return (AutoModelForCausalLM.from_pretrained(tiny_model('random'), dtype=torch.float32),
+                AutoModelForCausalLM.from_pretrained(tiny_model('trained'), dtype=torch.float32).eval())
+    l1, g1 = trl_pair_loss(*fresh(), nodes, tok)
+    l2, g2 = tree_loss(*fresh(), nodes, tok, share=share)
+    assert abs(l1.item() - 0.6931) > 0.01  # policy != reference: a loss that can differ
+    assert abs(l1 - l2).item() < tol and max_grad_diff(g1, g2) < tol
