@@ -33,3 +33,19 @@ def test_readme_is_generated_from_index():
 def test_ci_runs_the_readme_test_command():
     readme, ci = (ROOT / 'README.md').read_text(), (ROOT / '.ci' / 'run').read_text()
     assert 'make test' in readme and '\nmake test\n' in ci
+
+def test_docs_processing_runs_no_test_cell_out_of_context():
+    """nbdev's docs processing executes export cells and every cell with an import, skipping the rest: a cell
+    mixing imports with other code would run without the state it needs (and break `nbdev_docs`)."""
+    import ast, warnings
+    from nbdev.process import NBProcessor
+    from nbdev.processors import _do_eval
+    bad = []
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for p in sorted((ROOT / 'nbs').glob('*.ipynb')):
+            for c in NBProcessor(p).nb.cells:
+                if c.cell_type != 'code' or not _do_eval(c): continue
+                if c.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: continue
+                if not all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in c.parsed_()): bad.append(f'{p.name} cell {c.idx_}')
+    assert not bad, f"split imports into their own cells: {bad}"
