@@ -9,9 +9,31 @@ from nbconvert import MarkdownExporter
 
 ROOT = Path(__file__).resolve().parents[1]
 
+def _joined(o: dict) -> dict:
+    "execnb keeps multi-line text as lists of lines; nbconvert's templates want strings."
+    j = lambda v: ''.join(v) if isinstance(v, list) else v
+    o = dict(o)
+    if 'text' in o: o['text'] = j(o['text'])
+    if 'data' in o: o['data'] = {k: j(v) for k, v in o['data'].items()}
+    return o
+
+def _execute(nb):
+    "Run the code cells in-process (as nbdev_test does) so the README shows their outputs."
+    from execnb.shell import CaptureShell
+    sh = CaptureShell()
+    for c in nb.cells:
+        if c.cell_type == 'code':
+            c.outputs = [nbformat.from_dict(_joined(o)) for o in sh.run(c.source)]
+            if sh.exc: raise RuntimeError(f"index.ipynb: cell failed:\n{c.source}") from sh.exc
+
 def render() -> str:
     nb = nbformat.read(ROOT / 'nbs' / 'index.ipynb', as_version=4)
     nb.cells = [c for c in nb.cells if not c.source.lstrip().startswith('#|')]
+    _execute(nb)
+    for c in nb.cells:
+        for o in c.get('outputs', []):
+            if o.get('output_type') == 'execute_result': o['execution_count'] = None
+    nb.metadata.setdefault('language_info', {})['name'] = 'python'
     md, _ = MarkdownExporter().from_notebook_node(nb)
     md = re.sub(r'^# (.+)\n\n> (.+)$', r'# \1\n\n> \2', md, count=1, flags=re.M)
     note = '<!-- generated from nbs/index.ipynb by dev/make_readme.py (or nbdev_readme); edit the notebook -->\n\n'
