@@ -4,15 +4,16 @@
 
 # %% ../nbs/04_distill.ipynb #57f3d189
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, itertools, json, sys, time
 from collections import Counter
 from pathlib import Path
 from .data import DATASETS, Question, format_last_round, train_debate_prompt, train_prompt
 from .mag import MAG, iter_mags, validate_mag
 
 # %% auto #0
-__all__ = ['ABLATIONS', 'mag_question', 'answer_text', 'usable', 'sft_examples', 'context_entries', 'Budget', 'mag_nodes',
-           'nodes_to_pairs', 'build_sft', 'build_tdpo', 'build_cli']
+__all__ = ['UNPARSED_TEXT', 'ABLATIONS', 'UNPARSED', 'mag_question', 'answer_text', 'usable', 'answer_state', 'sft_examples',
+           'context_entries', 'entry_text', 'format_context', 'Budget', 'mag_nodes', 'nodes_to_pairs', 'build_sft',
+           'build_tdpo', 'build_cli']
 
 # %% ../nbs/04_distill.ipynb #002fc2a3
 def mag_question(m: MAG) -> Question:
@@ -32,6 +33,14 @@ def answer_text(reasoning: str, # the answer's reasoning
 def usable(a) -> bool:
     "An answer usable for training: parsed in the required format, graded, with reasoning."
     return a.status == 'parsed' and a.correct is not None and a.answer is not None and a.reasoning is not None
+
+UNPARSED_TEXT = "### Answer\nNone\nFinal answer: None"  # the authors' rejected response for an unparsed answer
+
+def answer_state(a) -> str:
+    "'usable', 'unparsed' (no answer in the required format: the authors' None), 'missing' (no response) or 'ungraded'."
+    if a.status == 'missing' or a.response is None: return 'missing'
+    if getattr(a, 'parsed', None) is False or a.status != 'parsed' or a.answer is None or a.reasoning is None: return 'unparsed'
+    return 'usable' if a.correct is not None else 'ungraded'
 
 # %% ../nbs/04_distill.ipynb #d5e3f60a
 def sft_examples(mags, # MAGs (dicts or `MAG`)
@@ -82,14 +91,29 @@ def context_entries(m: MAG, # the MAG
     return out
 
 # %% ../nbs/04_distill.ipynb #325276ae
+def entry_text(e: dict, i: int = 1) -> str:
+    "One context entry as `format_last_round` writes it (`Answer i:` …), or with its joint-cut `tail`."
+    if e.get('tail') is not None: return f"Answer {i}:\n{e['reasoning']}\nFinal answer: {e['answer']}\n\n{e['tail']}"
+    return f"Answer {i}:\n" + format_last_round([e])[len('Answer 1:\n'):]
+
+def format_context(entries: list[dict]) -> str:
+    "The `### Last Round Answers` text of entries (`format_last_round`, with joint-cut tails)."
+    return ''.join(entry_text(e, i) for i, e in enumerate(entries, 1)) or 'None'
+
+def _tail(e: dict) -> str:
+    "The self-reflection and feedback block of an entry, as one text."
+    return entry_text(e)[len(entry_text({**e, 'tail': ''})):]
+
 class Budget:
     "The paper's token budgets for debate contexts, measured with the student's tokenizer."
     def __init__(self, tok, # the student's tokenizer (None: no budgets)
                  answer_cap: int = 950, # max tokens of one context entry
-                 cut_to: int = 470, # reasoning (then reflection + feedback) cut to this many tokens
+                 cut_to: int = 470, # reasoning, then the joint reflection + feedback block, cut to this many tokens
                  context_budget: int = 1000, # max tokens of all entries in one context
+                 prompt_cap: int | None = 1000, # max prompt tokens (T-DPO's max_prompt_length): cut the context, not the question; None: off
                 ):
         self.tok, self.answer_cap, self.cut_to, self.context_budget = tok, answer_cap, cut_to, context_budget
+        self.prompt_cap = prompt_cap or None
 
     def n(self, text: str) -> int: return len(self.tok(text, add_special_tokens=False)['input_ids'])
     def cut(self, text: str, n: int) -> str:
@@ -97,17 +121,13 @@ class Budget:
         return text if len(ids) <= n else self.tok.decode(ids[:n])
 
     def fit_entry(self, e: dict, stats: Counter) -> tuple[dict, int]:
-        "The entry cut to `answer_cap` tokens (reasoning first, then reflection and feedback), and its size."
-        size = self.n(format_last_round([e]))
-        if size > self.answer_cap:
+        "The entry cut as the authors do: reasoning to `cut_to` tokens, then reflection + feedback together; and its size."
+        body = lambda e: entry_text(e)[len('Answer 1:\n'):]  # the authors measure the entry without its `Answer i:` line
+        if self.n(body(e)) > self.answer_cap:
             e = {**e, 'reasoning': self.cut(e['reasoning'], self.cut_to)}; stats['reasoning_cut'] += 1
-            size = self.n(format_last_round([e]))
-            if size > self.answer_cap:
-                k = max(1, len(e['feedback']))
-                e = {**e, 'reflection': e['reflection'] and self.cut(e['reflection'], self.cut_to),
-                     'feedback': [self.cut(f, self.cut_to // k) for f in e['feedback']]}
-                stats['feedback_cut'] += 1; size = self.n(format_last_round([e]))
-        return e, size
+            if self.n(body(e)) > self.answer_cap:
+                e = {**e, 'tail': self.cut(_tail(e), self.cut_to)}; stats['feedback_cut'] += 1
+        return e, self.n(entry_text(e))
 
     def split(self, entries: list[dict], stats: Counter) -> list[list[dict]]:
         "Entries fitted and packed greedily (display order) into groups within `context_budget` tokens."
@@ -121,35 +141,69 @@ class Budget:
         if len(groups) > 1: stats['contexts_split'] += 1; stats['extra_contexts'] += len(groups) - 1
         return groups or [[]]
 
+    def prompt_n(self, prompt: str) -> int:
+        "Tokens of a user prompt in the student's chat template, as the T-DPO trainer counts them."
+        if getattr(self.tok, 'chat_template', None):
+            prompt = self.tok.apply_chat_template([{'role': 'user', 'content': prompt}], tokenize=False, add_generation_prompt=True)
+        return self.n(prompt)
+
+    def debate_prompt(self, q: Question, context: str, stats: Counter) -> str:
+        "`train_debate_prompt(q, context)`, with the context's end cut so the prompt fits `prompt_cap`."
+        p = train_debate_prompt(q, context)
+        if self.tok is None or self.prompt_cap is None or (n := self.prompt_n(p)) <= self.prompt_cap: return p
+        ids = self.tok(context, add_special_tokens=False)['input_ids']
+        keep = len(ids) - (n - self.prompt_cap)
+        while keep > 0:
+            p = train_debate_prompt(q, self.tok.decode(ids[:keep]))
+            if (over := self.prompt_n(p) - self.prompt_cap) <= 0: stats['context_cut_to_prompt_cap'] += 1; return p
+            keep -= max(1, over)
+        stats['prompt_over_cap'] += 1  # the instruction and question alone exceed the cap: kept whole, no context
+        return train_debate_prompt(q, 'None')
+
 # %% ../nbs/04_distill.ipynb #81480742
+UNPARSED = ('reject', 'drop')
+
 def mag_nodes(m: MAG | dict, # a MAG
-              budget: Budget | None = None, # token budgets (None: no cuts or splits)
+              budget: Budget | None = None, # token budgets (None: no cuts, splits or prompt cap)
               ablation: str = 'none', # one of ABLATIONS
               stats: Counter | None = None, # counters updated in place
+              unparsed: str = 'reject', # unparsed answers: 'reject' (the authors' `None` answer, a rejected child) or 'drop'
              ) -> list[dict]:
     "Preference nodes (context + right/wrong answers) of every round of a MAG."
+    if unparsed not in UNPARSED: raise ValueError(f"unparsed must be one of {UNPARSED}, got {unparsed!r}")
     stats = stats if stats is not None else Counter()
     m = validate_mag(m); q = mag_question(m); roles = {a.name: a.role for a in m.agents}
     out = []
     for r in m.rounds:
-        kids, bad = [], 0
+        kids = []
         for name, a in r.answers.items():
-            if not usable(a): bad += 1; continue
-            kids.append({'agent': name, 'role': roles[name], 'answer': a.answer, 'correct': bool(a.correct),
-                         'content': answer_text(a.reasoning, a.answer, m.kind)})
-        stats['unparsed_answers'] += bad
+            state = answer_state(a)
+            if state == 'usable':
+                kids.append({'agent': name, 'role': roles[name], 'answer': a.answer, 'correct': bool(a.correct),
+                             'content': answer_text(a.reasoning, a.answer, m.kind)})
+            elif state == 'unparsed':
+                stats['unparsed_answers'] += 1
+                if unparsed == 'reject':
+                    kids.append({'agent': name, 'role': roles[name], 'answer': None, 'correct': False, 'content': UNPARSED_TEXT})
+            else: stats[f'{state}_answers'] += 1
         if not kids: stats['skipped_unparsed'] += 1; continue
         nr = sum(k['correct'] for k in kids)
         if nr == 0: stats['skipped_no_right'] += 1; continue
         if nr == len(kids): stats['skipped_no_wrong'] += 1; continue
-        if r.round == 0: prompts = [train_prompt(q)]
+        if r.round == 0:
+            p0 = train_prompt(q)
+            if budget and budget.tok is not None and budget.prompt_cap and budget.prompt_n(p0) > budget.prompt_cap: stats['prompt_over_cap'] += 1
+            prompts = [p0]
         else:
             groups = (budget.split if budget else (lambda es, st: [es]))(context_entries(m, r.round, ablation), stats)
-            prompts = [train_debate_prompt(q, format_last_round(g)) for g in groups]
+            prompts = [budget.debate_prompt(q, format_context(g), stats) if budget else train_debate_prompt(q, format_context(g))
+                       for g in groups]
+        n_unp = sum(k['answer'] is None for k in kids)
         for i, p in enumerate(prompts):
             out.append({'id': f'{m.question_id}/r{r.round}/c{i}', 'question_id': m.question_id, 'round': r.round,
                         'context': i, 'prompt': [{'role': 'user', 'content': p}], 'responses': kids})
-            stats['pairs'] += nr * (len(kids) - nr)
+            stats['pairs'] += nr * (len(kids) - nr); stats[f'pairs_r{r.round}'] += nr * (len(kids) - nr)
+            stats['pairs_unparsed_rejected'] += nr * n_unp
     stats['nodes'] += len(out); stats['mags'] += 1
     return out
 
@@ -207,17 +261,24 @@ def _write_jsonl(path: Path, rows) -> int:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n'); n += 1
     return n
 
+def _first(mags, debates: int | None):
+    "The first `debates` MAGs (the authors' `all_mags[:N]`), or all."
+    if debates is not None and (not isinstance(debates, int) or debates < 1):
+        raise ValueError(f"debates must be a positive number of MAGs, got {debates!r}")
+    return itertools.islice(mags, debates) if debates else mags
+
 def build_sft(run, # run folder (with mags.jsonl) or a MAG JSONL file
               out, # output folder
               include_student: bool = False, # also the student's correct answers
+              debates: int | None = None, # only the first N MAGs (the data-scale runs); None: all
              ) -> dict:
     "Write `sft.jsonl` from a run's MAGs; returns the summary."
     t0, st, f = time.perf_counter(), Counter(), _mags_file(run)
-    rows = sft_examples(iter_mags(f), include_student, st)
+    rows = sft_examples(_first(iter_mags(f), debates), include_student, st)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(out / 'sft.jsonl', rows)
     s = dict(kind='sft', mags=st['mags'], examples=len(rows), duplicates=st['duplicates'], unparsed_answers=st['unparsed'],
-             include_student=include_student, seconds=round(time.perf_counter() - t0, 3), out=str(out))
+             amplification=round(len(rows) / max(1, st['mags']), 2), include_student=include_student, debates=debates, seconds=round(time.perf_counter() - t0, 3), out=str(out))
     (out / 'summary.json').write_text(json.dumps(s, indent=1)); return s
 
 def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
@@ -225,19 +286,24 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
                tokenizer=None, # the student's tokenizer (path or object) for the token budgets; None: no budgets
                ablation: str = 'none', # one of ABLATIONS
                answer_cap: int = 950, cut_to: int = 470, context_budget: int = 1000, # the paper's budgets
+               prompt_cap: int | None = 1000, # cut the debate context so prompts fit (T-DPO's max_prompt_length); None: off
+               unparsed: str = 'reject', # unparsed answers: 'reject' (the authors) or 'drop'
+               debates: int | None = None, # only the first N MAGs (the data-scale runs); None: all
               ) -> dict:
     "Write `nodes.jsonl`, `pairs.jsonl` and `tree.jsonl` from a run's MAGs; returns the summary."
     t0, st, f = time.perf_counter(), Counter(), _mags_file(run)
     if isinstance(tokenizer, (str, Path)):
         from transformers import AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(tokenizer)
-    budget = Budget(tokenizer, answer_cap, cut_to, context_budget) if tokenizer is not None else None
+    if ablation not in ABLATIONS: raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
+    if unparsed not in UNPARSED: raise ValueError(f"unparsed must be one of {UNPARSED}, got {unparsed!r}")
+    budget = Budget(tokenizer, answer_cap, cut_to, context_budget, prompt_cap) if tokenizer is not None else None
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     n_pairs = 0
     with open(out / 'nodes.jsonl', 'w', encoding='utf-8') as fn, open(out / 'pairs.jsonl', 'w', encoding='utf-8') as fp, \
          open(out / 'tree.jsonl', 'w', encoding='utf-8') as ft:
-        for m in iter_mags(f):
-            ns = mag_nodes(m, budget, ablation, st)
+        for m in _first(iter_mags(f), debates):
+            ns = mag_nodes(m, budget, ablation, st, unparsed)
             for n in ns: fn.write(json.dumps(n, ensure_ascii=False) + '\n')
             for p in nodes_to_pairs(ns): fp.write(json.dumps(p, ensure_ascii=False) + '\n'); n_pairs += 1
             rounds = {}
@@ -246,12 +312,18 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
                     'chosen': [k for k in n['responses'] if k['correct']], 'rejected': [k for k in n['responses'] if not k['correct']]})
             ft.write(json.dumps({'question_id': m.question_id, 'gold': m.gold,
                                  'rounds': [{'round': r, 'contexts': c} for r, c in sorted(rounds.items())]}, ensure_ascii=False) + '\n')
+    rounds = sorted(int(k[len('pairs_r'):]) for k in st if k.startswith('pairs_r'))
     s = dict(kind='tdpo', mags=st['mags'], nodes=st['nodes'], pairs=n_pairs,
+             pairs_per_round={str(r): st[f'pairs_r{r}'] for r in rounds},
+             amplification=round(n_pairs / max(1, st['mags']), 2),  # pairs per debated question (the paper: 2.5-7.7x)
              skipped={'no_right': st['skipped_no_right'], 'no_wrong': st['skipped_no_wrong'], 'unparsed': st['skipped_unparsed']},
-             unparsed_answers=st['unparsed_answers'],
+             unparsed_answers=st['unparsed_answers'], unparsed=unparsed, pairs_unparsed_rejected=st['pairs_unparsed_rejected'],
+             missing_answers=st['missing_answers'], ungraded_answers=st['ungraded_answers'],
              cut={'reasoning': st['reasoning_cut'], 'feedback': st['feedback_cut'], 'contexts_split': st['contexts_split'],
-                  'extra_contexts': st['extra_contexts']},
-             ablation=ablation, budgets=None if budget is None else dict(answer_cap=answer_cap, cut_to=cut_to, context_budget=context_budget),
+                  'extra_contexts': st['extra_contexts'], 'context_to_prompt_cap': st['context_cut_to_prompt_cap'],
+                  'prompt_over_cap': st['prompt_over_cap']},
+             ablation=ablation, debates=debates,
+             budgets=None if budget is None else dict(answer_cap=answer_cap, cut_to=cut_to, context_budget=context_budget, prompt_cap=budget.prompt_cap),
              seconds=round(time.perf_counter() - t0, 3), out=str(out))
     (out / 'summary.json').write_text(json.dumps(s, indent=1)); return s
 
@@ -267,22 +339,32 @@ def build_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--ablation', choices=ABLATIONS, default='none', help='T-DPO: drop self-reflections and/or feedback')
     p.add_argument('--answer-cap', type=int, default=950); p.add_argument('--cut-to', type=int, default=470)
     p.add_argument('--context-budget', type=int, default=1000)
+    p.add_argument('--prompt-cap', type=int, default=1000, help="T-DPO: cut the debate context so a prompt fits this many tokens "
+                   "(the trainer's max_prompt_length), never the instruction or question; 0: off (the trainer keeps the prompt's end)")
+    p.add_argument('--unparsed', choices=UNPARSED, default='reject',
+                   help="T-DPO: unparsed answers as rejected responses ('### Answer\\nNone\\nFinal answer: None', the authors') or dropped")
+    p.add_argument('--debates', type=int, help='only the first N MAGs (the data-scale runs)')
     a = p.parse_args(argv)
     try:
-        if a.kind == 'sft': s = build_sft(a.run, a.out, a.include_student)
+        if a.kind == 'sft': s = build_sft(a.run, a.out, a.include_student, a.debates)
         else:
             if not a.tokenizer: print("dnr build tdpo: no --tokenizer, so no token budgets (contexts are not cut or split)", file=sys.stderr)
-            s = build_tdpo(a.run, a.out, a.tokenizer, a.ablation, a.answer_cap, a.cut_to, a.context_budget)
+            s = build_tdpo(a.run, a.out, a.tokenizer, a.ablation, a.answer_cap, a.cut_to, a.context_budget,
+                           a.prompt_cap or None, a.unparsed, a.debates)
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"dnr build {a.kind}: error: {e}", file=sys.stderr); return 2
     if a.kind == 'sft':
         print(f"{s['mags']} MAGs -> {s['examples']} SFT examples ({s['duplicates']} duplicates dropped, "
               f"{s['unparsed_answers']} unparsed answers) in {s['seconds']:.2f} s -> {s['out']}")
+        print(f"amplification: {s['amplification']} SFT examples per debated question")
     else:
         sk, c = s['skipped'], s['cut']
         print(f"{s['mags']} MAGs -> {s['nodes']} nodes, {s['pairs']} pairs in {s['seconds']:.2f} s -> {s['out']}")
+        print(f"pairs per round: {', '.join(f'r{r} {n}' for r, n in s['pairs_per_round'].items()) or 'none'}; "
+              f"amplification: {s['amplification']} pairs per debated question (the paper: 2.5-7.7)")
         print(f"skipped rounds: {sk['no_right']} no right answer, {sk['no_wrong']} no wrong answer, {sk['unparsed']} unparsed; "
-              f"{s['unparsed_answers']} unparsed answers dropped")
-        print(f"cut: {c['reasoning']} reasoning, {c['feedback']} reflection/feedback; {c['contexts_split']} contexts split "
-              f"into {c['extra_contexts']} extra")
+              f"{s['unparsed_answers']} unparsed answers " + (f"kept as rejected ({s['pairs_unparsed_rejected']} pairs)"
+              if s['unparsed'] == 'reject' else 'dropped') + f", {s['missing_answers']} missing dropped")
+        print(f"cut: {c['reasoning']} reasoning, {c['feedback']} reflection+feedback; {c['contexts_split']} contexts split "
+              f"into {c['extra_contexts']} extra; {c['context_to_prompt_cap']} contexts cut to the prompt cap")
     print(json.dumps(s)); return 0

@@ -1,7 +1,7 @@
 """`dnr build sft|tdpo`: CLI runs on MAG files, summaries, bad input."""
 import json, os, subprocess
 from conftest import BIN, ROOT
-from dnr.distill import _demo_mag, build_cli
+from dnr.distill import UNPARSED_TEXT, _demo_mag, build_cli
 from dnr.tiny import tiny_model
 
 def _mags(tmp_path):
@@ -24,16 +24,43 @@ def test_build_tdpo_cli(tmp_path):
     run = _mags(tmp_path)
     r, s = _dnr('build', 'tdpo', '--run', str(run), '--tokenizer', str(tiny_model('random')), '--out', str(tmp_path / 'tdpo'))
     assert r.returncode == 0, r.stderr[-2000:]
-    # each demo MAG: round 0 (2 right x 2 wrong), round 1 (2 right x 1 wrong; the unparsed student dropped), round 2 all right
-    assert s['skipped'] == {'no_right': 1, 'no_wrong': 12, 'unparsed': 1}
-    assert s['unparsed_answers'] == 10 + 1 + 4 + 1
+    # each demo MAG: round 0 (2 right x 2 wrong), round 1 (2 right x 2 wrong: claude and the unparsed student, kept as
+    # rejected as the authors do), round 2 all right. The all-unparsed round 0 has no right answer.
+    assert s['skipped'] == {'no_right': 2, 'no_wrong': 12, 'unparsed': 0}
+    assert s['unparsed_answers'] == 10 + 1 + 4 + 1 and s['unparsed'] == 'reject'
     nodes = [json.loads(l) for l in open(tmp_path / 'tdpo' / 'nodes.jsonl')]
     pairs = [json.loads(l) for l in open(tmp_path / 'tdpo' / 'pairs.jsonl')]
-    assert s['nodes'] == len(nodes) and s['pairs'] == len(pairs) == 10 * (4 + 2) + 2 + 2
-    assert 'skipped rounds: 1 no right answer, 12 no wrong answer, 1 unparsed' in r.stdout
+    assert s['nodes'] == len(nodes) and s['pairs'] == len(pairs) == 10 * (4 + 4) + 4 + 4
+    assert s['pairs_per_round'] == {'0': 40, '1': 48} and s['amplification'] == round(88 / 12, 2)
+    assert s['pairs_unparsed_rejected'] == 10 * 2 + 2 + 2 == sum(p['rejected'][0]['content'] == UNPARSED_TEXT for p in pairs)
+    assert UNPARSED_TEXT == '### Answer\nNone\nFinal answer: None'
+    assert 'skipped rounds: 2 no right answer, 12 no wrong answer, 0 unparsed' in r.stdout
+    assert 'pairs per round: r0 40, r1 48; amplification: 7.33 pairs per debated question' in r.stdout
     assert all(p['chosen'][0]['role'] == 'assistant' and p['prompt'][0]['role'] == 'user' for p in pairs)
     tree = [json.loads(l) for l in open(tmp_path / 'tdpo' / 'tree.jsonl')]
     assert len(tree) == 12 and [len(r['contexts']) for r in tree[0]['rounds']] == [1, 1]
+    # the switch: dnr's former behaviour, unparsed answers dropped
+    r, d = _dnr('build', 'tdpo', '--run', str(run), '--out', str(tmp_path / 'drop'), '--unparsed', 'drop', '--debates', '11')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert d['mags'] == 11 and d['pairs'] == 10 * (4 + 2) + 2 and d['pairs_per_round'] == {'0': 40, '1': 22}
+    assert d['skipped'] == {'no_right': 1, 'no_wrong': 11, 'unparsed': 0} and d['pairs_unparsed_rejected'] == 0
+    assert 'unparsed answers dropped' in r.stdout
+    r, _ = _dnr('build', 'tdpo', '--run', str(run), '--out', str(tmp_path / 'x'), '--unparsed', 'keep')
+    assert r.returncode == 2 and 'unparsed' in r.stderr
+
+def test_build_from_a_replayed_debate(tmp_path):
+    "Real recorded answers (the offline replay of MMLU-Pro physics): unparsed answers become rejected responses."
+    from dnr.debate import offline_config, load_config, run_dir, run_sync
+    run_sync(run_dir(load_config(offline_config('physics', limit=40)), tmp_path / 'deb', progress=False))
+    from dnr.mag import read_mags
+    from dnr.distill import answer_state, build_tdpo
+    mags = read_mags(tmp_path / 'deb' / 'mags.jsonl')
+    states = [answer_state(a) for m in mags for a in m.rounds[0].answers.values()]
+    s_rej = build_tdpo(tmp_path / 'deb', tmp_path / 'rej', str(tiny_model('random')))
+    s_drop = build_tdpo(tmp_path / 'deb', tmp_path / 'drop', str(tiny_model('random')), unparsed='drop')
+    assert s_rej['unparsed_answers'] == states.count('unparsed') > 0
+    assert s_rej['pairs'] - s_drop['pairs'] == s_rej['pairs_unparsed_rejected'] > 0
+    assert s_rej['pairs_per_round']['0'] == s_rej['pairs'] and s_rej['amplification'] == round(s_rej['pairs'] / 40, 2)
 
 def test_build_sft_cli_and_ablation(tmp_path):
     run = _mags(tmp_path)
