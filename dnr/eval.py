@@ -11,11 +11,11 @@ from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, se
                       grade, grade_response, accuracy_summary, extract_feedback, read_jsonl, repair_tail)
 
 # %% auto #0
-__all__ = ['DECODING', 'PAPER_RESULTS', 'eval_messages', 'quiet_loading', 'HFBackend', 'OpenAIBackend', 'VLLMBackend',
-           'ReplayBackend', 'make_record', 'reflect_messages', 'verify_messages', 'answer_batch', 'bootstrap_ci',
-           'summarize', 'grade_recorded', 'read_predictions', 'evaluate', 'EvalError', 'eval_cli', 'dataset_column',
-           'load_runs', 'table1_frame', 'plot_table1', 'plot_ablation', 'plot_token_cost', 'plot_data_scale', 'figures',
-           'figures_cli']
+__all__ = ['DECODING', 'PAPER_RESULTS', 'PAPER_EXPERIMENTS', 'eval_messages', 'quiet_loading', 'HFBackend', 'OpenAIBackend',
+           'VLLMBackend', 'ReplayBackend', 'make_record', 'reflect_messages', 'verify_messages', 'answer_batch',
+           'bootstrap_ci', 'summarize', 'grade_recorded', 'read_predictions', 'evaluate', 'EvalError', 'eval_cli',
+           'paper_number', 'dataset_column', 'load_runs', 'table1_frame', 'experiments_frame', 'experiments_markdown',
+           'plot_table1', 'plot_ablation', 'plot_token_cost', 'plot_data_scale', 'figures', 'figures_cli']
 
 # %% ../nbs/06_eval.ipynb #c54c1373
 DECODING = dict(max_new_tokens=700, temperature=0.3, top_p=0.9) # the paper's evaluation decoding (authors' README)
@@ -432,6 +432,45 @@ PAPER_RESULTS = {
                        note='figure only; per-point values not found'),
 }
 
+# %% ../nbs/06_eval.ipynb #b1692bcb
+def _experiments() -> dict:
+    "The paper's experiments: which stage of which run reproduces which published number."
+    ex = {}
+    for c, name in PAPER_RESULTS['columns'].items():
+        ex[f'table1_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: D&R',
+                                 paper={'base': ('table1', 'vanilla'), 'sft': ('table1', 'dnr_sft'), 'tdpo': ('table1', 'dnr')})
+        ex[f'single_teacher_claude_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: single-teacher SFT (Claude 3.5)',
+                                                paper={'sft': ('table1', 'sft_claude')})
+    ex['ablation_sft_only'] = dict(group='ablation', column='physics', title='Ablation, physics: D&R SFT only (no T-DPO)',
+                                   paper={'sft': ('table1', 'dnr_sft')})
+    for k, key, what in (('no_reflection', 'no_sr', 'without self-reflection'), ('no_feedback', 'no_tf', 'without teacher feedback'),
+                         ('no_both', 'no_sr_tf', 'without both')):
+        ex[f'ablation_{k}'] = dict(group='ablation', column='physics', ablation=k, title=f'Ablation, physics: T-DPO data {what}',
+                                   paper={'tdpo': ('ablation_physics', key)})
+    for n in PAPER_RESULTS['data_scale']['n_debates']:
+        ex[f'data_scale_{n}'] = dict(group='data_scale', column='physics', debates=n, title=f'Data scale, physics: {n} debates',
+                                     paper={'sft': ('data_scale_sft', n), 'tdpo': ('data_scale', n)})
+    return ex
+
+PAPER_EXPERIMENTS = _experiments()
+_STAGE_OF_METHOD = {'vanilla': 'base', 'dnr_sft': 'sft', 'dnr': 'tdpo'}
+
+def paper_number(experiment: str, # a key of PAPER_EXPERIMENTS
+                 stage: str, # the evaluated student: 'base', 'sft' or 'tdpo'
+                ) -> float | None:
+    "The paper's accuracy (%) an experiment's student should reproduce; None where the paper gives none."
+    if experiment not in PAPER_EXPERIMENTS: raise ValueError(f"unknown experiment {experiment!r}; known: {sorted(PAPER_EXPERIMENTS)}")
+    e = PAPER_EXPERIMENTS[experiment]
+    if stage not in e['paper']: return None
+    table, key = e['paper'][stage]
+    if table in ('data_scale', 'data_scale_sft'):
+        ds = PAPER_RESULTS['data_scale']
+        if key == max(ds['n_debates']):  # all the physics debates: Table 1's numbers
+            return paper_number('table1_physics', 'tdpo' if table == 'data_scale' else 'sft')
+        return ds['dnr'][ds['n_debates'].index(key)] if table == 'data_scale' else None
+    row = next(r for r in PAPER_RESULTS[table] if r['key'] == key)
+    return row[e['column']]
+
 # %% ../nbs/06_eval.ipynb #2ecc0630
 def dataset_column(dataset: str | None) -> str | None:
     "Table 1 column of a dataset name: 'cs', 'physics', 'biology', 'math', or None."
@@ -461,8 +500,22 @@ def load_runs(dirs: list[str | Path], # run folders, or folders holding run fold
 _COLS = ('cs', 'physics', 'biology', 'math')
 
 def _main_runs(runs):
-    "Runs for Table 1: not data-scale, ablation or self-reflection variants."
-    return [s for s in runs if not ({'n_debates', 'ablation'} & set(s['tags']) or s.get('self_reflect'))]
+    "Runs for Table 1: a Table 1 experiment's, or untagged runs that are not data-scale, ablation or self-reflection variants."
+    def main(s):
+        if s['tags'].get('experiment') in PAPER_EXPERIMENTS: return PAPER_EXPERIMENTS[s['tags']['experiment']]['group'] == 'table1' and not s.get('self_reflect')
+        return not ({'n_debates', 'ablation'} & set(s['tags']) or s.get('self_reflect'))
+    return [{**s, 'label': _t1_label(s)} for s in runs if main(s)]
+
+def _t1_label(s: dict) -> str:
+    "A Table 1 experiment's run is labelled with its paper row (`ours: D&R SFT only`), so the four benchmarks share a row."
+    e = PAPER_EXPERIMENTS.get(s['tags'].get('experiment'))
+    if not e or e['group'] != 'table1': return s['label']
+    ref = e['paper'].get(_stage(s))
+    return next(r['method'] for r in PAPER_RESULTS['table1'] if r['key'] == ref[1]) + ' (ours)' if ref else s['label']
+
+def _stage(s: dict) -> str | None:
+    "The evaluated student of a run: its `stage` tag, else from its `method` tag."
+    return s['tags'].get('stage') or _STAGE_OF_METHOD.get(s['tags'].get('method'))
 
 def table1_frame(runs: list[dict], # evaluation summaries (`load_runs`)
                 ) -> 'pd.DataFrame':
@@ -483,6 +536,46 @@ def _save(fig, out: Path, name: str) -> list[str]:
     paths = [out / f'{name}.png', out / f'{name}.svg']
     fig.savefig(paths[0], dpi=150, bbox_inches='tight'); fig.savefig(paths[1], bbox_inches='tight')
     return [str(p) for p in paths]
+
+# %% ../nbs/06_eval.ipynb #9fc72f96
+def experiments_frame(runs: list[dict], # evaluation summaries (`load_runs`)
+                     ) -> 'pd.DataFrame':
+    "Every experiment of the paper and its students: the paper's number beside this run's (accuracy %, 95% CI)."
+    import pandas as pd
+    found = {}
+    for s in runs:
+        exp = s['tags'].get('experiment')
+        if exp is None: continue
+        f = Path(s['run_dir']) / 'summary.json'
+        if exp not in PAPER_EXPERIMENTS: raise ValueError(f"{f}: field 'tags.experiment': unknown experiment {exp!r}; known: {sorted(PAPER_EXPERIMENTS)}")
+        e, st = PAPER_EXPERIMENTS[exp], _stage(s)
+        if st not in ('base', 'sft', 'tdpo'): raise ValueError(f"{f}: field 'tags.stage': {st!r}, expected base, sft or tdpo")
+        if dataset_column(s['dataset']) != e['column']:
+            raise ValueError(f"{f}: field 'dataset': {s['dataset']!r}, but experiment {exp!r} is on {PAPER_RESULTS['columns'][e['column']]}")
+        found.setdefault((exp, st), []).append(s)
+    rows = []
+    for exp, e in PAPER_EXPERIMENTS.items():
+        for st in dict.fromkeys([*e['paper'], *(k[1] for k in found if k[0] == exp)]):
+            paper = paper_number(exp, st)
+            for s in found.get((exp, st)) or [None]:
+                ours = None if s is None else 100 * s['accuracy']
+                ci = None if s is None or s.get('ci95') is None else [round(100 * v, 2) for v in s['ci95']]
+                rows.append(dict(experiment=exp, stage=st, what=e['title'], benchmark=PAPER_RESULTS['columns'][e['column']],
+                                 paper=paper, this_run=ours, ci95=None if ci is None else f'[{ci[0]:.2f}, {ci[1]:.2f}]',
+                                 n=None if s is None else s['n'], delta=None if ours is None or paper is None else ours - paper,
+                                 run=None if s is None else s['run_dir']))
+    df = pd.DataFrame(rows)
+    for c in ('paper', 'this_run', 'delta'): df[c] = df[c].astype(float).round(2)
+    return df
+
+def experiments_markdown(df: 'pd.DataFrame') -> str:
+    "The experiments table as markdown: experiment | stage | paper | this run | 95% CI | Δ."
+    fmt = lambda v: '' if v is None or v != v else f'{v:.2f}'
+    lines = ['| experiment | stage | benchmark | paper | this run | 95% CI | Δ | n |', '|---|---|---|---|---|---|---|---|']
+    for r in df.itertuples():
+        lines.append(f"| {r.experiment} | {r.stage} | {r.benchmark} | {fmt(r.paper) or 'not published'} | {fmt(r.this_run) or '—'} | "
+                     f"{r.ci95 or ''} | {fmt(r.delta) if r.delta == r.delta else ''} | {'' if r.n != r.n or r.n is None else int(r.n)} |")
+    return '\n'.join(lines) + '\n'
 
 # %% ../nbs/06_eval.ipynb #98fb3266
 def _ours(runs, col):
@@ -612,6 +705,9 @@ def figures(dirs: list[str | Path], # run folders
     t1.to_csv(out / 'table1.csv')
     (out / 'table1.md').write_text(t1.reset_index().to_markdown(index=False, floatfmt='.2f') + '\n' if _has_tabulate() else t1.to_string() + '\n')
     written['table1_tables'] = [str(out / 'table1.csv'), str(out / 'table1.md')]
+    ex = experiments_frame(runs)
+    ex.to_csv(out / 'experiments.csv', index=False); (out / 'experiments.md').write_text(experiments_markdown(ex))
+    written['experiments'] = [str(out / 'experiments.csv'), str(out / 'experiments.md')]
     plots = dict(table1=plot_table1, ablation=plot_ablation, token_cost=plot_token_cost, data_scale=plot_data_scale)
     for name, fn in plots.items():
         fig = fn(runs); written[name] = _save(fig, out, name)
@@ -634,5 +730,8 @@ def figures_cli(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     import matplotlib; matplotlib.use('Agg')
     w = figures(a.runs, a.out)
+    lines = Path(w['experiments'][1]).read_text().splitlines()
+    if ran := [l for l in lines[2:] if '| — |' not in l]:  # the experiments these runs belong to, beside the paper's numbers
+        print("the paper's experiments beside these runs:\n" + '\n'.join(lines[:2] + ran))
     print(json.dumps(dict(n_runs=len(a.runs), figures=w)))
     return 0
