@@ -8,12 +8,13 @@ import json, time
 from pathlib import Path
 from typing import Any
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Literal
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from .data import read_config, validation_error
 
 # %% auto #0
-__all__ = ['EvalSpec', 'PipelineConfig', 'PipelineError', 'load_pipeline_config', 'run_pipeline', 'demo_config', 'run_cli',
-           'demo_cli']
+__all__ = ['EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineError', 'load_pipeline_config', 'run_pipeline', 'eval_tags',
+           'demo_config', 'run_cli', 'demo_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -29,17 +30,51 @@ class EvalSpec(BaseModel):
     batch_size: int = 8
     models: list[str] = ['base', 'sft', 'tdpo'] # which students to evaluate
 
+class BuildSpec(BaseModel):
+    "How the training data is built from the debates (`dnr.distill.build_sft` / `build_tdpo`)."
+    model_config = ConfigDict(extra='forbid')
+    tokenizer: str | None = None # the student's tokenizer for the token budgets (default: `student`)
+    include_student: bool = False # SFT: also the student's correct answers
+    ablation: Literal['none', 'no_reflection', 'no_feedback', 'no_both'] = 'none' # T-DPO contexts without SR / TF
+    answer_cap: int = Field(950, ge=1)
+    cut_to: int = Field(470, ge=1)
+    context_budget: int = Field(1000, ge=1)
+    prompt_cap: int | None = Field(1000, ge=1) # cut the debate context so T-DPO prompts fit; null: off (the authors)
+    unparsed: Literal['reject', 'drop'] = 'reject' # unparsed answers as rejected responses (the authors) or dropped
+    debates: int | None = Field(None, ge=1) # only the first N debates (the authors' `all_mags[:N]`; data-scale runs)
+
 class PipelineConfig(BaseModel):
     "Every stage of a D&R run."
     model_config = ConfigDict(extra='forbid')
     out: str # run folder; each stage writes a subfolder
     student: str # base model folder or hub id (the model SFT and T-DPO adapt)
     debate: dict[str, Any] # a `dnr debate` config
-    build: dict[str, Any] = {} # `include_student`, `ablation`, budgets (see `dnr.distill`)
+    debate_from: str | None = None # build from this finished debate folder (its mags.jsonl) instead of debating
+    experiment: str | None = None # the paper experiment this run reproduces (`dnr.eval.PAPER_EXPERIMENTS`); tags its evaluations
+    build: dict[str, Any] = {} # a `BuildSpec` (validated; kept as a dict)
+    train: list[Literal['sft', 'tdpo']] = ['sft', 'tdpo'] # students to train (SFT-only experiments: [sft])
     sft: dict[str, Any] = {} # a `dnr train sft` config (model, data, output_dir are filled in)
     tdpo: dict[str, Any] = {} # a `dnr train tdpo` config (model, adapter, data, output_dir are filled in)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     figures: bool = True
+
+    @field_validator('build')
+    @classmethod
+    def _build(cls, v): return BuildSpec.model_validate(v).model_dump(exclude_unset=True)
+
+    @field_validator('experiment')
+    @classmethod
+    def _experiment(cls, v):
+        from dnr.eval import PAPER_EXPERIMENTS
+        if v is not None and v not in PAPER_EXPERIMENTS: raise ValueError(f"unknown experiment {v!r}; known: {sorted(PAPER_EXPERIMENTS)}")
+        return v
+
+    @model_validator(mode='after')
+    def _students(self):
+        if 'tdpo' in self.train and 'sft' not in self.train: raise ValueError("train: T-DPO continues the SFT adapter, so train needs sft too")
+        if bad := [m for m in self.eval.models if m != 'base' and m not in self.train]:
+            raise ValueError(f"eval.models: {bad} not trained (train: {self.train})")
+        return self
 
 # %% ../nbs/07_pipeline.ipynb #8ac9eb8f
 class PipelineError(ValueError):
@@ -48,11 +83,20 @@ class PipelineError(ValueError):
 def load_pipeline_config(src: str | Path | dict, # YAML file or dict
                          **overrides, # top-level keys to replace (e.g. out=...)
                         ) -> PipelineConfig:
-    "A validated `PipelineConfig`; nested train configs may name YAML files (`sft: configs/sft_tiny.yaml`)."
+    "A validated `PipelineConfig`; nested configs may name YAML files (`sft: configs/sft_tiny.yaml`; from the working directory, else beside this file)."
     d, name = read_config(src, PipelineError)
     d.update({k: v for k, v in overrides.items() if v is not None})
+    here = Path(src).parent if isinstance(src, (str, Path)) else None
     for k in ('debate', 'sft', 'tdpo'):
-        if isinstance(d.get(k), str): d[k] = read_config(d[k], PipelineError)[0]
+        if isinstance(d.get(k), str):  # a file: from the working directory, else beside the pipeline config
+            f = Path(d[k])
+            if not f.is_absolute() and not f.exists() and here is not None and (here / f).exists(): f = here / f
+            d[k] = read_config(f, PipelineError)[0]
+    if isinstance(d.get('build'), dict):
+        try: BuildSpec.model_validate(d['build'])
+        except ValidationError as e:
+            x = e.errors(include_url=False)[0]
+            raise PipelineError(f"{name}: field 'build.{'.'.join(map(str, x['loc']))}': {x['msg']}") from None
     try: return PipelineConfig.model_validate(d)
     except ValidationError as e: raise validation_error(name, e, PipelineError) from None
 
@@ -89,28 +133,49 @@ def run_pipeline(cfg: PipelineConfig, # the run
     out.mkdir(parents=True, exist_ok=True)
     (out / 'pipeline.yaml').write_text(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
     dcfg = debate_config(cfg.debate)
-    s['debate'] = _stage(out / 'debate', 'debate', lambda: run_sync(
-        run_dir(dcfg, out / 'debate', resume=True, progress=progress)), log)
+    deb = _debate_dir(cfg)
+    if cfg.debate_from: s['debate'] = {'debate_from': str(deb)}
+    else: s['debate'] = _stage(deb, 'debate', lambda: run_sync(run_dir(dcfg, deb, resume=True, progress=progress)), log)
     b = cfg.build
     s['build_sft'] = _stage(out / 'build' / 'sft', 'build sft', lambda: build_sft(
-        out / 'debate', out / 'build' / 'sft', include_student=b.get('include_student', False)), log)
-    s['build_tdpo'] = _stage(out / 'build' / 'tdpo', 'build tdpo', lambda: build_tdpo(
-        out / 'debate', out / 'build' / 'tdpo', tokenizer=b.get('tokenizer', cfg.student), ablation=b.get('ablation', 'none'),
-        **{k: b[k] for k in ('answer_cap', 'cut_to', 'context_budget') if k in b}), log)
+        deb, out / 'build' / 'sft', include_student=b.get('include_student', False), debates=b.get('debates')), log)
+    if 'tdpo' in cfg.train: s['build_tdpo'] = _stage(out / 'build' / 'tdpo', 'build tdpo', lambda: build_tdpo(
+        deb, out / 'build' / 'tdpo', tokenizer=b.get('tokenizer', cfg.student), ablation=b.get('ablation', 'none'),
+        **{k: b[k] for k in ('answer_cap', 'cut_to', 'context_budget', 'prompt_cap', 'unparsed', 'debates') if k in b}), log)
     s['sft'] = _stage(out / 'sft', 'sft', lambda: train_sft(_train_cfg(
         cfg.sft, model=cfg.student, data=str(out / 'build' / 'sft'), output_dir=str(out / 'sft'))), log)
-    s['tdpo'] = _stage(out / 'tdpo', 'tdpo', lambda: train_tdpo(_train_cfg(
+    if 'tdpo' in cfg.train: s['tdpo'] = _stage(out / 'tdpo', 'tdpo', lambda: train_tdpo(_train_cfg(
         cfg.tdpo, model=cfg.student, adapter=str(out / 'sft'), data=str(out / 'build' / 'tdpo'),
         output_dir=str(out / 'tdpo'))), log)
     for m in cfg.eval.models:
         s[f'eval_{m}'] = _stage(out / 'eval' / m, f'eval {m}', lambda m=m: _evaluate(cfg, m, progress), log)
     if cfg.figures:
         from dnr.eval import figures
-        s['figures'] = _stage(out / 'figures', 'figures', lambda: {'written': figures([out / 'eval', out / 'debate'], out / 'figures')}, log)
+        s['figures'] = _stage(out / 'figures', 'figures', lambda: {'written': figures([out / 'eval', deb], out / 'figures')}, log)
     return s
+
+def _debate_dir(cfg: PipelineConfig) -> Path:
+    "The run's debate folder: `out/debate`, or `debate_from` (which must hold a finished debate's mags.jsonl)."
+    if not cfg.debate_from: return Path(cfg.out) / 'debate'
+    d = Path(cfg.debate_from)
+    if not (d / 'mags.jsonl').exists(): raise PipelineError(f"debate_from: {d} has no mags.jsonl (run that debate first)")
+    return d
 
 # %% ../nbs/07_pipeline.ipynb #712f60c7
 _METHOD = {'base': ('vanilla', 'No distillation'), 'sft': ('dnr_sft', 'D&R SFT only'), 'tdpo': ('dnr', 'D&R (SFT + T-DPO)')}
+
+def eval_tags(cfg: PipelineConfig, # the run
+              which: str, # the evaluated student: 'base', 'sft' or 'tdpo'
+             ) -> dict:
+    "The tags of a student's evaluation: its paper method, stage, experiment, ablation and number of training debates."
+    tags = {'method': _METHOD[which][0], 'stage': which}
+    if cfg.experiment: tags['experiment'] = cfg.experiment  # `dnr figures` puts the run beside the paper's number
+    if which == 'tdpo' and cfg.build.get('ablation', 'none') != 'none':
+        tags['ablation'] = {'no_reflection': 'no_sr', 'no_feedback': 'no_tf', 'no_both': 'no_sr_tf'}[cfg.build['ablation']]
+    if which != 'base':  # trained on this many debates: places the run on the data-scale figure
+        n = sum(1 for l in open(_debate_dir(cfg) / 'mags.jsonl', encoding='utf-8') if l.strip())
+        tags['n_debates'] = min(n, cfg.build.get('debates') or n)
+    return tags
 
 def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     from dnr.data import load_benchmark
@@ -123,9 +188,7 @@ def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     be = (HFBackend(cfg.student, adapter, batch_size=e.batch_size, **dec) if e.backend == 'hf'
           else VLLMBackend(cfg.student, adapter, **dec))
     key, label = _METHOD[which]
-    tags = {'method': key}
-    if which != 'base':  # trained on this many debates: places the run on the data-scale figure
-        tags['n_debates'] = sum(1 for l in open(out / 'debate' / 'mags.jsonl', encoding='utf-8') if l.strip())
+    tags = eval_tags(cfg, which)
     try:
         return evaluate(qs, be, out / 'eval' / which, progress=progress, label=f'{label} ({Path(cfg.out).name})',
                         tags=tags, model=cfg.student, adapter=adapter, dataset=e.dataset, split=e.split,

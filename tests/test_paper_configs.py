@@ -1,0 +1,100 @@
+"""Every experiment of the paper as a config (`configs/paper/`): each loads and validates, holds the paper's settings,
+is listed in the docs with the paper's number, and `dnr figures` places a finished run beside that number."""
+import json, re, subprocess
+from pathlib import Path
+import pytest, yaml
+from conftest import BIN, ROOT
+from dnr.data import load_benchmark
+from dnr.debate import load_config as debate_config
+from dnr.eval import PAPER_EXPERIMENTS, PAPER_RESULTS, dataset_column, paper_number
+from dnr.pipeline import load_pipeline_config
+
+PAPER = ROOT / 'configs' / 'paper'
+NAMES = sorted(f.stem for f in PAPER.glob('*.yaml') if not f.stem.startswith('debate_'))
+TRAIN_SIZES = {'cs': 205, 'physics': 974, 'biology': 478, 'math': 1000}
+
+def _numbers(e: str) -> set:
+    return {v for st in ('base', 'sft', 'tdpo') if (v := paper_number(e, st)) is not None}
+
+def test_one_config_per_experiment():
+    assert NAMES == sorted(PAPER_EXPERIMENTS) and len(NAMES) == 16
+
+@pytest.mark.parametrize('name', NAMES)
+def test_paper_config_loads_with_the_papers_settings(name):
+    cfg = load_pipeline_config(PAPER / f'{name}.yaml')  # nested files resolve beside the config, from any directory
+    e = PAPER_EXPERIMENTS[name]
+    assert cfg.experiment == name and cfg.out == f'runs/paper/{name}'
+    assert cfg.student == 'mistralai/Mistral-7B-Instruct-v0.2'
+    d = debate_config(cfg.debate)
+    col = e['column']
+    assert dataset_column(cfg.eval.dataset) == col and cfg.eval.split == 'test'
+    assert len(load_benchmark(cfg.eval.dataset, 'test')) == PAPER_RESULTS['test_sizes'][col]
+    n_train = len(load_benchmark(d.dataset.name + (f':{d.dataset.category}' if d.dataset.category else ''), d.dataset.split))
+    assert min(n_train, d.limit or n_train) == TRAIN_SIZES[col] and d.dataset.split == 'train'
+    assert (cfg.eval.max_new_tokens, cfg.eval.temperature, cfg.eval.top_p) == (700, 0.3, 0.9)
+    # hyperparameters (paper.md §7, the authors' run_sft.sh / run_tdpo.sh)
+    assert cfg.sft['lora'] == {'r': 16, 'lora_alpha': 32, 'lora_dropout': 0.05, 'target_modules': ['q_proj', 'v_proj']}
+    assert (cfg.sft['args']['learning_rate'], cfg.sft['args']['num_train_epochs']) == (2e-4, 2)
+    t = cfg.tdpo['args']
+    assert (t['learning_rate'], t['num_train_epochs'], t['beta'], t['max_length'], t['max_prompt_length']) == (5e-6, 3, 0.1, 1600, 1000)
+    b = cfg.build
+    assert (b['answer_cap'], b['cut_to'], b['context_budget'], b['prompt_cap'], b['unparsed']) == (950, 470, 1000, 1000, 'reject')
+    assert b['ablation'] == e.get('ablation', 'none') and b.get('debates') == e.get('debates')
+    # trains what the paper's number needs, and evaluates only students with a paper entry
+    assert set(cfg.eval.models) <= set(e['paper']) and ('tdpo' in cfg.train) == ('tdpo' in e['paper'])
+    if e['group'] in ('ablation', 'data_scale'):
+        assert cfg.debate_from == 'runs/paper/table1_physics/debate' and cfg.debate == load_pipeline_config(PAPER / 'table1_physics.yaml').debate
+    if name.startswith('single_teacher_claude'):
+        assert [a['name'] for a in d.agents] == ['claude-3-5'] and d.max_rounds == 0 and cfg.train == ['sft']
+    # the numbers in the config's header comment are the paper's
+    head = ' '.join(l for l in (PAPER / f'{name}.yaml').read_text().splitlines()[:2])
+    said = {float(x) for x in re.findall(r'\b\d+\.\d\d\b', head)}
+    assert said <= _numbers(name) | {34.77} and (said or not _numbers(name)), (head, _numbers(name))
+
+def test_docs_list_every_config_with_its_number():
+    nb = json.loads((ROOT / 'nbs' / '07_pipeline.ipynb').read_text())
+    md = '\n'.join(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown')
+    for name in NAMES:
+        row = next((l for l in md.splitlines() if l.startswith(f'| `{name}.yaml` |')), None)
+        assert row is not None, f'{name} not in the docs table'
+        nums = {float(x) for x in re.findall(r'\b\d+\.\d\d\b', row)}
+        assert nums == _numbers(name) or (nums and nums <= _numbers(name)), (row, _numbers(name))
+        if not _numbers(name): assert 'not published' in row
+
+def test_bad_paper_config_names_file_and_field(tmp_path):
+    d = yaml.safe_load((PAPER / 'ablation_no_both.yaml').read_text())
+    for k, v, field in (('build', {**d['build'], 'unparsed': 'keep'}, "field 'build.unparsed'"),
+                        ('experiment', 'table_9', "field 'experiment'"), ('train', ['tdpo'], 'train needs sft')):
+        f = tmp_path / 'p.yaml'; f.write_text(yaml.safe_dump({**d, k: v, 'debate': str(PAPER / 'debate_physics.yaml'),
+                                                             'sft': str(ROOT / 'configs' / 'sft_paper.yaml'), 'tdpo': str(ROOT / 'configs' / 'tdpo_paper.yaml')}))
+        r = subprocess.run([str(BIN / 'dnr'), 'run', '--config', str(f)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and str(f) in r.stderr and field in r.stderr, r.stderr[-1000:]
+
+def test_figures_place_a_finished_run_beside_the_paper(tmp_path):
+    "A finished physics run and a data-scale run, their students' evaluations made of real recorded answers."
+    from dnr.data import load_recorded_answers
+    from dnr.distill import _demo_mag
+    from dnr.eval import ReplayBackend, evaluate
+    from dnr.pipeline import eval_tags
+    rec = load_recorded_answers()
+    resp = lambda m: dict(zip(rec[rec.model == m].question_id, rec[rec.model == m].response))
+    qs = load_benchmark('mmlu_pro:physics', 'test')
+    runs = tmp_path / 'runs' / 'paper'
+    phys = load_pipeline_config(PAPER / 'table1_physics.yaml', out=str(runs / 'table1_physics'))
+    (runs / 'table1_physics' / 'debate').mkdir(parents=True)
+    (runs / 'table1_physics' / 'debate' / 'mags.jsonl').write_text(''.join(json.dumps(_demo_mag(str(i), seed=i)) + '\n' for i in range(120)))
+    scale = load_pipeline_config(PAPER / 'data_scale_100.yaml', out=str(runs / 'data_scale_100'), debate_from=str(runs / 'table1_physics' / 'debate'))
+    acc = {}
+    for cfg, stage, model in ((phys, 'base', 'mistral-7b-instruct-v0.2'), (phys, 'tdpo', 'llama-3.1-70b-instruct'),
+                              (scale, 'tdpo', 'deepseek-chat-v2')):
+        s = evaluate(qs, ReplayBackend(resp(model)), Path(cfg.out) / 'eval' / stage, progress=False,
+                     label=f'{stage} ({Path(cfg.out).name})', tags=eval_tags(cfg, stage))
+        acc[(cfg.experiment, stage)] = 100 * s['accuracy']
+    assert eval_tags(scale, 'tdpo')['n_debates'] == 100 and eval_tags(phys, 'tdpo')['n_debates'] == 120
+    r = subprocess.run([str(BIN / 'dnr'), 'figures', str(runs), '--out', str(tmp_path / 'fig')], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for (e, st), paper in ((('table1_physics', 'base'), '18.46'), (('table1_physics', 'tdpo'), '34.77'), (('data_scale_100', 'tdpo'), 'not published')):
+        assert f"| {e} | {st} | MMLU-Pro Physics | {paper} | {acc[(e, st)]:.2f} |" in r.stdout, r.stdout
+    md = (tmp_path / 'fig' / 'experiments.md').read_text()
+    assert '| table1_cs | tdpo | MMLU-Pro CS | 33.17 | — |' in md  # not run yet: the paper's number alone
+    assert json.loads(r.stdout.strip().splitlines()[-1])['figures']['experiments'][1].endswith('experiments.md')
