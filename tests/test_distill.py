@@ -69,6 +69,7 @@ def test_build_sft_cli_and_ablation(tmp_path):
     rows = [json.loads(l) for l in open(tmp_path / 'sft' / 'sft.jsonl')]
     assert s['examples'] == len(rows) > 0 and all(x['completion'][0]['content'].startswith('### Answer\n') for x in rows)
     assert {x['agent'] for x in rows} == {'gpt-4o', 'claude', 'gemini', 'student'}
+    assert s['amplification'] == round(len(rows) / 12, 2) and 'SFT examples per debated question' in r.stdout
     assert build_cli(['tdpo', '--run', str(run), '--out', str(tmp_path / 'a'), '--ablation', 'no_both']) == 0
     full = build_cli(['tdpo', '--run', str(run), '--out', str(tmp_path / 'f')])
     n_a = [json.loads(l) for l in open(tmp_path / 'a' / 'nodes.jsonl')]

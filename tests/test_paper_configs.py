@@ -98,3 +98,21 @@ def test_figures_place_a_finished_run_beside_the_paper(tmp_path):
     md = (tmp_path / 'fig' / 'experiments.md').read_text()
     assert '| table1_cs | tdpo | MMLU-Pro CS | 33.17 | — |' in md  # not run yet: the paper's number alone
     assert json.loads(r.stdout.strip().splitlines()[-1])['figures']['experiments'][1].endswith('experiments.md')
+
+def test_pipeline_builds_from_another_runs_debates(tmp_path):
+    "`debate_from` + `build.debates` + `train: [sft]` (the data-scale and SFT-only configs), on replayed real debates."
+    from dnr.debate import offline_config, run_dir, run_sync
+    from dnr.pipeline import demo_config, run_pipeline
+    run_sync(run_dir(debate_config(offline_config('physics', limit=12)), tmp_path / 'deb', progress=False))
+    base = demo_config(tmp_path / 'x', questions=12, eval_questions=4, steps=2).model_dump()
+    cfg = load_pipeline_config({**base, 'out': str(tmp_path / 'scale'), 'debate_from': str(tmp_path / 'deb'),
+                                'experiment': 'ablation_sft_only', 'train': ['sft'], 'build': {**base['build'], 'debates': 5},
+                                'eval': {**base['eval'], 'models': ['sft']}, 'figures': False})
+    res = run_pipeline(cfg, progress=False, log=lambda *a: None)
+    assert res['debate'] == {'debate_from': str(tmp_path / 'deb')} and not (tmp_path / 'scale' / 'debate').exists()
+    assert res['build_sft']['mags'] == 5 and res['build_sft']['debates'] == 5
+    assert 'tdpo' not in res and 'build_tdpo' not in res and not (tmp_path / 'scale' / 'tdpo').exists()
+    tags = json.loads((tmp_path / 'scale' / 'eval' / 'sft' / 'summary.json').read_text())['tags']
+    assert tags == {'method': 'dnr_sft', 'stage': 'sft', 'experiment': 'ablation_sft_only', 'n_debates': 5}
+    bad = load_pipeline_config({**base, 'out': str(tmp_path / 'b'), 'debate_from': str(tmp_path / 'nothing')})
+    with pytest.raises(ValueError, match='debate_from: .*nothing has no mags.jsonl'): run_pipeline(bad, progress=False, log=lambda *a: None)
