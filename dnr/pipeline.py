@@ -6,9 +6,8 @@
 from __future__ import annotations
 import json, time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 import yaml
-from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from .data import read_config, validation_error
 
