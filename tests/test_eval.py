@@ -150,7 +150,7 @@ def test_figures_cli_writes_files(tmp_path):
     write_mags(tmp_path / 'runs' / 'debate' / 'mags.jsonl', [sample_mag()])
     out = tmp_path / 'figs'
     s = last_json(dnr('figures', str(tmp_path / 'runs'), '--out', str(out)))
-    assert set(s['figures']) == {'table1_tables', 'table1', 'ablation', 'token_cost', 'data_scale', 'debates_debate'}
+    assert set(s['figures']) == {'table1_tables', 'table1', 'ablation', 'token_cost', 'data_scale', 'debates_debate', 'experiments'}
     for name in ('table1', 'ablation', 'token_cost', 'data_scale', 'debates_debate'):
         w, h = _png_size(out / f'{name}.png')
         assert w > 600 and h > 300, (name, w, h)
