@@ -544,7 +544,7 @@ def draw_debate(mag: dict | MAG, ax=None, figsize=None):
     ax._dnr_tips, ax._dnr_critique_paths = tips, paths
     return ax
 
-# %% ../nbs/03_mag.ipynb #29509b8f
+# %% ../nbs/03_mag.ipynb #03e0d9ef
 def debate_svg(mag: dict | MAG, figsize=None) -> str:
     "The debate tree as an inline SVG whose nodes and critique arrows show their full text on hover (`<title>`)."
     import io, html, matplotlib.pyplot as plt
@@ -556,7 +556,7 @@ def debate_svg(mag: dict | MAG, figsize=None) -> str:
         svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{html.escape(text)}</title>', 1)
     return svg
 
-# %% ../nbs/03_mag.ipynb #40332499
+# %% ../nbs/03_mag.ipynb #5309cf5c
 def _mag_repr(self) -> str:
     n = len(self.rounds)
     return (f"MAG(id={self.question_id!r}, {len(self.agents)} agents, {n} round{'s' * (n != 1)}, stop={self.stop_reason}, "
@@ -580,31 +580,34 @@ def _header(m: MAG) -> str:
             f"round{'s' * (m.n_rounds != 1)}, stopped: {m.stop_reason}" + (f", ${cost:.4f}" if cost else '')
             + ('' if m.source == 'dnr' else f", converted from {m.source}"))
 
-# %% ../nbs/03_mag.ipynb #353f1091
+# %% ../nbs/03_mag.ipynb #d227dbf4
 def transcript(mag: dict | MAG, # one MAG
-               full: bool = False, # whole responses and feedback instead of their first 300 characters
+               full: bool = False, # whole raw responses and feedback (their lines kept) instead of 300 characters of reasoning
                width: int = 100, # wrap lines at this width
               ) -> str:
     "A debate as plain text: question and gold, then per round each agent's answer, its reflection and the critiques it received."
     import textwrap
-    m = validate_mag(mag); role = {a.name: a.role for a in m.agents}; n = None if full else 300
-    cut = (lambda s: (s or '').strip()) if full else (lambda s: _short(s, n))
-    fill = lambda s, ind: textwrap.fill(s, width, initial_indent=ind, subsequent_indent=' ' * len(ind),
-                                        replace_whitespace=False) if s else ind.rstrip()
+    m = validate_mag(mag); role = {a.name: a.role for a in m.agents}
+    def fill(s, ind):  # each line of `s` wrapped, the first after `ind`, the rest indented under it
+        out = [textwrap.fill(l, width, initial_indent=ind if j == 0 else ' ' * len(ind), subsequent_indent=' ' * len(ind))
+               for j, l in enumerate((s or '').splitlines() or [''])]
+        return '\n'.join(out).rstrip() or ind.rstrip()
+    text = (lambda s: (s or '').strip()) if full else (lambda s: _short(s))
     out = [_header(m), fill(' '.join(m.question.split()), 'Q: '), f"gold: {_gold_text(m)}"]
     for r in m.rounds:
         out += ['', f"round {r.round}" + (f" (answers shown in the order {', '.join(r.order)})" if r.order else '')]
         for a in role:
             if a not in r.answers: continue
             v = r.answers[a]
-            text = cut(v.reasoning or v.response) or (f"(no response: {v.error})" if v.error else '(no response)')
-            out.append(fill(text, f"  {a} [{role[a]}]: {v.answer or '-'} {_verdict(v)} | "))
-            if a in r.reflections: out.append(fill(cut(r.reflections[a].text) or '(none)', '      self-reflection: '))
+            t = text(v.response or v.reasoning if full else v.reasoning or v.response) \
+                or (f"(no response: {v.error})" if v.error else '(no response)')
+            out.append(fill(t, f"  {a} [{role[a]}]: {v.answer or '-'} {_verdict(v)} | "))
+            if a in r.reflections: out.append(fill(text(r.reflections[a].text) or '(none)', '      self-reflection: '))
             for c in r.critiques:
-                if c.to == a: out.append(fill(cut(c.text) or '(none)', f"      critique from {c.from_}: "))
+                if c.to == a: out.append(fill(text(c.text) or '(none)', f"      critique from {c.from_}: "))
     return '\n'.join(out)
 
-# %% ../nbs/03_mag.ipynb #6aac4695
+# %% ../nbs/03_mag.ipynb #854e4a54
 _CSS = """<style>
 .dnr-mag{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.4;max-width:1100px}
 .dnr-mag .q{white-space:pre-wrap;background:#f6f6f6;padding:6px 8px;border-radius:4px}
@@ -657,7 +660,7 @@ def save_html(mag: dict | MAG, path: str | Path) -> Path:
     path = Path(path); path.write_text(transcript_html(mag, standalone=True), encoding='utf-8')
     return path
 
-# %% ../nbs/03_mag.ipynb #f679d77d
+# %% ../nbs/03_mag.ipynb #628918e1
 def _run_file(run: str | Path) -> Path:
     p = Path(run)
     if p.is_dir():
@@ -706,7 +709,7 @@ def show_cli(argv: list[str] | None = None) -> int:
         print(f"dnr show: error: {e}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/03_mag.ipynb #ea5e36e7
+# %% ../nbs/03_mag.ipynb #dd246dda
 def mag_flips(mag: dict | MAG) -> list[tuple[str, int, str]]:
     "The agents that changed correctness: `(agent, round, 'wrong->right' | 'right->wrong')` for rounds r >= 1."
     m = validate_mag(mag); out = []
