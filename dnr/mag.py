@@ -483,7 +483,7 @@ def draw_debate(mag: dict | MAG, ax=None, figsize=None):
     from matplotlib.path import Path as MPath
     m = validate_mag(mag); n = len(m.agents); R = m.n_rounds
     row = {a.name: i for i, a in enumerate(m.agents)}; role = {a.name: a.role for a in m.agents}
-    if ax is None: _, ax = plt.subplots(figsize=figsize or (min(2.2 + 2.3 * R, 14), 0.75 + 0.62 * n))
+    if ax is None: _, ax = plt.subplots(figsize=figsize or (min(0.62 * (_W * R + 1.2) + 2.2, 16), 0.9 + 0.62 * n))
     tips, paths = {}, {}  # gid -> hover text (see `debate_svg`); (round, from, to) -> critique path
     def tip(artist, text):
         gid = f'dnr-{len(tips)}'; artist.set_gid(gid); tips[gid] = text
@@ -544,7 +544,7 @@ def draw_debate(mag: dict | MAG, ax=None, figsize=None):
     ax._dnr_tips, ax._dnr_critique_paths = tips, paths
     return ax
 
-# %% ../nbs/03_mag.ipynb #03e0d9ef
+# %% ../nbs/03_mag.ipynb #7e9794d5
 def debate_svg(mag: dict | MAG, figsize=None) -> str:
     "The debate tree as an inline SVG whose nodes and critique arrows show their full text on hover (`<title>`)."
     import io, html, matplotlib.pyplot as plt
@@ -556,7 +556,7 @@ def debate_svg(mag: dict | MAG, figsize=None) -> str:
         svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{html.escape(text)}</title>', 1)
     return svg
 
-# %% ../nbs/03_mag.ipynb #5309cf5c
+# %% ../nbs/03_mag.ipynb #88a6f4c8
 def _mag_repr(self) -> str:
     n = len(self.rounds)
     return (f"MAG(id={self.question_id!r}, {len(self.agents)} agents, {n} round{'s' * (n != 1)}, stop={self.stop_reason}, "
@@ -580,7 +580,7 @@ def _header(m: MAG) -> str:
             f"round{'s' * (m.n_rounds != 1)}, stopped: {m.stop_reason}" + (f", ${cost:.4f}" if cost else '')
             + ('' if m.source == 'dnr' else f", converted from {m.source}"))
 
-# %% ../nbs/03_mag.ipynb #d227dbf4
+# %% ../nbs/03_mag.ipynb #48225e09
 def transcript(mag: dict | MAG, # one MAG
                full: bool = False, # whole raw responses and feedback (their lines kept) instead of 300 characters of reasoning
                width: int = 100, # wrap lines at this width
@@ -607,11 +607,11 @@ def transcript(mag: dict | MAG, # one MAG
                 if c.to == a: out.append(fill(text(c.text) or '(none)', f"      critique from {c.from_}: "))
     return '\n'.join(out)
 
-# %% ../nbs/03_mag.ipynb #854e4a54
+# %% ../nbs/03_mag.ipynb #75e18354
 _CSS = """<style>
 .dnr-mag{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.4;max-width:1100px}
 .dnr-mag .q{white-space:pre-wrap;background:#f6f6f6;padding:6px 8px;border-radius:4px}
-.dnr-mag table{border-collapse:collapse;width:100%;margin:4px 0 12px}
+.dnr-mag table{border-collapse:collapse;width:100%;margin:4px 0 12px;table-layout:fixed}
 .dnr-mag th,.dnr-mag td{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left}
 .dnr-mag th{background:#fafafa;font-weight:600}
 .dnr-mag .right{color:#1a7f1a;font-weight:600}.dnr-mag .wrong{color:#c62828;font-weight:600}.dnr-mag .other{color:#777}
@@ -635,7 +635,9 @@ def transcript_html(mag: dict | MAG, # one MAG
     if tree: h.append(f'<div style="overflow-x:auto">{debate_svg(m)}</div>')
     for r in m.rounds:
         h.append(f"<h4>round {r.round}</h4>" + (f"<div>answers shown in the order {e(', '.join(r.order))}</div>" if r.order else ''))
-        h.append("<table><tr><th>agent</th><th>answer</th><th>reasoning</th><th>self-reflection</th><th>critiques received</th></tr>")
+        h.append('<table><colgroup><col style="width:12%"><col style="width:9%"><col style="width:35%"><col style="width:20%">'
+                 '<col style="width:24%"></colgroup><tr><th>agent</th><th>answer</th><th>reasoning</th><th>self-reflection</th>'
+                 '<th>critiques received</th></tr>')
         for a in role:
             if a not in r.answers: continue
             v = r.answers[a]; verdict = _verdict(v)
@@ -660,7 +662,7 @@ def save_html(mag: dict | MAG, path: str | Path) -> Path:
     path = Path(path); path.write_text(transcript_html(mag, standalone=True), encoding='utf-8')
     return path
 
-# %% ../nbs/03_mag.ipynb #628918e1
+# %% ../nbs/03_mag.ipynb #87a42a7b
 def _run_file(run: str | Path) -> Path:
     p = Path(run)
     if p.is_dir():
@@ -709,7 +711,7 @@ def show_cli(argv: list[str] | None = None) -> int:
         print(f"dnr show: error: {e}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/03_mag.ipynb #dd246dda
+# %% ../nbs/03_mag.ipynb #469b8141
 def mag_flips(mag: dict | MAG) -> list[tuple[str, int, str]]:
     "The agents that changed correctness: `(agent, round, 'wrong->right' | 'right->wrong')` for rounds r >= 1."
     m = validate_mag(mag); out = []
@@ -780,15 +782,21 @@ class Explorer:
         return filter_mags(self.mags, self.text.value.strip() or None, self.stop.value, self.flipped.value,
                            (wa, self.wrong_round.value) if wa else None)
 
+    @property
+    def selected(self) -> MAG | None:
+        "The MAG picked in the list."
+        return None if self.select.value is None else self.mags[self.select.value]
+
     def _refilter(self, *_):
-        ms = self.shown; self._by = {m.question_id: m for m in ms}
-        self.count.value = f"{len(ms)} of {len(self.mags)} questions"
-        self.select.options = [(_label(m), m.question_id) for m in ms]
-        self.select.value = ms[0].question_id if ms else None
+        keep = {id(m) for m in self.shown}
+        ix = [i for i, m in enumerate(self.mags) if id(m) in keep]
+        self.count.value = f"{len(ix)} of {len(self.mags)} questions"
+        self.select.options = [(_label(self.mags[i]), i) for i in ix]
+        self.select.value = ix[0] if ix else None
         self._show()
 
     def _show(self, *_):
-        m = self._by.get(self.select.value)
+        m = self.selected
         self.view.value = transcript_html(m) if m else '<i>no question matches the filters</i>'
 
     def _repr_html_(self) -> str:
