@@ -131,3 +131,54 @@ def test_errors_name_the_file(replay, tmp_path):
     assert 'Traceback' not in e
     rc, _, e = dnr('show', replay, '--html', tmp_path / 'x.html')
     assert rc == 2 and 'error: --html needs a QUESTION_ID' in e
+
+
+def test_explore_in_jupyterlab(scripted, replay, tmp_path):
+    """`explore` in a real JupyterLab (headless Chromium, ipywidgets' lab extension): the question list shows each
+    question's id, stop reason and text, a filter narrows it, and the view holds the tree with hover titles."""
+    import socket, time
+    from playwright.sync_api import sync_playwright
+    chromium = os.environ.get('DNR_CHROMIUM', '/usr/bin/chromium')
+    if not Path(chromium).exists(): pytest.fail(f"{chromium} not found: apt-get install -y chromium (dev/ensure_chromium.sh)")
+    import nbformat
+    nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
+    nb.cells = [nbformat.v4.new_code_cell(f"from dnr.mag import read_mags, explore\n"
+                                          f"explore(read_mags({str(scripted / 'mags.jsonl')!r}) + read_mags({str(replay / 'mags.jsonl')!r}))")]
+    nbformat.write(nb, tmp_path / 'explore.ipynb')
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    lab = subprocess.Popen([sys.executable, '-m', 'jupyterlab', '--no-browser', f'--port={port}', '--ServerApp.token=t',
+                            f'--ServerApp.root_dir={tmp_path}', '--ServerApp.ip=127.0.0.1', '--allow-root'],
+                           env={**ENV, 'PYTHONPATH': str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as pw:
+            b = pw.chromium.launch(executable_path=chromium, args=['--headless', '--no-sandbox', '--disable-gpu'], headless=True)
+            p = b.new_page(viewport={'width': 1300, 'height': 1000})
+            try: _drive_explorer(p, port)
+            except Exception:
+                p.screenshot(path=str(tmp_path / 'lab.png')); print(f"what the page showed: {tmp_path / 'lab.png'}")
+                raise
+            finally: b.close()
+    finally:
+        lab.terminate(); lab.wait(20)
+
+
+def _drive_explorer(p, port):
+    import time
+    for _ in range(60):  # the server takes a few seconds to listen
+        try: p.goto(f'http://127.0.0.1:{port}/lab/tree/explore.ipynb?token=t', timeout=10000); break
+        except Exception: time.sleep(1)
+    p.wait_for_selector('.jp-Notebook .jp-Cell', timeout=60000)
+    try: p.get_by_role('button', name='Select', exact=True).click(timeout=8000)  # Lab may ask which kernel to start
+    except Exception: pass
+    p.get_by_role('menuitem', name='Run').click(); p.get_by_text('Run All Cells', exact=True).click()
+    p.wait_for_selector('.widget-select select option', state='attached', timeout=120000)
+    p.wait_for_selector('.widget-html-content svg title', state='attached', timeout=60000)
+    opts = p.eval_on_selector_all('.widget-select select option', 'els => els.map(e => e.textContent.replace(/\\u00a0/g, " "))')
+    assert len(opts) == 8 and all(' · ' in o for o in opts), opts
+    assert any(o.startswith('9650 · no_recording · 1 rd · Find the dimension of the parallelepiped') for o in opts), opts
+    assert p.eval_on_selector_all('.widget-html-content svg title', 'els => els.length') > 5
+    p.locator('.widget-dropdown', has_text='stopped').locator('select').select_option(label='no_recording')
+    p.wait_for_function("document.querySelectorAll('.widget-select select option').length < 8", timeout=30000)
+    assert p.locator('.widget-html', has_text='of 8 questions').first.inner_text().endswith('of 8 questions')
+    opts = p.eval_on_selector_all('.widget-select select option', 'els => els.map(e => e.textContent.replace(/\\u00a0/g, " "))')
+    assert opts and all(' · no_recording · ' in o for o in opts), opts
