@@ -544,7 +544,7 @@ def draw_debate(mag: dict | MAG, ax=None, figsize=None):
     ax._dnr_tips, ax._dnr_critique_paths = tips, paths
     return ax
 
-# %% ../nbs/03_mag.ipynb #7e9794d5
+# %% ../nbs/03_mag.ipynb #0172f5cc
 def debate_svg(mag: dict | MAG, figsize=None) -> str:
     "The debate tree as an inline SVG whose nodes and critique arrows show their full text on hover (`<title>`)."
     import io, html, matplotlib.pyplot as plt
@@ -556,7 +556,7 @@ def debate_svg(mag: dict | MAG, figsize=None) -> str:
         svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{html.escape(text)}</title>', 1)
     return svg
 
-# %% ../nbs/03_mag.ipynb #88a6f4c8
+# %% ../nbs/03_mag.ipynb #d9c93b4a
 def _mag_repr(self) -> str:
     n = len(self.rounds)
     return (f"MAG(id={self.question_id!r}, {len(self.agents)} agents, {n} round{'s' * (n != 1)}, stop={self.stop_reason}, "
@@ -580,7 +580,7 @@ def _header(m: MAG) -> str:
             f"round{'s' * (m.n_rounds != 1)}, stopped: {m.stop_reason}" + (f", ${cost:.4f}" if cost else '')
             + ('' if m.source == 'dnr' else f", converted from {m.source}"))
 
-# %% ../nbs/03_mag.ipynb #48225e09
+# %% ../nbs/03_mag.ipynb #2a6ae4be
 def transcript(mag: dict | MAG, # one MAG
                full: bool = False, # whole raw responses and feedback (their lines kept) instead of 300 characters of reasoning
                width: int = 100, # wrap lines at this width
@@ -607,13 +607,13 @@ def transcript(mag: dict | MAG, # one MAG
                 if c.to == a: out.append(fill(text(c.text) or '(none)', f"      critique from {c.from_}: "))
     return '\n'.join(out)
 
-# %% ../nbs/03_mag.ipynb #75e18354
+# %% ../nbs/03_mag.ipynb #c209c677
 _CSS = """<style>
 .dnr-mag{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.4;max-width:1100px}
 .dnr-mag .q{white-space:pre-wrap;background:#f6f6f6;padding:6px 8px;border-radius:4px}
-.dnr-mag table{border-collapse:collapse;width:100%;margin:4px 0 12px;table-layout:fixed}
-.dnr-mag th,.dnr-mag td{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left}
-.dnr-mag th{background:#fafafa;font-weight:600}
+.dnr-mag table.dnr{border-collapse:collapse;width:100%;margin:4px 0 12px;table-layout:fixed}
+.dnr-mag table.dnr th,.dnr-mag table.dnr td{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left}
+.dnr-mag table.dnr th{background:#fafafa;font-weight:600}
 .dnr-mag .right{color:#1a7f1a;font-weight:600}.dnr-mag .wrong{color:#c62828;font-weight:600}.dnr-mag .other{color:#777}
 .dnr-mag .role{font-size:11px;color:#666}.dnr-mag .student{font-weight:700}
 .dnr-mag pre{white-space:pre-wrap;font-size:12px;margin:4px 0}.dnr-mag .fb{margin-bottom:4px}
@@ -635,7 +635,7 @@ def transcript_html(mag: dict | MAG, # one MAG
     if tree: h.append(f'<div style="overflow-x:auto">{debate_svg(m)}</div>')
     for r in m.rounds:
         h.append(f"<h4>round {r.round}</h4>" + (f"<div>answers shown in the order {e(', '.join(r.order))}</div>" if r.order else ''))
-        h.append('<table><colgroup><col style="width:12%"><col style="width:9%"><col style="width:35%"><col style="width:20%">'
+        h.append('<table class="dnr"><colgroup><col style="width:12%"><col style="width:9%"><col style="width:35%"><col style="width:20%">'
                  '<col style="width:24%"></colgroup><tr><th>agent</th><th>answer</th><th>reasoning</th><th>self-reflection</th>'
                  '<th>critiques received</th></tr>')
         for a in role:
@@ -662,7 +662,7 @@ def save_html(mag: dict | MAG, path: str | Path) -> Path:
     path = Path(path); path.write_text(transcript_html(mag, standalone=True), encoding='utf-8')
     return path
 
-# %% ../nbs/03_mag.ipynb #87a42a7b
+# %% ../nbs/03_mag.ipynb #9067447e
 def _run_file(run: str | Path) -> Path:
     p = Path(run)
     if p.is_dir():
@@ -711,7 +711,7 @@ def show_cli(argv: list[str] | None = None) -> int:
         print(f"dnr show: error: {e}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/03_mag.ipynb #469b8141
+# %% ../nbs/03_mag.ipynb #bdc2cc12
 def mag_flips(mag: dict | MAG) -> list[tuple[str, int, str]]:
     "The agents that changed correctness: `(agent, round, 'wrong->right' | 'right->wrong')` for rounds r >= 1."
     m = validate_mag(mag); out = []
@@ -808,8 +808,9 @@ class Explorer:
         more = f"<p>... and {len(self.mags) - 20} more</p>" if len(self.mags) > 20 else ''
         return (f"<p><b>explore: {len(self.mags)} questions</b> (the filters and picker need a live Jupyter kernel with "
                 f"ipywidgets; this static view lists the questions and shows the first)</p>"
-                f'<table class="dataframe"><tr><th>id</th><th>stopped</th><th>rounds</th><th>flips</th><th>question</th></tr>'
-                f"{rows}</table>{more}{transcript_html(self.mags[0])}")
+                f'<div class="dnr-mag"><table class="dnr"><colgroup><col style="width:8%"><col style="width:11%"><col style="width:6%">'
+                f'<col style="width:25%"><col style="width:50%"></colgroup><tr><th>id</th><th>stopped</th><th>rounds</th><th>flips</th>'
+                f"<th>question</th></tr>{rows}</table></div>{more}{transcript_html(self.mags[0])}")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         if _live_kernel(): return self.widget._repr_mimebundle_(include=include, exclude=exclude)

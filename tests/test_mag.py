@@ -111,7 +111,7 @@ def test_html_file_is_escaped_and_self_contained(scripted, tmp_path):
     assert 'Use &quot;p = m*v&quot; &amp; check &#x27;units&#x27;.' in page
     assert page.count('<svg') == 1 and '<title>' in page  # the tree, with hover text
     assert re.sub(r'xmlns(:xlink)?="http://www.w3.org/[^"]+"', '', page).count('http') == 0  # nothing fetched
-    assert page.count('<table>') == 2
+    assert page.count('<table class="dnr">') == 2
 
 
 def test_errors_name_the_file(replay, tmp_path):
