@@ -544,7 +544,7 @@ def draw_debate(mag: dict | MAG, ax=None, figsize=None):
     ax._dnr_tips, ax._dnr_critique_paths = tips, paths
     return ax
 
-# %% ../nbs/03_mag.ipynb #0172f5cc
+# %% ../nbs/03_mag.ipynb #0c55a784
 def debate_svg(mag: dict | MAG, figsize=None) -> str:
     "The debate tree as an inline SVG whose nodes and critique arrows show their full text on hover (`<title>`)."
     import io, html, matplotlib.pyplot as plt
@@ -556,7 +556,7 @@ def debate_svg(mag: dict | MAG, figsize=None) -> str:
         svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{html.escape(text)}</title>', 1)
     return svg
 
-# %% ../nbs/03_mag.ipynb #d9c93b4a
+# %% ../nbs/03_mag.ipynb #1128d37b
 def _mag_repr(self) -> str:
     n = len(self.rounds)
     return (f"MAG(id={self.question_id!r}, {len(self.agents)} agents, {n} round{'s' * (n != 1)}, stop={self.stop_reason}, "
@@ -580,7 +580,7 @@ def _header(m: MAG) -> str:
             f"round{'s' * (m.n_rounds != 1)}, stopped: {m.stop_reason}" + (f", ${cost:.4f}" if cost else '')
             + ('' if m.source == 'dnr' else f", converted from {m.source}"))
 
-# %% ../nbs/03_mag.ipynb #2a6ae4be
+# %% ../nbs/03_mag.ipynb #dfb066ce
 def transcript(mag: dict | MAG, # one MAG
                full: bool = False, # whole raw responses and feedback (their lines kept) instead of 300 characters of reasoning
                width: int = 100, # wrap lines at this width
@@ -607,7 +607,7 @@ def transcript(mag: dict | MAG, # one MAG
                 if c.to == a: out.append(fill(text(c.text) or '(none)', f"      critique from {c.from_}: "))
     return '\n'.join(out)
 
-# %% ../nbs/03_mag.ipynb #c209c677
+# %% ../nbs/03_mag.ipynb #d0d83d6c
 _CSS = """<style>
 .dnr-mag{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.4;max-width:1100px}
 .dnr-mag .q{white-space:pre-wrap;background:#f6f6f6;padding:6px 8px;border-radius:4px}
@@ -662,7 +662,7 @@ def save_html(mag: dict | MAG, path: str | Path) -> Path:
     path = Path(path); path.write_text(transcript_html(mag, standalone=True), encoding='utf-8')
     return path
 
-# %% ../nbs/03_mag.ipynb #9067447e
+# %% ../nbs/03_mag.ipynb #e083660a
 def _run_file(run: str | Path) -> Path:
     p = Path(run)
     if p.is_dir():
@@ -711,7 +711,7 @@ def show_cli(argv: list[str] | None = None) -> int:
         print(f"dnr show: error: {e}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/03_mag.ipynb #bdc2cc12
+# %% ../nbs/03_mag.ipynb #d74b3f31
 def mag_flips(mag: dict | MAG) -> list[tuple[str, int, str]]:
     "The agents that changed correctness: `(agent, round, 'wrong->right' | 'right->wrong')` for rounds r >= 1."
     m = validate_mag(mag); out = []
