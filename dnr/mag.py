@@ -623,6 +623,7 @@ _CSS = """<style>
 def transcript_html(mag: dict | MAG, # one MAG
                     tree: bool = True, # include the debate tree (SVG, hover a node or arrow to read its text)
                     standalone: bool = False, # a whole HTML document (for a file) instead of a fragment
+                    figsize=None, # the tree's size in inches (default: from the numbers of rounds and agents)
                    ) -> str:
     "A debate as HTML: header, question, gold, the tree, then a table per round (answer, reasoning, reflection, critiques received); all text escaped."
     from html import escape as e
@@ -632,7 +633,7 @@ def transcript_html(mag: dict | MAG, # one MAG
         return e(short) + (f"<details><summary>full text</summary><pre>{e(full)}</pre></details>" if len(full) > len(short) else '')
     h = [f'<div class="dnr-mag">{_CSS}', f"<div><b>{e(_header(m))}</b></div>",
          f'<div class="q">{e(m.question)}</div>', f"<div>gold: <b>{e(_gold_text(m))}</b></div>"]
-    if tree: h.append(f'<div style="overflow-x:auto">{debate_svg(m)}</div>')
+    if tree: h.append(f'<div style="overflow-x:auto">{debate_svg(m, figsize)}</div>')
     for r in m.rounds:
         h.append(f"<h4>round {r.round}</h4>" + (f"<div>answers shown in the order {e(', '.join(r.order))}</div>" if r.order else ''))
         h.append('<table class="dnr"><colgroup><col style="width:12%"><col style="width:9%"><col style="width:35%"><col style="width:20%">'
@@ -752,9 +753,9 @@ def _label(m: MAG) -> str:
 
 class Explorer:
     "Question list with filters and a transcript view (ipywidgets); static HTML where no kernel runs."
-    def __init__(self, mags, height: str = '520px'):
+    def __init__(self, mags, height: str = '520px', figsize=None):
         import ipywidgets as W
-        self.mags = _mags(mags)
+        self.mags, self.figsize = _mags(mags), figsize
         if not self.mags: raise ValueError("explore: no MAGs given")
         agents = list(dict.fromkeys(a.name for m in self.mags for a in m.agents))
         R = max(m.n_rounds for m in self.mags)
@@ -797,7 +798,7 @@ class Explorer:
 
     def _show(self, *_):
         m = self.selected
-        self.view.value = transcript_html(m) if m else '<i>no question matches the filters</i>'
+        self.view.value = transcript_html(m, figsize=self.figsize) if m else '<i>no question matches the filters</i>'
 
     def _repr_html_(self) -> str:
         "Static view: the question list and the first question's transcript."
@@ -817,7 +818,8 @@ class Explorer:
         return {'text/html': self._repr_html_(), 'text/plain': f"Explorer({len(self.mags)} questions)"}
 
 def explore(mags, # MAGs of one run
+            figsize=None, # size of the debate tree in inches (default: from the numbers of rounds and agents)
            ) -> Explorer:
     """Browse a run in Jupyter: filter by text, stop reason, flips or an agent wrong in a round, pick a question from
     the list (id, stop reason, rounds, question), read its tree and transcript. Static HTML when no kernel runs."""
-    return Explorer(mags)
+    return Explorer(mags, figsize=figsize)
