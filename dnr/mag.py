@@ -14,7 +14,8 @@ from .data import repair_tail  # re-exported: the run-file repair used by debate
 __all__ = ['SCHEMA_VERSION', 'STOP_REASONS', 'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Round', 'MAG', 'MAGError',
            'validate_mag', 'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags', 'from_dr_authors',
            'to_dr_authors', 'from_magdi', 'load_foreign', 'answers_frame', 'accuracy_table', 'stops_table',
-           'flips_table', 'usage_table', 'plot_run', 'debate_graph', 'draw_debate', 'explore']
+           'flips_table', 'usage_table', 'plot_run', 'debate_graph', 'draw_debate', 'debate_svg', 'transcript',
+           'transcript_html', 'save_html', 'load_mag', 'show_cli', 'mag_flips', 'filter_mags', 'Explorer', 'explore']
 
 # %% ../nbs/03_mag.ipynb #8b27399f
 SCHEMA_VERSION = 1
@@ -371,7 +372,8 @@ def stops_table(mags) -> 'pd.DataFrame':
     return t.reindex(range(int(df['round'].max()) + 1), fill_value=0)
 
 def flips_table(mags) -> 'pd.DataFrame':
-    "Per agent and round transition r-1 -> r: wrong->right, right->wrong, stayed right, stayed wrong."
+    """Per agent and round transition r-1 -> r: wrong->right, right->wrong, stayed right, stayed wrong; and which
+    questions flipped (their ids)."""
     import pandas as pd
     rows = []
     for m in _mags(mags):
@@ -379,13 +381,19 @@ def flips_table(mags) -> 'pd.DataFrame':
             for a, v in cur.answers.items():
                 if a not in prev.answers: continue
                 p, c = bool(prev.answers[a].correct), bool(v.correct)
-                rows.append(dict(agent=a, transition=f'{prev.round}->{cur.round}',
+                rows.append(dict(agent=a, transition=f'{prev.round}->{cur.round}', question_id=m.question_id,
                                  flip={(False, True): 'wrong->right', (True, False): 'right->wrong',
                                        (True, True): 'right->right', (False, False): 'wrong->wrong'}[p, c]))
     cols = ['wrong->right', 'right->wrong', 'right->right', 'wrong->wrong']
-    if not rows: return pd.DataFrame(columns=['agent', 'transition', *cols])
-    t = pd.DataFrame(rows).pivot_table(index=['agent', 'transition'], columns='flip', aggfunc='size', fill_value=0)
-    return t.reindex(columns=cols, fill_value=0).reset_index()
+    ids = ['wrong->right ids', 'right->wrong ids']
+    if not rows: return pd.DataFrame(columns=['agent', 'transition', *cols, *ids])
+    df = pd.DataFrame(rows)
+    t = df.pivot_table(index=['agent', 'transition'], columns='flip', aggfunc='size', fill_value=0)
+    t = t.reindex(columns=cols, fill_value=0).reset_index()
+    for f, col in zip(cols, ids):
+        by = df[df.flip == f].groupby(['agent', 'transition'])['question_id'].agg(list)
+        t[col] = [by.get((a, tr), []) for a, tr in zip(t.agent, t.transition)]
+    return t
 
 def usage_table(mags) -> 'pd.DataFrame':
     "Calls, tokens and dollars per agent, split by call kind (answer, reflection, critique)."
@@ -407,9 +415,11 @@ def plot_run(mags, # MAGs of one run
     import matplotlib.pyplot as plt
     mags = _mags(mags)
     fig, axs = plt.subplots(1, 3, figsize=figsize)
-    acc = accuracy_table(mags, carry_forward=True)
-    for i, (a, row) in enumerate(acc.iterrows()):
-        axs[0].plot(row.index, row.values, marker='os^vDP*'[i % 7], linestyle=['-', '--', ':', '-.'][i % 4], label=a)
+    acc = accuracy_table(mags, carry_forward=True); n = len(acc)
+    for i, (a, row) in enumerate(acc.iterrows()):  # each agent shifted sideways, so equal accuracies stay visible
+        dx = 0.07 * (i - (n - 1) / 2) if n > 1 else 0.0
+        axs[0].plot(row.index + dx, row.values, marker='os^vDP*'[i % 7], linestyle=['-', '--', ':', '-.'][i % 4],
+                    markersize=6, markerfacecolor='none' if i % 2 else None, label=a)
     axs[0].set(xlabel='round', ylabel='accuracy % (carried forward)', title='accuracy per agent')
     axs[0].set_xticks(list(acc.columns)); axs[0].legend(fontsize=7)
     st = stops_table(mags)
@@ -450,35 +460,366 @@ def debate_graph(mag: dict | MAG) -> 'nx.DiGraph':
     return g
 
 # %% ../nbs/03_mag.ipynb #076bc110
-def draw_debate(mag: dict | MAG, ax=None, figsize=(8, 3.2)):
-    "Draw one debate: answers (green right, red wrong, grey unparsed), reflections (diamonds), critiques (blue arcs)."
-    import matplotlib.pyplot as plt, networkx as nx
-    m = validate_mag(mag); g = debate_graph(m)
-    if ax is None: _, ax = plt.subplots(figsize=figsize)
-    pos = nx.get_node_attributes(g, 'pos')
-    ans = [n for n, d in g.nodes(data=True) if d['kind'] == 'answer']
-    col = ['#2ca02c' if g.nodes[n]['correct'] else '#d62728' if g.nodes[n]['answer'] is not None else '#999999' for n in ans]
-    nx.draw_networkx_nodes(g, pos, nodelist=ans, node_color=col, node_size=520, ax=ax)
-    nx.draw_networkx_labels(g, pos, {n: g.nodes[n]['answer'] or '?' for n in ans}, font_color='white', font_size=9, ax=ax)
-    refl = [n for n, d in g.nodes(data=True) if d['kind'] == 'reflection']
-    nx.draw_networkx_nodes(g, pos, nodelist=refl, node_color='#ff7f0e', node_shape='D', node_size=160, ax=ax)
-    by = lambda k: [(u, v) for u, v, d in g.edges(data=True) if d['kind'] == k]
-    nx.draw_networkx_edges(g, pos, edgelist=by('next') + by('reflect'), edge_color='#777777', ax=ax, node_size=520)
-    nx.draw_networkx_edges(g, pos, edgelist=by('critique'), edge_color='#1f77b4', style='dashed', ax=ax, node_size=520,
-                           connectionstyle='arc3,rad=0.35', arrows=True)
-    for i, a in enumerate(m.agents): ax.text(-0.9, -i, a.name, ha='right', va='center', fontsize=8)
-    ax.set_xticks([2 * r.round for r in m.rounds], [f'round {r.round}' for r in m.rounds]); ax.tick_params(axis='x', bottom=True, labelbottom=True)
-    ax.set_xlim(-2.5, 2 * m.n_rounds - 0.5)
+_W = 3.2  # x distance between round columns in `draw_debate`
+_R = 0.2  # node radius
+
+def _tex_safe(s: str) -> str: return s.replace('$', r'\$')  # matplotlib would parse `$...$` as mathtext
+
+def _short(s: str | None, n: int = 300) -> str:
+    "`s` on one line, cut to `n` characters."
+    s = ' '.join((s or '').split())
+    return s if len(s) <= n else s[:n - 1].rstrip() + '…'
+
+def _verdict(v: Answer) -> str:
+    return 'right' if v.correct else 'not graded' if v.correct is None else 'unparsed' if v.answer is None else 'wrong'
+
+def draw_debate(mag: dict | MAG, ax=None, figsize=None):
+    """Draw one debate: a row per agent (circles teachers, squares students), a column per round; answers green
+    (right), red (wrong) or grey (unparsed); self-reflections orange diamonds with the start of their text; critiques
+    blue arrows from sender to receiver through a lane of their own between the rounds."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle, FancyArrowPatch, Rectangle, RegularPolygon
+    from matplotlib.path import Path as MPath
+    m = validate_mag(mag); n = len(m.agents); R = m.n_rounds
+    row = {a.name: i for i, a in enumerate(m.agents)}; role = {a.name: a.role for a in m.agents}
+    if ax is None: _, ax = plt.subplots(figsize=figsize or (min(0.62 * (_W * R + 1.2) + 2.2, 16), 0.9 + 0.62 * n))
+    tips, paths = {}, {}  # gid -> hover text (see `debate_svg`); (round, from, to) -> critique path
+    def tip(artist, text):
+        gid = f'dnr-{len(tips)}'; artist.set_gid(gid); tips[gid] = text
+    xy = lambda r, a: (_W * r, -row[a])
+    colour = lambda v: '#2ca02c' if v.correct else '#d62728' if v.answer is not None else '#999999'
+    for r in m.rounds:
+        for a, v in r.answers.items():
+            x, y = xy(r.round, a)
+            p = Circle((x, y), _R) if role[a] == 'teacher' else Rectangle((x - _R * .9, y - _R * .9), 1.8 * _R, 1.8 * _R)
+            p.set(facecolor=colour(v), edgecolor='black' if role[a] == 'student' else 'none', zorder=3); ax.add_patch(p)
+            tip(p, f"{a} ({role[a]}), round {r.round}: answer {v.answer or '(none)'}, {_verdict(v)}\n\n"
+                   + _short(v.reasoning or v.response, 700))
+            ax.text(x, y, _tex_safe(_short(v.answer or '?', 5)), ha='center', va='center', color='white', fontsize=7,
+                    fontweight='bold', zorder=4)
+        nxt = m.rounds[r.round + 1].answers if r.round + 1 < R else {}
+        for a in r.answers:  # the line to the agent's next answer, through its self-reflection
+            x, y = xy(r.round, a)
+            if a in r.reflections:
+                rx = x + _W * 0.62
+                d = RegularPolygon((rx, y), 4, radius=_R * .75, facecolor='#ff7f0e', edgecolor='none', zorder=3)
+                ax.add_patch(d)
+                t = r.reflections[a].text
+                tip(d, f"{a}'s self-reflection after round {r.round}:\n\n{_short(t, 900)}")
+                ax.text(rx, y - _R * 1.05, _tex_safe(_short(t, 22)), ha='center', va='top', fontsize=5.5, color='#a04a00',
+                        zorder=4)
+                ax.plot([x + _R, rx - _R * .75], [y, y], color='#777777', lw=1, zorder=1)
+                if a in nxt: ax.plot([rx + _R * .75, x + _W - _R], [y, y], color='#777777', lw=1, zorder=1)
+            elif a in nxt: ax.plot([x + _R, x + _W - _R], [y, y], color='#777777', lw=1, zorder=1)
+        K = len(r.critiques)
+        outs = {a: [c for c in r.critiques if c.from_ == a] for a in row}; ins = {a: [c for c in r.critiques if c.to == a] for a in row}
+        for k, c in enumerate(r.critiques):  # lane k between this round's answers and the reflections
+            lane = _W * r.round + _R + 0.12 + (_W * 0.62 - 2 * _R - 0.3) * (k + 0.5) / K
+            off = lambda lst, sign: sign * _R * (0.45 + 0.45 * (lst.index(c) / max(len(lst) - 1, 1)))
+            (x0, y0), (x1, y1) = xy(r.round, c.from_), xy(r.round, c.to)
+            y0 += off(outs[c.from_], 1); y1 += off(ins[c.to], -1)
+            x1 += (_R ** 2 - (y1 - xy(r.round, c.to)[1]) ** 2) ** 0.5 + 0.01
+            pth = MPath([(x0, y0), (lane, y0), (lane, y1), (x1, y1)], [MPath.MOVETO] + [MPath.LINETO] * 3)
+            ar = FancyArrowPatch(path=pth, arrowstyle='-|>,head_length=3,head_width=1.6', color='#1f77b4', lw=0.9, zorder=2)
+            ax.add_patch(ar); paths[r.round, c.from_, c.to] = pth.vertices
+            tip(ar, f"critique from {c.from_} to {c.to} after round {r.round}:\n\n{_short(c.text, 900)}")
+    for a, i in row.items():
+        ax.text(-_R - 0.25, -i, a if a == role[a] else f"{a}\n{role[a]}", ha='right', va='center', fontsize=7,
+                fontweight='bold' if role[a] == 'student' else 'normal')
+    ax.set_xticks([_W * r for r in range(R)], [f'round {r}' for r in range(R)], fontsize=8)
+    ax.set_yticks([]); ax.set_aspect('equal')
+    ax.set_xlim(-_R - 1.6, _W * (R - 1) + (_W * 0.62 + 0.8 if any(r.reflections or r.critiques for r in m.rounds[-1:]) else 0.5))
+    ax.set_ylim(-n + 0.45, 0.55)
     for s in ('top', 'right', 'left'): ax.spines[s].set_visible(False)
-    ax.set_title(f"question {m.question_id} (gold {m.gold}, {m.stop_reason}); orange = self-reflection, dashed blue = critique", fontsize=8)
+    L = lambda **k: Line2D([], [], **{'linestyle': 'none', 'markersize': 7, **k})
+    handles = [L(marker='o', color='#2ca02c', label='right'), L(marker='o', color='#d62728', label='wrong'),
+               L(marker='o', color='#999999', label='unparsed / missing'), L(marker='o', color='#bbbbbb', label='teacher'),
+               L(marker='s', color='#bbbbbb', markeredgecolor='black', label='student'),
+               L(marker='D', color='#ff7f0e', markersize=5, label='self-reflection'),
+               Line2D([], [], color='#1f77b4', marker='>', markersize=4, label='critique (sender → receiver)')]
+    ax.legend(handles=handles, loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False)
+    ax.set_title(f"question {m.question_id}: gold {_tex_safe(_short(m.gold, 20))}, stopped: {m.stop_reason}", fontsize=8)
+    ax.figure.tight_layout()
+    ax._dnr_tips, ax._dnr_critique_paths = tips, paths
     return ax
 
+# %% ../nbs/03_mag.ipynb #0c55a784
+def debate_svg(mag: dict | MAG, figsize=None) -> str:
+    "The debate tree as an inline SVG whose nodes and critique arrows show their full text on hover (`<title>`)."
+    import io, html, matplotlib.pyplot as plt
+    with plt.rc_context({'svg.fonttype': 'none', 'svg.hashsalt': 'dnr'}):
+        ax = draw_debate(mag, figsize=figsize); buf = io.StringIO()
+        ax.figure.savefig(buf, format='svg', bbox_inches='tight', metadata={'Date': None}); plt.close(ax.figure)
+    svg = buf.getvalue(); svg = re.sub(r'<metadata>.*?</metadata>\s*', '', svg[svg.index('<svg'):], flags=re.S)
+    for gid, text in ax._dnr_tips.items():
+        svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{html.escape(text)}</title>', 1)
+    return svg
+
+# %% ../nbs/03_mag.ipynb #1128d37b
+def _mag_repr(self) -> str:
+    n = len(self.rounds)
+    return (f"MAG(id={self.question_id!r}, {len(self.agents)} agents, {n} round{'s' * (n != 1)}, stop={self.stop_reason}, "
+            f"q={_short(self.question, 60)!r})")
+
+def _round_repr(self) -> str:
+    return (f"Round({self.round}: {len(self.answers)} answers, {len(self.reflections)} reflections, "
+            f"{len(self.critiques)} critiques)")
+
+MAG.__repr__ = MAG.__str__ = _mag_repr
+Round.__repr__ = Round.__str__ = _round_repr
+
+def _gold_text(m: MAG) -> str:
+    i = ord(m.gold) - 65 if len(m.gold) == 1 and m.gold.isupper() else -1
+    return f"{m.gold}) {m.options[i].strip()}" if 0 <= i < len(m.options) else m.gold
+
+def _header(m: MAG) -> str:
+    where = ', '.join(x for x in (m.dataset, m.category) if x)
+    cost = m.usage.get('cost_usd')
+    return (f"question {m.question_id}{f' ({where})' if where else ''}: {len(m.agents)} agents, {m.n_rounds} "
+            f"round{'s' * (m.n_rounds != 1)}, stopped: {m.stop_reason}" + (f", ${cost:.4f}" if cost else '')
+            + ('' if m.source == 'dnr' else f", converted from {m.source}"))
+
+# %% ../nbs/03_mag.ipynb #dfb066ce
+def transcript(mag: dict | MAG, # one MAG
+               full: bool = False, # whole raw responses and feedback (their lines kept) instead of 300 characters of reasoning
+               width: int = 100, # wrap lines at this width
+              ) -> str:
+    "A debate as plain text: question and gold, then per round each agent's answer, its reflection and the critiques it received."
+    import textwrap
+    m = validate_mag(mag); role = {a.name: a.role for a in m.agents}
+    def fill(s, ind):  # each line of `s` wrapped, the first after `ind`, the rest indented under it
+        out = [textwrap.fill(l, width, initial_indent=ind if j == 0 else ' ' * len(ind), subsequent_indent=' ' * len(ind))
+               for j, l in enumerate((s or '').splitlines() or [''])]
+        return '\n'.join(out).rstrip() or ind.rstrip()
+    text = (lambda s: (s or '').strip()) if full else (lambda s: _short(s))
+    out = [_header(m), fill(' '.join(m.question.split()), 'Q: '), f"gold: {_gold_text(m)}"]
+    for r in m.rounds:
+        out += ['', f"round {r.round}" + (f" (answers shown in the order {', '.join(r.order)})" if r.order else '')]
+        for a in role:
+            if a not in r.answers: continue
+            v = r.answers[a]
+            t = text(v.response or v.reasoning if full else v.reasoning or v.response) \
+                or (f"(no response: {v.error})" if v.error else '(no response)')
+            out.append(fill(t, f"  {a} [{role[a]}]: {v.answer or '-'} {_verdict(v)} | "))
+            if a in r.reflections: out.append(fill(text(r.reflections[a].text) or '(none)', '      self-reflection: '))
+            for c in r.critiques:
+                if c.to == a: out.append(fill(text(c.text) or '(none)', f"      critique from {c.from_}: "))
+    return '\n'.join(out)
+
+# %% ../nbs/03_mag.ipynb #d0d83d6c
+_CSS = """<style>
+.dnr-mag{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.4;max-width:1100px}
+.dnr-mag .q{white-space:pre-wrap;background:#f6f6f6;padding:6px 8px;border-radius:4px}
+.dnr-mag table.dnr{border-collapse:collapse;width:100%;margin:4px 0 12px;table-layout:fixed}
+.dnr-mag table.dnr th,.dnr-mag table.dnr td{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left}
+.dnr-mag table.dnr th{background:#fafafa;font-weight:600}
+.dnr-mag .right{color:#1a7f1a;font-weight:600}.dnr-mag .wrong{color:#c62828;font-weight:600}.dnr-mag .other{color:#777}
+.dnr-mag .role{font-size:11px;color:#666}.dnr-mag .student{font-weight:700}
+.dnr-mag pre{white-space:pre-wrap;font-size:12px;margin:4px 0}.dnr-mag .fb{margin-bottom:4px}
+.dnr-mag details summary{cursor:pointer;color:#555;font-size:12px}
+</style>"""
+
+def transcript_html(mag: dict | MAG, # one MAG
+                    tree: bool = True, # include the debate tree (SVG, hover a node or arrow to read its text)
+                    standalone: bool = False, # a whole HTML document (for a file) instead of a fragment
+                    figsize=None, # the tree's size in inches (default: from the numbers of rounds and agents)
+                   ) -> str:
+    "A debate as HTML: header, question, gold, the tree, then a table per round (answer, reasoning, reflection, critiques received); all text escaped."
+    from html import escape as e
+    m = validate_mag(mag); role = {a.name: a.role for a in m.agents}
+    def more(short, full):  # the first 300 characters, and the whole text behind a click when it is longer
+        full = (full or '').strip()
+        return e(short) + (f"<details><summary>full text</summary><pre>{e(full)}</pre></details>" if len(full) > len(short) else '')
+    h = [f'<div class="dnr-mag">{_CSS}', f"<div><b>{e(_header(m))}</b></div>",
+         f'<div class="q">{e(m.question)}</div>', f"<div>gold: <b>{e(_gold_text(m))}</b></div>"]
+    if tree: h.append(f'<div style="overflow-x:auto">{debate_svg(m, figsize)}</div>')
+    for r in m.rounds:
+        h.append(f"<h4>round {r.round}</h4>" + (f"<div>answers shown in the order {e(', '.join(r.order))}</div>" if r.order else ''))
+        h.append('<table class="dnr"><colgroup><col style="width:12%"><col style="width:9%"><col style="width:35%"><col style="width:20%">'
+                 '<col style="width:24%"></colgroup><tr><th>agent</th><th>answer</th><th>reasoning</th><th>self-reflection</th>'
+                 '<th>critiques received</th></tr>')
+        for a in role:
+            if a not in r.answers: continue
+            v = r.answers[a]; verdict = _verdict(v)
+            why = v.reasoning or v.response
+            reason = more(_short(why), v.response or why) if why else e(f"(no response: {v.error})" if v.error else '(no response)')
+            x = r.reflections.get(a); refl = more(_short(x.text), x.response or x.text) if x else ''
+            crit = ''.join(f'<div class="fb"><b>{e(c.from_)}:</b> {more(_short(c.text), c.response or c.text)}</div>' for c in r.critiques if c.to == a)
+            cls = 'right' if verdict == 'right' else 'wrong' if verdict in ('wrong', 'unparsed') else 'other'
+            h.append(f'<tr><td class="{role[a]}">{e(a)} <span class="role">{e(role[a])}</span></td>'
+                     f'<td class="{cls}">{e(v.answer or "-")} {e(verdict)}</td><td>{reason}</td><td>{refl}</td><td>{crit}</td></tr>')
+        h.append("</table>")
+    h.append('</div>')
+    body = '\n'.join(h)
+    if not standalone: return body
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>dnr debate {e(m.question_id)}</title></head>\n'
+            f'<body>\n{body}\n</body></html>\n')
+
+MAG._repr_html_ = lambda self: transcript_html(self)
+
+def save_html(mag: dict | MAG, path: str | Path) -> Path:
+    "Write one debate as a self-contained HTML file (inline styles and SVG, no scripts, nothing fetched)."
+    path = Path(path); path.write_text(transcript_html(mag, standalone=True), encoding='utf-8')
+    return path
+
+# %% ../nbs/03_mag.ipynb #e083660a
+def _run_file(run: str | Path) -> Path:
+    p = Path(run)
+    if p.is_dir():
+        if not (p / 'mags.jsonl').exists(): raise FileNotFoundError(f"{p}: no mags.jsonl in this folder (is it a debate run?)")
+        return p / 'mags.jsonl'
+    if not p.exists(): raise FileNotFoundError(f"{p}: no such run folder or MAG file")
+    return p
+
+def load_mag(run: str | Path, # a debate run folder (its `mags.jsonl`) or a MAG JSONL file
+             question_id: str | int, # the question to load
+            ) -> MAG:
+    "One question's MAG from a run; the error names the file and lists some of the ids it holds."
+    path, qid, ids = _run_file(run), str(question_id), []
+    with open(path, encoding='utf-8') as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip(): continue
+            try: d = json.loads(line)
+            except json.JSONDecodeError as e: raise MAGError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno})") from None
+            got = str(d.get('question_id')) if isinstance(d, dict) else None
+            if got == qid: return validate_mag(d, where=f"{path}:{i}")
+            ids.append(got)
+    some = ', '.join(ids[:8]) + (', ...' if len(ids) > 8 else '')
+    raise MAGError(f"{path}: no MAG with question_id {qid!r} among its {len(ids)} MAGs" + (f" (ids: {some})" if ids else ''))
+
+def show_cli(argv: list[str] | None = None) -> int:
+    "`dnr show RUN [QUESTION_ID] [--html OUT] [--full]`: read one debate, or list a run's questions."
+    import argparse, sys
+    p = argparse.ArgumentParser(prog='dnr show', description="Print one debated question: the question, the gold answer, then per "
+                                "round each agent's answer and correctness, its self-reflection and the critiques it received.")
+    p.add_argument('run', help='debate run folder (mags.jsonl) or a MAG JSONL file')
+    p.add_argument('question_id', nargs='?', help='the question to show (omitted: list the questions of the run)')
+    p.add_argument('--html', metavar='OUT', help='also write the debate as a self-contained HTML file (tree with hover text, tables)')
+    p.add_argument('--full', action='store_true', help='whole responses and feedback instead of their first 300 characters')
+    a = p.parse_args(argv)
+    try:
+        if a.question_id is None:
+            if a.html: raise ValueError("--html needs a QUESTION_ID")
+            path = _run_file(a.run)
+            for m in iter_mags(path):
+                print(f"{m.question_id:>8}  {m.n_rounds} round{'s' * (m.n_rounds != 1)}  {m.stop_reason:<12}  {_short(m.question, 80)}")
+            return 0
+        m = load_mag(a.run, a.question_id)
+        print(transcript(m, full=a.full))
+        if a.html: print(f"wrote {save_html(m, a.html)}")
+    except (ValueError, OSError) as e:
+        print(f"dnr show: error: {e}", file=sys.stderr); return 2
+    return 0
+
+# %% ../nbs/03_mag.ipynb #d74b3f31
+def mag_flips(mag: dict | MAG) -> list[tuple[str, int, str]]:
+    "The agents that changed correctness: `(agent, round, 'wrong->right' | 'right->wrong')` for rounds r >= 1."
+    m = validate_mag(mag); out = []
+    for prev, cur in zip(m.rounds, m.rounds[1:]):
+        for a, v in cur.answers.items():
+            if a in prev.answers and bool(prev.answers[a].correct) != bool(v.correct):
+                out.append((a, cur.round, 'wrong->right' if v.correct else 'right->wrong'))
+    return out
+
+def filter_mags(mags, # MAGs of one run
+                text: str | None = None, # substring of the question (case-insensitive) or its id
+                stop_reason: str | None = None, # e.g. 'max_rounds'
+                flipped: str | None = None, # 'any', 'wrong->right' or 'right->wrong': some agent changed correctness
+                wrong: tuple[str, int] | None = None, # (agent, round): that agent was not right in that round
+               ) -> list[MAG]:
+    "The MAGs matching all the given filters."
+    out = []
+    for m in _mags(mags):
+        if text and text.lower() not in m.question.lower() and text != m.question_id: continue
+        if stop_reason and m.stop_reason != stop_reason: continue
+        if flipped and not any(flipped in ('any', f) for *_, f in mag_flips(m)): continue
+        if wrong:
+            a, r = wrong
+            if r >= m.n_rounds or a not in m.rounds[r].answers or m.rounds[r].answers[a].correct: continue
+        out.append(m)
+    return out
+
 # %% ../nbs/03_mag.ipynb #46c1c741
-def explore(mags, figsize=(8, 3.2)):
-    "An ipywidgets picker over the questions of a run that draws the selected debate tree."
-    import ipywidgets as widgets, matplotlib.pyplot as plt
-    by = {m.question_id: m for m in _mags(mags)}
-    label = lambda m: f"{m.question_id}: {m.n_rounds} round(s), {m.stop_reason}"
-    def show(question_id):
-        draw_debate(by[question_id], figsize=figsize); plt.show()
-    return widgets.interactive(show, question_id=widgets.Dropdown(options=[(label(m), k) for k, m in by.items()], description='question'))
+def _live_kernel() -> bool:
+    "True inside a Jupyter kernel (widgets can render); False in scripts, tests and notebook executors such as execnb."
+    try: from IPython import get_ipython
+    except ImportError: return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, 'kernel', None) is not None
+
+def _label(m: MAG) -> str:
+    return f"{m.question_id} · {m.stop_reason} · {m.n_rounds} rd · {_short(m.question, 90)}"
+
+class Explorer:
+    "Question list with filters and a transcript view (ipywidgets); static HTML where no kernel runs."
+    def __init__(self, mags, height: str = '520px', figsize=None):
+        import ipywidgets as W
+        self.mags, self.figsize = _mags(mags), figsize
+        if not self.mags: raise ValueError("explore: no MAGs given")
+        agents = list(dict.fromkeys(a.name for m in self.mags for a in m.agents))
+        R = max(m.n_rounds for m in self.mags)
+        self.text = W.Text(placeholder='question text or id', description='search', layout=W.Layout(width='260px'))
+        self.stop = W.Dropdown(options=[('any', None)] + [(s, s) for s in STOP_REASONS if any(m.stop_reason == s for m in self.mags)],
+                               description='stopped', layout=W.Layout(width='200px'))
+        self.flipped = W.Dropdown(options=[('any', None), ('some agent', 'any'), ('wrong->right', 'wrong->right'),
+                                           ('right->wrong', 'right->wrong')], description='flipped', layout=W.Layout(width='220px'))
+        self.wrong_agent = W.Dropdown(options=[('anyone', None)] + [(a, a) for a in agents], description='wrong:',
+                                      layout=W.Layout(width='200px'))
+        self.wrong_round = W.Dropdown(options=[(f'in round {r}', r) for r in range(R)], layout=W.Layout(width='110px'))
+        self.count = W.HTML()
+        self.select = W.Select(options=[], rows=8, layout=W.Layout(width='100%'))
+        self.view = W.HTML(layout=W.Layout(max_height=height, overflow='auto'))
+        for w in (self.text, self.stop, self.flipped, self.wrong_agent, self.wrong_round): w.observe(self._refilter, 'value')
+        self.select.observe(self._show, 'value')
+        self.widget = W.VBox([W.HBox([self.text, self.stop, self.flipped]), W.HBox([self.wrong_agent, self.wrong_round]),
+                              self.count, self.select, self.view])
+        self._refilter()
+
+    @property
+    def shown(self) -> list[MAG]:
+        "The MAGs passing the current filters."
+        wa = self.wrong_agent.value
+        return filter_mags(self.mags, self.text.value.strip() or None, self.stop.value, self.flipped.value,
+                           (wa, self.wrong_round.value) if wa else None)
+
+    @property
+    def selected(self) -> MAG | None:
+        "The MAG picked in the list."
+        return None if self.select.value is None else self.mags[self.select.value]
+
+    def _refilter(self, *_):
+        keep = {id(m) for m in self.shown}
+        ix = [i for i, m in enumerate(self.mags) if id(m) in keep]
+        self.count.value = f"{len(ix)} of {len(self.mags)} questions"
+        self.select.options = [(_label(self.mags[i]), i) for i in ix]
+        self.select.value = ix[0] if ix else None
+        self._show()
+
+    def _show(self, *_):
+        m = self.selected
+        self.view.value = transcript_html(m, figsize=self.figsize) if m else '<i>no question matches the filters</i>'
+
+    def _repr_html_(self) -> str:
+        "Static view: the question list and the first question's transcript."
+        from html import escape as e
+        rows = ''.join(f"<tr><td>{e(m.question_id)}</td><td>{e(m.stop_reason)}</td><td>{m.n_rounds}</td><td>"
+                       f"{e(', '.join(f'{a} r{r} {f}' for a, r, f in mag_flips(m)))}</td><td>{e(_short(m.question, 110))}</td></tr>"
+                       for m in self.mags[:20])
+        more = f"<p>... and {len(self.mags) - 20} more</p>" if len(self.mags) > 20 else ''
+        return (f"<p><b>explore: {len(self.mags)} questions</b> (the filters and picker need a live Jupyter kernel with "
+                f"ipywidgets; this static view lists the questions and shows the first)</p>"
+                f'<div class="dnr-mag"><table class="dnr"><colgroup><col style="width:8%"><col style="width:11%"><col style="width:6%">'
+                f'<col style="width:25%"><col style="width:50%"></colgroup><tr><th>id</th><th>stopped</th><th>rounds</th><th>flips</th>'
+                f"<th>question</th></tr>{rows}</table></div>{more}{transcript_html(self.mags[0])}")
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        if _live_kernel(): return self.widget._repr_mimebundle_(include=include, exclude=exclude)
+        return {'text/html': self._repr_html_(), 'text/plain': f"Explorer({len(self.mags)} questions)"}
+
+def explore(mags, # MAGs of one run
+            figsize=None, # size of the debate tree in inches (default: from the numbers of rounds and agents)
+           ) -> Explorer:
+    """Browse a run in Jupyter: filter by text, stop reason, flips or an agent wrong in a round, pick a question from
+    the list (id, stop reason, rounds, question), read its tree and transcript. Static HTML when no kernel runs."""
+    return Explorer(mags, figsize=figsize)
