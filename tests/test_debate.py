@@ -294,3 +294,41 @@ def test_strict_grading_needs_final_answer_and_old_runs_resume(tmp_path, qs, cap
     assert rc == 0 and s['finished'] == 3 and s['debated_now'] == 0 and s['provider_calls'] == 0, err
     rc, err = cli_inproc(capsys, '--config', tmp_path / 'strict.yaml', '--out', run, '--resume')
     assert rc == 2 and "differs from this run's snapshot in ['grading']" in err
+
+
+def test_agents_sharing_a_model_get_their_own_samples(tmp_path, qs):
+    """Two debaters on one model at temperature 0.7 (real HTTP, local server): one call each, different samples; the
+    same agent's repeated request is one call; a cache written before the agent was in the key still serves the
+    agent that made its entries, and only that agent."""
+    import itertools
+    from dnr.agents import AgentPool, legacy_cache_key
+    n = itertools.count()
+    with ScriptedServer(lambda provider, req: f"### Answer\nsample {next(n)}\nFinal answer: A") as srv:
+        agents = [dict(name=x, role='teacher', provider='openai_compatible', model='gpt-4o', base_url=srv.openai_url,
+                       temperature=0.7) for x in ('gpt-a', 'gpt-b')]
+        msgs = [{'role': 'user', 'content': 'Which force? A) gravity B) friction'}]
+        pool = AgentPool(agents, cache=tmp_path / 'cache.sqlite', progress=False)
+        try:
+            a, b = pool.complete_many([dict(agent='gpt-a', messages=msgs), dict(agent='gpt-b', messages=msgs)])
+            a2 = pool.complete('gpt-a', msgs)
+        finally: pool.close()
+        assert srv.model_calls == 2 and a.content != b.content
+        assert a2.cached and a2.content == a.content and srv.model_calls == 2
+        # an old (version-1 key) cache entry made by gpt-a: gpt-a finds it, gpt-b asks for its own sample
+        old = [{'role': 'user', 'content': 'An old question'}]
+        pool = AgentPool(agents, cache=tmp_path / 'cache.sqlite', progress=False)
+        try:
+            spec = pool.spec('gpt-a')
+            pool.cache.put(legacy_cache_key(spec, old), spec, dict(content='old answer of gpt-a', prompt_tokens=3,
+                                                                    completion_tokens=3, cost_usd=0.0))
+            oa, ob = pool.complete('gpt-a', old), pool.complete('gpt-b', old)
+        finally: pool.close()
+        assert oa.cached and oa.content == 'old answer of gpt-a'
+        assert not ob.cached and ob.content.startswith('### Answer\nsample') and srv.model_calls == 3
+    # in a debate: two teachers on one model answer round 0 with different samples
+    with ScriptedServer(lambda provider, req: f"### Answer\nsample {next(n)}\nFinal answer: A") as srv:
+        cfg = write_config(tmp_path / 'du.yaml', srv.openai_url, max_rounds=0, limit=1, agent_kw=dict(model='same-model', temperature=0.7))
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'du')
+        assert rc == 0 and s['provider_calls'] == 3 == srv.model_calls, err
+    r0 = mag_lines(tmp_path / 'du')[0]['rounds'][0]['answers']
+    assert len({v['response'] for v in r0.values()}) == 3
