@@ -542,7 +542,7 @@ def _extract_yesno(r: str) -> Extraction:
     if ws := re.findall(r'\b(yes|no)\b', r, re.I): return Extraction(ws[-1].lower(), 'fallback', r.strip())
     return Extraction(None, 'unparsed', None)
 
-# %% ../nbs/00_data.ipynb #98130119
+# %% ../nbs/00_data.ipynb #bb12a7f7
 EXTRACTIONS = ('dnr', 'authors', 'mmlu_pro')
 
 def check_extraction(name: str, # a convention name
@@ -586,7 +586,7 @@ def mmlu_pro_guess(n_options: int) -> str:
     "The letter MMLU-Pro's evaluation substitutes for an unparsed answer (`random.seed(12345); randint(0, n-1)`)."
     return LETTERS[random.Random(MMLU_PRO_GUESS_SEED).randint(0, n_options - 1)]
 
-# %% ../nbs/00_data.ipynb #10fc5891
+# %% ../nbs/00_data.ipynb #ba3a8497
 _AUTHORS_CUE = 'Final answer:'
 _AUTHORS_LABELS = {'mmlu_pro': LETTERS, 'arc_challenge': 'ABCD', 'ecqa': '12345'}  # fixed per dataset in their code
 _AUTHORS_DOLLAR = re.compile(r'\$(.*?)(?=\$|###|```|\n|$)')
@@ -688,7 +688,7 @@ def grade(answer: str | None, # extracted answer (None = unparsed: always wrong)
         return bool(g and a and verify(g, a, timeout_seconds=timeout))
     raise ValueError(f"unknown answer kind {kind!r}")
 
-# %% ../nbs/00_data.ipynb #593bc3df
+# %% ../nbs/00_data.ipynb #9041408d
 def _hendrycks_fracs(s: str) -> str:
     parts = s.split('\\frac')
     out = parts[0]
