@@ -16,7 +16,7 @@ from .agents import AgentSpec, AgentPool, Completion, load_agents
 
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'DatasetConfig', 'DebateConfig', 'ConfigError', 'load_config',
-           'offline_config', 'shuffled_order', 'consensus_answer', 'grade_debate_answer', 'counts', 'Debate',
+           'offline_config', 'shuffled_order', 'consensus_answer', 'grade_debate_answer', 'answer_counts', 'Debate',
            'run_debate', 'debate_questions', 'pool_specs', 'run_dir', 'run_sync', 'debate_cli']
 
 # %% ../nbs/02_debate.ipynb #af9b72f0
@@ -159,7 +159,7 @@ def grade_debate_answer(q: Question, # the question
     parse = 'final_answer' if strict.answer is not None else 'fallback' if found else 'none'
     return dict(answer=ex.answer, reasoning=ex.reasoning, status=ex.status, parse=parse, correct=bool(ok))
 
-def counts(g: dict, grading: str) -> bool:
+def answer_counts(g: dict, grading: str) -> bool:
     "Does a graded answer count as given (the student keeps the first sample that does)?"
     return g['parse'] == 'final_answer' if grading == 'strict' else g['status'] == 'parsed'
 
@@ -189,8 +189,8 @@ class Debate:
             c = await self._complete(agent, prompt, dict(question_id=q.id, round=r, kind='answer', agent=agent), s)
             g = grade_debate_answer(q, c.content, grading)
             tries.append((s, c, g))
-            if c.content is None or counts(g, grading): break
-        s, c, g = next((t for t in tries if counts(t[2], grading)), tries[0])
+            if c.content is None or answer_counts(g, grading): break
+        s, c, g = next((t for t in tries if answer_counts(t[2], grading)), tries[0])
         u = {k: sum(_usage(t[1])[k] for t in tries) for k in _usage(None)}
         return dict(response=c.content, reasoning=g['reasoning'], answer=g['answer'], status=g['status'], parse=g['parse'],
                     correct=g['correct'], **u, error=c.error if c.content is None else None, sample=s)
