@@ -161,7 +161,9 @@ def grade_debate_answer(q: Question, # the question
 
 def answer_counts(g: dict, grading: str) -> bool:
     "Does a graded answer count as given (the student keeps the first sample that does)?"
-    return g['parse'] == 'final_answer' if grading == 'strict' else g['status'] == 'parsed'
+    # strict: the `Final answer:` cue is there (`extract_authors` gives a reasoning exactly then), as the authors keep
+    # the first of their n=5 student samples that has the cue, whatever follows it
+    return g['reasoning'] is not None if grading == 'strict' else g['status'] == 'parsed'
 
 # %% ../nbs/02_debate.ipynb #e5c3a283
 ROUND_SAMPLE_STRIDE = 100  # sample index offset per round (cache keys)
