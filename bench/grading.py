@@ -4,8 +4,8 @@ Prints answers/s for extraction and grading of the 24,407 recorded MMLU-Pro answ
 solutions, and the ratio of `grade_many` (worker processes) to grading in one process, measured in this run.
 Usage: python bench/grading.py [--quick]   (needs DNR_DATA_DIR)
 """
-import argparse, json, time
-from dnr.data import extract_answer, grade, grade_many, load_math, load_mmlu_pro, load_recorded_answers
+import argparse, json, re, time
+from dnr.data import extract_mmlu_pro, extract_answer, grade, grade_many, load_math, load_mmlu_pro, load_recorded_answers
 
 def rate(n, t): return n / t if t > 0 else float('inf')
 
@@ -18,6 +18,18 @@ def main(argv=None):
     t = time.perf_counter(); ex = [extract_answer(r) for r in rec.response]; t_ex = time.perf_counter() - t
     t = time.perf_counter(); ok = [grade(e.answer, mp[i].gold) for e, i in zip(ex, rec.question_id)]; t_gr = time.perf_counter() - t
     print(f"MMLU-Pro recorded answers: {len(ex)}  extract {rate(len(ex), t_ex):,.0f}/s  grade {rate(len(ex), t_gr):,.0f}/s  accuracy {sum(ok)/len(ok):.3f}")
+    # MMLU-Pro's official chain, its own regexes (quadratic on long answers) against dnr's linear-time extract_mmlu_pro
+    p1, p2 = re.compile(r"answer is \(?([A-J])\)?"), re.compile(r'.*[aA]nswer:\s*([A-J])')
+    p3 = re.compile(r"\b[A-J]\b(?!.*\b[A-J]\b)", re.DOTALL)
+    def official(t):
+        for p in (p1, p2):
+            if m := p.search(t): return m.group(1)
+        return m.group(0) if (m := p3.search(t)) else None
+    t = time.perf_counter(); off = [official(r) for r in rec.response]; t_off = time.perf_counter() - t
+    t = time.perf_counter(); ours = [extract_mmlu_pro(r).answer for r in rec.response]; t_ours = time.perf_counter() - t
+    assert off == ours, sum(a != b for a, b in zip(off, ours))
+    print(f"MMLU-Pro chain on {len(ours)} answers: identical letters; official regexes {rate(len(ours), t_off):,.0f}/s, "
+          f"extract_mmlu_pro {rate(len(ours), t_ours):,.0f}/s ({t_off / t_ours:.0f}x)")
     t = time.perf_counter(); mex = [extract_answer(q.solution, 'math') for q in math]; t_mex = time.perf_counter() - t
     items = [(e.answer, q.gold, 'math') for e, q in zip(mex, math)]
     t = time.perf_counter(); seq = grade_many(items, processes=0); t_seq = time.perf_counter() - t
@@ -36,7 +48,8 @@ def main(argv=None):
     summary = {'mmlu_pro_extract_per_s': rate(len(ex), t_ex), 'mmlu_pro_grade_per_s': rate(len(ex), t_gr),
                'math_extract_per_s': rate(len(items), t_mex), 'math_grade_per_s': rate(len(items), t_par),
                'math_wrong_grade_per_s': rate(len(wrong), t_wpar),
-               'grade_many_vs_one_process': t_wseq / t_wpar if t_wpar else float('inf')}
+               'grade_many_vs_one_process': t_wseq / t_wpar if t_wpar else float('inf'),
+               'mmlu_pro_chain_linear_vs_official': t_off / t_ours if t_ours else float('inf')}
     print(json.dumps(summary))
 
 if __name__ == '__main__': main()

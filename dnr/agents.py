@@ -14,11 +14,11 @@ import tenacity
 
 # %% auto #0
 __all__ = ['log', 'PROVIDERS', 'NO_RECORDING', 'BUDGET_ERROR', 'AgentConfigError', 'AgentSpec', 'load_agents', 'Completion',
-           'cache_key', 'ResponseCache', 'MalformedResponse', 'is_retryable', 'retry_after', 'retry_wait',
-           'openai_params', 'parse_openai', 'anthropic_params', 'parse_anthropic', 'gemini_request', 'parse_gemini',
-           'make_client', 'call_provider', 'replay_answer', 'RateLimiter', 'BudgetExceeded', 'AgentPool', 'price',
-           'acomplete', 'acomplete_many', 'run_sync', 'complete', 'complete_many', 'aclose', 'close',
-           'raise_if_over_budget', 'usage_table', 'acollect_batches', 'read_requests', 'chat_cli']
+           'cache_key', 'legacy_cache_key', 'ResponseCache', 'MalformedResponse', 'is_retryable', 'retry_after',
+           'retry_wait', 'openai_params', 'parse_openai', 'anthropic_params', 'parse_anthropic', 'gemini_request',
+           'parse_gemini', 'make_client', 'call_provider', 'replay_answer', 'RateLimiter', 'BudgetExceeded',
+           'AgentPool', 'price', 'acomplete', 'acomplete_many', 'run_sync', 'complete', 'complete_many', 'aclose',
+           'close', 'raise_if_over_budget', 'usage_table', 'acollect_batches', 'read_requests', 'chat_cli']
 
 # %% ../nbs/01_agents.ipynb #d04ba503
 log = logging.getLogger('dnr.agents')
@@ -146,8 +146,15 @@ def cache_key(spec: AgentSpec, # the agent
               messages: list[dict], # chat messages
               sample: int = 0, # sample index: distinct samples of the same prompt
              ) -> str:
-    "Stable hash of provider, model, messages, generation parameters and sample index."
-    payload = {'v': 1, 'provider': spec.provider, 'model': spec.model, 'messages': messages, 'sample': sample,
+    "Stable hash of the agent's name, provider, model, messages, generation parameters and sample index."
+    return _key({'v': 2, 'agent': spec.name}, spec, messages, sample)
+
+def legacy_cache_key(spec: AgentSpec, messages: list[dict], sample: int = 0) -> str:
+    "The key of caches written before the agent's name was part of it (version 1)."
+    return _key({'v': 1}, spec, messages, sample)
+
+def _key(head: dict, spec: AgentSpec, messages: list[dict], sample: int) -> str:
+    payload = {**head, 'provider': spec.provider, 'model': spec.model, 'messages': messages, 'sample': sample,
                'params': {'temperature': spec.temperature, 'top_p': spec.top_p, 'max_tokens': spec.max_tokens, 'extra': spec.extra}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(',', ':')).encode()).hexdigest()
 
@@ -173,9 +180,9 @@ class ResponseCache:
     def _q(self, sql, args=()):
         with self._lock: return self._con.execute(sql, args).fetchall()
 
-    def get(self, key: str) -> dict | None:
-        "The stored record for `key`, or None."
-        rows = self._q('SELECT record FROM responses WHERE key=?', (key,))
+    def get(self, key: str, agent: str | None = None) -> dict | None:
+        "The stored record for `key` (made by `agent`, if given), or None."
+        rows = self._q('SELECT record FROM responses WHERE key=?' + (' AND agent=?' if agent else ''), (key, agent) if agent else (key,))
         return json.loads(rows[0][0]) if rows else None
 
     def put(self, key: str, spec: AgentSpec, record: dict):
@@ -624,7 +631,8 @@ async def acomplete(self, agent: str, # agent name
         if c.error: self._add(spec, meta, errors=1)
         return c
     key = cache_key(spec, messages, sample)
-    if self.cache is not None and (rec := self.cache.get(key)) is not None:
+    if self.cache is not None and ((rec := self.cache.get(key)) is not None or  # else a version-1 entry this agent made
+                                   (rec := self.cache.get(legacy_cache_key(spec, messages, sample), spec.name)) is not None):
         self._add(spec, meta, cache_hits=1)
         return Completion(**rec, cached=True)
     st = self._state()

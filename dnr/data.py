@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #a6264d88
 from __future__ import annotations
-import gzip, json, math, os, random, re
+import contextlib, gzip, json, math, os, random, re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -14,13 +14,14 @@ from pydantic import BaseModel, ValidationError
 
 # %% auto #0
 __all__ = ['DATA_DIR_ENV', 'LETTERS', 'AnswerKind', 'DATASETS', 'MMLU_PRO_CATEGORIES', 'PAPER_TEST_FRACTION', 'TEMPLATES',
-           'DataError', 'data_dir', 'Question', 'DatasetSpec', 'read_jsonl', 'validation_error', 'repair_tail',
-           'read_config', 'load_mmlu_pro', 'boxed_answers', 'math_gold', 'load_math', 'paper_split', 'load_declared',
-           'load_benchmark', 'load_recorded_answers', 'round0_prompt', 'debate_prompt', 'self_reflection_prompt',
-           'critique_prompt', 'self_reflection_test_prompt', 'critique_test_prompt', 'test_verify_prompt',
-           'train_prompt', 'train_debate_prompt', 'test_prompt', 'format_last_round', 'Extraction', 'extract_answer',
-           'extract_feedback', 'grade', 'grade_response', 'grade_many', 'accuracy_summary', 'data_summary', 'data_cli',
-           'grade_cli']
+           'EXTRACTIONS', 'MMLU_PRO_GUESS_SEED', 'DataError', 'data_dir', 'Question', 'DatasetSpec', 'read_jsonl',
+           'validation_error', 'repair_tail', 'read_config', 'load_mmlu_pro', 'boxed_answers', 'math_gold', 'load_math',
+           'paper_split', 'load_declared', 'load_benchmark', 'load_recorded_answers', 'round0_prompt', 'debate_prompt',
+           'self_reflection_prompt', 'critique_prompt', 'self_reflection_test_prompt', 'critique_test_prompt',
+           'test_verify_prompt', 'train_prompt', 'train_debate_prompt', 'test_prompt', 'format_last_round',
+           'Extraction', 'extract_answer', 'check_extraction', 'extract_mmlu_pro', 'mmlu_pro_guess', 'extract_authors',
+           'extract_feedback', 'grade', 'hendrycks_normalize', 'authors_is_equiv', 'grade_response', 'answer_labels',
+           'grade_many', 'accuracy_summary', 'data_summary', 'data_cli', 'grade_cli']
 
 # %% ../nbs/00_data.ipynb #f435f388
 DATA_DIR_ENV = 'DNR_DATA_DIR'
@@ -488,8 +489,13 @@ def extract_answer(response: str | None, # the model's full response text
                    kind: AnswerKind = 'choice', # what kind of answer to look for
                    labels: str = LETTERS, # valid choice labels (MMLU-Pro: A–J; ECQA: 1–5)
                    guess_letter: bool = True, # last resort as MMLU-Pro: the last standalone capital letter ('fallback')
+                   extraction: str = 'dnr', # answer convention: 'dnr' (below), 'authors' (D&R's code) or 'mmlu_pro' (MMLU-Pro's chain)
                   ) -> Extraction:
     "The answer in `response`, with status 'parsed', 'fallback' or 'unparsed'."
+    if extraction != 'dnr':
+        check_extraction(extraction)
+        return extract_mmlu_pro(response) if extraction == 'mmlu_pro' and kind == 'choice' else \
+            extract_authors(response, kind, labels) if extraction == 'authors' else _no_mmlu_pro(kind)
     if not response: return Extraction(None, 'unparsed', None)
     if kind == 'choice': return _extract_choice(response, labels, guess_letter)
     if kind == 'math': return _extract_math(response)
@@ -536,6 +542,115 @@ def _extract_yesno(r: str) -> Extraction:
     if ws := re.findall(r'\b(yes|no)\b', r, re.I): return Extraction(ws[-1].lower(), 'fallback', r.strip())
     return Extraction(None, 'unparsed', None)
 
+# %% ../nbs/00_data.ipynb #bb12a7f7
+EXTRACTIONS = ('dnr', 'authors', 'mmlu_pro')
+
+def check_extraction(name: str, # a convention name
+                     where: str = 'extraction', # what to name in the error (a flag, or 'file: field')
+                    ) -> str:
+    "`name` if it is one of `EXTRACTIONS`, else a `ValueError` naming `where`."
+    if name not in EXTRACTIONS: raise ValueError(f"{where}: unknown extraction {name!r}; valid: {', '.join(EXTRACTIONS)}")
+    return name
+
+def _no_mmlu_pro(kind):
+    raise ValueError(f"extraction 'mmlu_pro' reads multiple-choice letters only, not {kind!r} answers")
+
+_MP_SECOND = re.compile(r'(?=[aA]nswer:\s*([A-J]))')  # every start of `[aA]nswer:\s*([A-J])`, overlaps included
+_MP_LAST = re.compile(r'\b[A-J]\b')
+
+def _mmlu_pro_second(r: str):
+    "`re.search(r'.*[aA]nswer:\\s*([A-J])', r)` in linear time: the last match starting on the first line that has one."
+    first = last = None
+    for m in _MP_SECOND.finditer(r):
+        if first is None: first, end = m, r.find('\n', m.start())
+        elif end >= 0 and m.start() > end: break
+        last = m
+    return last
+
+def extract_mmlu_pro(response: str | None, # the model's text
+                     first_only: bool = False, # only the first pattern (older MMLU-Pro scripts)
+                    ) -> Extraction:
+    "MMLU-Pro's official answer chain: `answer is (X)`, then `answer: X`, then the last standalone A-J."
+    if not response: return Extraction(None, 'unparsed', None)
+    if m := _MMLU_PRO.search(response): return Extraction(m.group(1), 'parsed', _reasoning(response, m.start()))
+    if first_only: return Extraction(None, 'unparsed', None)
+    if m := _mmlu_pro_second(response): return Extraction(m.group(1), 'parsed', _reasoning(response, m.start()))
+    m = None
+    for m in _MP_LAST.finditer(response): pass
+    if m: return Extraction(m.group(), 'fallback', _reasoning(response, m.start()))
+    return Extraction(None, 'unparsed', None)
+
+MMLU_PRO_GUESS_SEED = 12345  # MMLU-Pro reseeds with this before each guess, so the guess depends only on the option count
+
+def mmlu_pro_guess(n_options: int) -> str:
+    "The letter MMLU-Pro's evaluation substitutes for an unparsed answer (`random.seed(12345); randint(0, n-1)`)."
+    return LETTERS[random.Random(MMLU_PRO_GUESS_SEED).randint(0, n_options - 1)]
+
+# %% ../nbs/00_data.ipynb #ba3a8497
+_AUTHORS_CUE = 'Final answer:'
+_AUTHORS_LABELS = {'mmlu_pro': LETTERS, 'arc_challenge': 'ABCD', 'ecqa': '12345'}  # fixed per dataset in their code
+_AUTHORS_DOLLAR = re.compile(r'\$(.*?)(?=\$|###|```|\n|$)')
+
+def _authors_last_boxed(s: str) -> str | None:
+    "The last `\\boxed{…}` (else `\\fbox…`) of `s` with its braces, as Hendrycks' `last_boxed_only_string`."
+    i = s.rfind('\\boxed')
+    if i < 0: i = s.rfind('\\fbox')
+    if i < 0: return None
+    depth = 0
+    for j in range(i, len(s)):
+        if s[j] == '{': depth += 1
+        elif s[j] == '}':
+            depth -= 1
+            if depth == 0: return s[i:j + 1]
+    return None
+
+def _authors_unbox(s: str | None) -> str | None:
+    if not isinstance(s, str) or not s.endswith('}'): return None
+    if s.startswith('\\boxed{'): return s[len('\\boxed{'):-1]
+    if s.startswith('\\fbox'): return s[len('\\fbox'):-1]  # (keeps the brace, as theirs does)
+    return None
+
+def _authors_value(text: str, kind: str, labels: str, last: bool = False) -> str | None:
+    "The value their `parse_answer` (first match) or `parse_answer_fallback` (last match) reads in `text`."
+    k = -1 if last else 0
+    if kind == 'choice':
+        ms = re.findall(f"[{re.escape(labels)}{'|' if labels.isalpha() else ''}]", text)
+        return ms[k] if ms else None
+    if kind == 'math':
+        ms = _AUTHORS_DOLLAR.findall(text)
+        if not ms: return None
+        s = ms[k].strip()
+        return '$' + (_authors_unbox(_authors_last_boxed(s)) or s) + '$'
+    if kind == 'number':
+        ms = re.findall(r'\$?([0-9]+\.?[0-9]*)', text)
+        return str(float(ms[k])) if ms else None
+    if kind == 'yesno':
+        ms = re.findall(r'yes|no', text, re.I)
+        return ms[k].lower() if ms else None
+    raise ValueError(f"unknown answer kind {kind!r}")
+
+def _authors_reasoning(response: str) -> str:
+    "The text before the first `Final answer:`, from its `### Answer` section if there is one (their `utils.parse_answer`)."
+    head = response.split(_AUTHORS_CUE)[0]
+    for part in head.split('###'):
+        part = part.strip()
+        if part.startswith('Answer'): return part[6:].strip(' \n')
+    return head
+
+def extract_authors(response: str | None, # the model's text
+                    kind: AnswerKind = 'choice', # what kind of answer
+                    labels: str = LETTERS, # their character class (MMLU-Pro: A-J, whatever the option count)
+                    fallback: bool = True, # test time (`test.py`): else the last match anywhere; debate (`utils.py`): no fallback
+                   ) -> Extraction:
+    "The D&R code's answer: read after the first literal `Final answer:`, else (at test time) the last match anywhere."
+    if not response: return Extraction(None, 'unparsed', None)
+    if _AUTHORS_CUE in response:
+        a = _authors_value(response.split(_AUTHORS_CUE)[1], kind, labels)
+        if not fallback: return Extraction(a, 'unparsed' if a is None else 'parsed', _authors_reasoning(response))
+        if a and not (kind == 'number' and float(a) == 0): return Extraction(a, 'parsed', _authors_reasoning(response))
+    if fallback and (a := _authors_value(response, kind, labels, last=True)): return Extraction(a, 'fallback', None)
+    return Extraction(None, 'unparsed', None)
+
 # %% ../nbs/00_data.ipynb #3e557266
 def extract_feedback(response: str | None) -> str | None:
     "The feedback text under a `### Feedback` header, else the whole stripped response."
@@ -556,9 +671,11 @@ def grade(answer: str | None, # extracted answer (None = unparsed: always wrong)
           gold: str, # gold answer
           kind: AnswerKind = 'choice', # how to compare
           timeout: int = 5, # math-verify seconds per parse/verify (main thread only)
+          extraction: str = 'dnr', # 'authors': compare as the D&R code does (MATH: `authors_is_equiv`)
          ) -> bool:
     "Is `answer` equivalent to `gold`?"
     if not isinstance(answer, str): return False  # None, or NaN from a DataFrame
+    if extraction == 'authors': return _authors_grade(answer, gold, kind, timeout)
     if kind == 'choice': return answer.strip().upper() == gold.strip().upper()
     if kind == 'yesno': return answer.strip().lower() == gold.strip().lower()
     if kind == 'number':
@@ -571,23 +688,120 @@ def grade(answer: str | None, # extracted answer (None = unparsed: always wrong)
         return bool(g and a and verify(g, a, timeout_seconds=timeout))
     raise ValueError(f"unknown answer kind {kind!r}")
 
+# %% ../nbs/00_data.ipynb #9041408d
+def _hendrycks_fracs(s: str) -> str:
+    parts = s.split('\\frac')
+    out = parts[0]
+    for p in parts[1:]:
+        out += '\\frac'
+        if p[0] == '{': out += p; continue  # an empty part raises, as theirs does (the caller then compares raw strings)
+        if len(p) < 2: return s
+        a, b, rest = p[0], p[1], p[2:]
+        out += '{' + a + '}{' + b + '}' + rest if b != '{' else '{' + a + '}' + b + rest
+    return out
+
+def _hendrycks_a_slash_b(s: str) -> str:
+    parts = s.split('/')
+    if len(parts) != 2: return s
+    try: a, b = int(parts[0]), int(parts[1])
+    except ValueError: return s
+    return '\\frac{' + str(a) + '}{' + str(b) + '}' if s == f'{a}/{b}' else s
+
+def _hendrycks_sqrt(s: str) -> str:
+    if '\\sqrt' not in s: return s
+    parts = s.split('\\sqrt')
+    return parts[0] + ''.join('\\sqrt' + p if p[0] == '{' else '\\sqrt{' + p[0] + '}' + p[1:] for p in parts[1:])
+
+def hendrycks_normalize(s: str) -> str:
+    "Hendrycks' MATH answer normalisation (`_strip_string`), as the D&R code uses it; may raise on odd input, as theirs."
+    s = s.replace('\n', '').replace('\\!', '').replace('\\\\', '\\').replace('tfrac', 'frac').replace('dfrac', 'frac')
+    s = s.replace('\\left', '').replace('\\right', '').replace('^{\\circ}', '').replace('^\\circ', '').replace('\\$', '')
+    if '\\text{ ' in s:
+        units = s.split('\\text{ ')
+        if len(units) != 2: raise ValueError('more than one unit')
+        s = units[0]
+    s = s.replace('\\%', '').replace(' .', ' 0.').replace('{.', '{0.')
+    if not s: return s
+    if s[0] == '.': s = '0' + s
+    if len(s.split('=')) == 2 and len(s.split('=')[0]) <= 2: s = s.split('=')[1]
+    s = _hendrycks_fracs(_hendrycks_sqrt(s).replace(' ', ''))
+    if s == '0.5': s = '\\frac{1}{2}'
+    return _hendrycks_a_slash_b(s)
+
+_FRAC_TO_DIV = re.compile(r'(\\\\frac|\\frac|rac|\\dfrac)\{([^}]+)\}\{([^}]+)\}')
+_SYMPY_SAFE = re.compile(r'[0-9A-Za-z+\-*/^().,\s]*')
+_SYMPY_CALLS = {'sqrt', 'pi', 'sin', 'cos', 'tan', 'log', 'ln', 'exp', 'Abs', 'abs', 'oo'}
+
+def _sympy_input_ok(s: str) -> bool:
+    "Only arithmetic, names and calls of common math functions reach `sympify` (which evaluates Python)."
+    if not _SYMPY_SAFE.fullmatch(s): return False
+    return all(f in _SYMPY_CALLS for f in re.findall(r'([A-Za-z]{2,})\s*\(', s))
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    "Raise TimeoutError after `seconds` (main thread only; elsewhere no limit)."
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def _raise(*_): raise TimeoutError
+    old = signal.signal(signal.SIGALRM, _raise); signal.alarm(seconds)
+    try: yield
+    finally: signal.alarm(0); signal.signal(signal.SIGALRM, old)
+
+def _sympy_equiv(a: str, b: str, timeout: int = 5) -> bool:
+    a, b = _FRAC_TO_DIV.sub(r'(\2)/(\3)', a), _FRAC_TO_DIV.sub(r'(\2)/(\3)', b)
+    if not (_sympy_input_ok(a) and _sympy_input_ok(b)): return False
+    from sympy import N, simplify, sympify
+    try:
+        with _time_limit(timeout):
+            x, y = sympify(a), sympify(b)
+            try: same = bool(simplify(x - y) == 0)
+            except Exception: same = False
+            if not same:
+                try: same = bool(abs(N(x) - N(y)) <= 0.01)
+                except Exception: same = False
+            return same
+    except Exception: return False
+
+def authors_is_equiv(answer: str, # an answer (without `$`)
+                     gold: str, # the gold answer
+                     timeout: int = 5, # seconds for the sympy step
+                    ) -> bool:
+    "The D&R code's MATH equivalence: Hendrycks-normalised strings equal, or sympy finds them equal (within 0.01)."
+    try: same = hendrycks_normalize(answer) == hendrycks_normalize(gold)
+    except Exception: same = answer == gold
+    return same or _sympy_equiv(answer, gold, timeout)
+
+def _authors_grade(answer: str, gold: str, kind: str, timeout: int = 5) -> bool:
+    if kind in ('choice', 'yesno'): return answer == gold
+    if kind == 'number':
+        try: return float(answer) == float(gold.replace(',', ''))
+        except ValueError: return False
+    if kind == 'math': return authors_is_equiv(answer.strip('$'), gold, timeout)
+    raise ValueError(f"unknown answer kind {kind!r}")
+
 # %% ../nbs/00_data.ipynb #e5a4bf0b
 def grade_response(q: Question, # the question (its kind and labels decide parsing)
                    response: str | None, # the model's text
+                   extraction: str = 'dnr', # answer convention: 'dnr', 'authors' or 'mmlu_pro'
                   ) -> tuple[Extraction, bool]:
     "Extract the answer from `response` and grade it against `q.gold`."
-    ex = extract_answer(response, q.kind, q.labels if q.kind == 'choice' and q.options else LETTERS)
-    return ex, grade(ex.answer, q.gold, q.kind)
+    ex = extract_answer(response, q.kind, answer_labels(q, check_extraction(extraction)), extraction=extraction)
+    return ex, grade(ex.answer, q.gold, q.kind, extraction=extraction)
 
-def _grade_row(args): return grade(*args)
+def answer_labels(q: Question, extraction: str = 'dnr') -> str:
+    "The labels a convention reads for `q`: dnr the question's own; the D&R code and MMLU-Pro fixed ones per dataset."
+    if extraction == 'dnr': return q.labels if q.kind == 'choice' and q.options else LETTERS
+    return _AUTHORS_LABELS.get(q.dataset, q.labels or LETTERS)
 
-def grade_many(items: list[tuple[str | None, str, str]], # (answer, gold, kind) triples
+def _grade_row(args): return grade(*args[:3], extraction=args[3] if len(args) > 3 else 'dnr')
+
+def grade_many(items: list[tuple], # (answer, gold, kind) triples, or (answer, gold, kind, extraction)
                processes: int | None = None, # worker processes for math (default: CPU count); 0 = in this process
                chunksize: int = 64,
               ) -> list[bool]:
     "Grade many answers; math-verify runs in worker processes (its timeouts need a main thread)."
-    if processes == 0 or not any(k == 'math' for _, _, k in items) or len(items) < 2 * chunksize:
-        return [grade(*it) for it in items]
+    if processes == 0 or not any(it[2] == 'math' for it in items) or len(items) < 2 * chunksize:
+        return [_grade_row(it) for it in items]
     with ProcessPoolExecutor(processes or os.cpu_count()) as ex:
         return list(ex.map(_grade_row, items, chunksize=chunksize))
 
@@ -595,14 +809,20 @@ def grade_many(items: list[tuple[str | None, str, str]], # (answer, gold, kind) 
 def accuracy_summary(statuses: list[str], # extraction statuses
                      corrects: list[bool], # grades
                      n_choices: int | None = 10, # options per question (None for open answers)
+                     guess_correct: list[bool] | None = None, # per answer: would MMLU-Pro's seeded guess (`mmlu_pro_guess`) be right
                     ) -> dict:
-    "n, accuracy (unparsed = wrong), unparsed rate, and MMLU-Pro's random-guess accuracy."
+    "n, accuracy (unparsed = wrong), unparsed rate, MMLU-Pro's random-guess accuracy (expected; and seeded, given `guess_correct`)."
     n = len(corrects)
     if n != len(statuses): raise ValueError(f"{len(statuses)} statuses but {len(corrects)} grades")
     unparsed = sum(s == 'unparsed' for s in statuses)
     acc = sum(map(bool, corrects)) / n if n else float('nan')
     guess = (sum(map(bool, corrects)) + (unparsed / n_choices if n_choices else 0)) / n if n else float('nan')
-    return {'n': n, 'accuracy': acc, 'unparsed': unparsed / n if n else float('nan'), 'accuracy_random_guess': guess}
+    out = {'n': n, 'accuracy': acc, 'unparsed': unparsed / n if n else float('nan'), 'accuracy_random_guess': guess}
+    if guess_correct is not None:
+        if len(guess_correct) != n: raise ValueError(f"{n} grades but {len(guess_correct)} guesses")
+        out['accuracy_seeded_guess'] = sum(bool(c) or (s == 'unparsed' and bool(g))
+                                           for s, c, g in zip(statuses, corrects, guess_correct)) / n if n else float('nan')
+    return out
 
 # %% ../nbs/00_data.ipynb #3e3df035
 def data_summary(path: str | Path | None = None) -> dict:
@@ -633,7 +853,7 @@ def data_cli(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/00_data.ipynb #d4af14f4
 def grade_cli(argv: list[str] | None = None) -> int:
-    "`dnr grade --dataset mmlu_pro|math --in RESPONSES.jsonl --out GRADED.jsonl`; last line is a JSON summary."
+    "`dnr grade --dataset mmlu_pro|math --in RESPONSES.jsonl --out GRADED.jsonl [--extraction dnr|authors|mmlu_pro]`; last line is a JSON summary."
     import argparse
     from tqdm.auto import tqdm
     ap = argparse.ArgumentParser(prog='dnr grade', description=grade_cli.__doc__)
@@ -641,7 +861,11 @@ def grade_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--in', dest='inp', required=True, help='JSONL lines with question_id (MMLU-Pro) or unique_id (MATH) and response')
     ap.add_argument('--out', required=True)
     ap.add_argument('--data-dir', help='local data folder (default $DNR_DATA_DIR)')
+    ap.add_argument('--extraction', default='dnr', choices=EXTRACTIONS,
+                    help="answer convention: dnr (default), authors (the D&R code's), mmlu_pro (MMLU-Pro's official chain)")
     a = ap.parse_args(argv)
+    if a.extraction == 'mmlu_pro' and a.dataset != 'mmlu_pro':
+        raise ValueError(f"--extraction mmlu_pro: reads multiple-choice letters only, not --dataset {a.dataset}")
     if a.dataset == 'mmlu_pro': key, qs = 'question_id', load_mmlu_pro(path=a.data_dir)
     else: key, qs = 'unique_id', load_math('train', a.data_dir) + load_math('test', a.data_dir)
     by_id = {q.id: q for q in qs}
@@ -654,14 +878,18 @@ def grade_cli(argv: list[str] | None = None) -> int:
             raise DataError(f"{a.inp}:{line}: field 'response': expected a string or null")
         rows.append(r)
     qs = [by_id[str(r[key])] for r in rows]
-    exs = [extract_answer(r['response'], q.kind, q.labels if q.kind == 'choice' else LETTERS) for r, q in zip(rows, tqdm(qs, desc='extract', disable=None))]
-    ok = grade_many([(e.answer, q.gold, q.kind) for e, q in zip(exs, qs)])
+    exs = [extract_answer(r['response'], q.kind, answer_labels(q, a.extraction), extraction=a.extraction)
+           for r, q in zip(rows, tqdm(qs, desc='extract', disable=None))]
+    ok = grade_many([(e.answer, q.gold, q.kind, a.extraction) for e, q in zip(exs, qs)])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(str(a.out) + '.tmp')
     with open(tmp_out, 'w', encoding='utf-8') as f:
         for r, e, c in zip(rows, exs, ok): f.write(json.dumps({**r, 'answer': e.answer, 'status': e.status, 'correct': c}) + '\n')
     tmp_out.replace(a.out)
-    s = accuracy_summary([e.status for e in exs], ok, 10 if a.dataset == 'mmlu_pro' else None)
+    mc = a.dataset == 'mmlu_pro'
+    s = accuracy_summary([e.status for e in exs], ok, 10 if mc else None,
+                         [mmlu_pro_guess(len(q.options)) == q.gold for q in qs] if mc else None)
     print(json.dumps({'n': s['n'], 'accuracy': s['accuracy'], 'unparsed': s['unparsed'],
-                      'accuracy_random_guess': s['accuracy_random_guess']}))
+                      'accuracy_random_guess': s['accuracy_random_guess'], **({'accuracy_seeded_guess': s['accuracy_seeded_guess']} if mc else {}),
+                      'extraction': a.extraction}))
     return 0

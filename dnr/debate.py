@@ -11,13 +11,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .data import (Question, load_benchmark, grade_response, round0_prompt, debate_prompt, self_reflection_prompt,
                       critique_prompt, self_reflection_test_prompt, critique_test_prompt, format_last_round,
-                      extract_feedback, read_config, validation_error)
+                      extract_feedback, read_config, validation_error, extract_answer, extract_authors, answer_labels, grade)
 from .agents import AgentSpec, AgentPool, Completion, load_agents
 
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'DatasetConfig', 'DebateConfig', 'ConfigError', 'load_config',
-           'offline_config', 'shuffled_order', 'consensus_answer', 'Debate', 'run_debate', 'debate_questions',
-           'pool_specs', 'run_dir', 'run_sync', 'debate_cli']
+           'offline_config', 'shuffled_order', 'consensus_answer', 'grade_debate_answer', 'answer_counts', 'Debate',
+           'run_debate', 'debate_questions', 'pool_specs', 'run_dir', 'run_sync', 'debate_cli']
 
 # %% ../nbs/02_debate.ipynb #af9b72f0
 class DatasetConfig(BaseModel):
@@ -44,6 +44,7 @@ class DebateConfig(BaseModel):
     mode: Literal['train', 'test'] = 'train'  # 'test': no gold in the protocol (test-time templates, consensus)
     batch: bool = False  # gather each stage's requests across questions into provider batches
     final_round_end: bool = False  # the authors' unused round end after the last round
+    grading: Literal['strict', 'lenient'] = 'strict'  # strict: only an answer after `Final answer:` counts (the authors' rule)
     budget_usd: float | None = None  # AgentPool budget
     limit: int | None = None  # debate only the first N questions
 
@@ -77,7 +78,8 @@ def offline_config(category: str = 'physics', limit: int | None = 20) -> dict:
     return dict(dataset=dict(name='mmlu_pro', category=category, split='train'),
                 agents=[dict(name=n, role='student' if n == 'student' else 'teacher', provider='replay', model=m)
                         for n, m in RECORDED_MODELS.items()],
-                max_rounds=3, concurrency=8, seed=42, feedback=['self_reflection', 'critique'], limit=limit)
+                max_rounds=3, concurrency=8, seed=42, feedback=['self_reflection', 'critique'], limit=limit,
+                grading='lenient')  # the recordings answer MMLU-Pro's prompt ("The answer is (X)"), not `Final answer:`
 
 # %% ../nbs/02_debate.ipynb #87782677
 def shuffled_order(names: list[str], # agent names in config order
@@ -142,6 +144,27 @@ def consensus_answer(answers: dict[str, dict], # agent -> answer dict of one rou
     top = max(votes.values())
     return next(answers[a]['answer'] for a in order if a in answers and votes.get(answers[a]['answer']) == top)
 
+# %% ../nbs/02_debate.ipynb #02a93395
+def grade_debate_answer(q: Question, # the question
+                        response: str | None, # the agent's text (None: the call failed)
+                        grading: str = 'strict', # 'strict' (the authors' rule) or 'lenient' (dnr's cascade)
+                       ) -> dict:
+    "One debate answer read and graded: answer, reasoning, status, parse ('final_answer', 'fallback', 'none') and correct."
+    if response is None: return dict(answer=None, reasoning=None, status='missing', parse='none', correct=False)
+    strict = extract_authors(response, q.kind, answer_labels(q, 'authors'), fallback=False)
+    if grading == 'lenient': ex, ok = grade_response(q, response)
+    elif grading == 'strict': ex, ok = strict, grade(strict.answer, q.gold, q.kind, extraction='authors')
+    else: raise ValueError(f"grading: {grading!r} is not 'strict' or 'lenient'")
+    found = strict.answer is not None or (ex if grading == 'lenient' else extract_answer(response, q.kind, answer_labels(q))).answer is not None
+    parse = 'final_answer' if strict.answer is not None else 'fallback' if found else 'none'
+    return dict(answer=ex.answer, reasoning=ex.reasoning, status=ex.status, parse=parse, correct=bool(ok))
+
+def answer_counts(g: dict, grading: str) -> bool:
+    "Does a graded answer count as given (the student keeps the first sample that does)?"
+    # strict: the `Final answer:` cue is there (`extract_authors` gives a reasoning exactly then), as the authors keep
+    # the first of their n=5 student samples that has the cue, whatever follows it
+    return g['reasoning'] is not None if grading == 'strict' else g['status'] == 'parsed'
+
 # %% ../nbs/02_debate.ipynb #e5c3a283
 ROUND_SAMPLE_STRIDE = 100  # sample index offset per round (cache keys)
 
@@ -163,17 +186,16 @@ class Debate:
 
     async def answer(self, q: Question, agent: str, prompt: str, r: int) -> dict:
         "One agent's answer: up to `samples` tries, keeping the first parseable one; tokens and dollars of all tries."
-        tries = []
+        tries, grading = [], self.cfg.grading
         for s in range(self.cfg.n_samples(agent)):
             c = await self._complete(agent, prompt, dict(question_id=q.id, round=r, kind='answer', agent=agent), s)
-            ex, ok = grade_response(q, c.content) if c.content is not None else (None, False)
-            tries.append((s, c, ex, ok))
-            if c.content is None or ex.status == 'parsed': break
-        s, c, ex, ok = next((t for t in tries if t[2] is not None and t[2].status == 'parsed'), tries[0])
+            g = grade_debate_answer(q, c.content, grading)
+            tries.append((s, c, g))
+            if c.content is None or answer_counts(g, grading): break
+        s, c, g = next((t for t in tries if answer_counts(t[2], grading)), tries[0])
         u = {k: sum(_usage(t[1])[k] for t in tries) for k in _usage(None)}
-        return dict(response=c.content, reasoning=ex.reasoning if ex else None, answer=ex.answer if ex else None,
-                    status=ex.status if ex else 'missing', correct=ok, **u,
-                    error=c.error if c.content is None else None, sample=s)
+        return dict(response=c.content, reasoning=g['reasoning'], answer=g['answer'], status=g['status'], parse=g['parse'],
+                    correct=g['correct'], **u, error=c.error if c.content is None else None, sample=s)
 
     async def _feedback(self, q, agent, prompt, r, kind, to=None) -> dict:
         c = await self._complete(agent, prompt, dict(question_id=q.id, round=r, kind=kind, agent=agent, **({'to': to} if to else {})))
@@ -312,6 +334,7 @@ async def run_dir(cfg: DebateConfig, # the run's config
     if snap.exists():
         if not resume: raise ConfigError(f"{out} already holds a run (config.yaml); pass --resume to continue it")
         old = yaml.safe_load(snap.read_text())
+        old.setdefault('grading', 'lenient')  # runs from before `grading` existed graded leniently
         free = ('limit', 'batch', 'concurrency', 'questions_in_flight', 'budget_usd')  # may change between invocations
         old, cur = ({k: v for k, v in x.items() if k not in free} for x in (old, cur))
         if old != cur:

@@ -8,14 +8,16 @@ import argparse, contextlib, json, math, os, re, sys, time, warnings
 from pathlib import Path
 import numpy as np
 from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, self_reflection_test_prompt,
-                      grade, grade_response, accuracy_summary, extract_feedback, read_jsonl, repair_tail)
+                      grade, grade_response, accuracy_summary, extract_feedback, read_jsonl, repair_tail,
+                      EXTRACTIONS, check_extraction, mmlu_pro_guess)
 
 # %% auto #0
 __all__ = ['DECODING', 'PAPER_RESULTS', 'PAPER_EXPERIMENTS', 'eval_messages', 'quiet_loading', 'HFBackend', 'OpenAIBackend',
-           'VLLMBackend', 'ReplayBackend', 'make_record', 'reflect_messages', 'verify_messages', 'answer_batch',
-           'bootstrap_ci', 'summarize', 'grade_recorded', 'read_predictions', 'evaluate', 'EvalError', 'eval_cli',
-           'paper_number', 'dataset_column', 'load_runs', 'table1_frame', 'experiments_frame', 'experiments_markdown',
-           'plot_table1', 'plot_ablation', 'plot_token_cost', 'plot_data_scale', 'figures', 'figures_cli']
+           'VLLMBackend', 'ReplayBackend', 'grade_conventions', 'make_record', 'reflect_messages', 'verify_messages',
+           'answer_batch', 'bootstrap_ci', 'summarize', 'grade_recorded', 'read_predictions', 'evaluate', 'EvalError',
+           'eval_cli', 'paper_number', 'dataset_column', 'load_runs', 'table1_frame', 'experiments_frame',
+           'experiments_markdown', 'plot_table1', 'plot_ablation', 'plot_token_cost', 'plot_data_scale', 'figures',
+           'figures_cli']
 
 # %% ../nbs/06_eval.ipynb #c54c1373
 DECODING = dict(max_new_tokens=700, temperature=0.3, top_p=0.9) # the paper's evaluation decoding (authors' README)
@@ -168,14 +170,30 @@ class ReplayBackend:
         return out
 
 # %% ../nbs/06_eval.ipynb #21886a3a
+def grade_conventions(q: Question, # the question
+                      response: str | None, # the model's text
+                     ) -> dict:
+    "`{convention: [answer, status, correct]}` for every answer convention that applies to `q`."
+    out = {}
+    for e in EXTRACTIONS:
+        if e == 'mmlu_pro' and q.kind != 'choice': continue
+        ex, ok = grade_response(q, response, e)
+        out[e] = [ex.answer, ex.status, bool(ok)]
+    return out
+
 def make_record(q: Question, # the question
                 gen: dict, # a backend generation
+                extraction: str = 'dnr', # the convention of `answer`, `status`, `correct`
                ) -> dict:
-    "One per-question result: response, extracted answer, status, correctness and tokens."
-    ex, ok = grade_response(q, gen['response'])
+    "One per-question result: response, extracted answer, status, correctness (every convention) and tokens."
+    by = grade_conventions(q, gen['response'])
+    if extraction not in by: raise ValueError(f"extraction {extraction!r} does not apply to {q.kind!r} answers")
+    a, st, ok = by[extraction]
     return dict(question_id=q.id, dataset=q.dataset, category=q.category, gold=q.gold, response=gen['response'],
-                answer=ex.answer, status=ex.status, correct=bool(ok), prompt_tokens=gen.get('prompt_tokens'),
-                completion_tokens=gen.get('completion_tokens'), finish_reason=gen.get('finish_reason'))
+                answer=a, status=st, correct=ok, extraction=extraction, extractions=by,
+                guess_correct=mmlu_pro_guess(len(q.options)) == q.gold if q.kind == 'choice' and q.options else None,
+                prompt_tokens=gen.get('prompt_tokens'), completion_tokens=gen.get('completion_tokens'),
+                finish_reason=gen.get('finish_reason'))
 
 # %% ../nbs/06_eval.ipynb #97ced387
 def reflect_messages(q: Question, # the question
@@ -198,6 +216,7 @@ def _add(*xs): return None if any(x is None for x in xs) else sum(xs)
 def answer_batch(questions: list[Question], # questions to answer
                  backend, # HFBackend | OpenAIBackend | VLLMBackend
                  self_reflect: bool = False, # add the inference-time self-reflection (3 calls per question)
+                 extraction: str = 'dnr', # the convention of each record's `answer`, `status`, `correct`
                 ) -> list[dict]:
     "Records for `questions`; a record with `error` set failed and should be retried."
     def gen(convs, kind):
@@ -205,13 +224,13 @@ def answer_batch(questions: list[Question], # questions to answer
             return backend.generate(convs, [{'question_id': q.id, 'round': 0, 'kind': kind} for q in questions])
         return backend.generate(convs)
     g1 = gen([eval_messages(q) for q in questions], 'answer')
-    recs = [dict(make_record(q, g), error=g.get('error')) for q, g in zip(questions, g1)]
+    recs = [dict(make_record(q, g, extraction), error=g.get('error')) for q, g in zip(questions, g1)]
     if not self_reflect: return recs
     g2 = gen([reflect_messages(q, r) for q, r in zip(questions, recs)], 'reflection')
     g3 = gen([verify_messages(q, r, g['response']) for q, r, g in zip(questions, recs, g2)], 'verify')
     out = []
     for q, r, a, b in zip(questions, recs, g2, g3):
-        f = make_record(q, b)
+        f = make_record(q, b, extraction)
         f.update(first_response=r['response'], first_answer=r['answer'], first_correct=r['correct'], reflection=a['response'],
                  prompt_tokens=_add(r['prompt_tokens'], a['prompt_tokens'], f['prompt_tokens']),
                  completion_tokens=_add(r['completion_tokens'], a['completion_tokens'], f['completion_tokens']),
@@ -237,18 +256,35 @@ def bootstrap_ci(values, # per-question values (0/1 correctness, token counts, �
     return (float(lo), float(hi))
 
 # %% ../nbs/06_eval.ipynb #86402976
+def _by_convention(records: list[dict], e: str):
+    "(statuses, corrects) of convention `e`, or None when a record does not have it."
+    rows = [(r.get('extractions') or {}).get(e) for r in records]
+    if not records or any(x is None for x in rows): return None
+    return [x[1] for x in rows], [bool(x[2]) for x in rows]
+
 def summarize(records: list[dict], # per-question records
               n_choices: int | None = 10, # options per question for the random-guess convention (None: open answers)
+              extraction: str = 'dnr', # the convention of the headline numbers
               **extra, # fields copied into the summary (label, model, …)
              ) -> dict:
-    "Accuracy with a 95% bootstrap CI, unparsed rate, random-guess accuracy and mean tokens per question."
-    st, ok = [r['status'] for r in records], [bool(r['correct']) for r in records]
-    s = accuracy_summary(st, ok, n_choices=n_choices)
+    "Accuracy with a 95% bootstrap CI, unparsed rate, random-guess accuracy, mean tokens per question; every convention side by side."
+    check_extraction(extraction)
+    prim = _by_convention(records, extraction)
+    if prim is None and records and extraction != 'dnr':
+        raise ValueError(f"extraction {extraction!r}: some records have no such grading (records without `extractions`: re-grade them with make_record)")
+    st, ok = prim or ([r['status'] for r in records], [bool(r['correct']) for r in records])
+    gs = [r.get('guess_correct') for r in records]
+    gs = gs if records and all(isinstance(g, bool) for g in gs) else None
+    s = accuracy_summary(st, ok, n_choices=n_choices, guess_correct=gs)
+    keys = ('accuracy', 'unparsed', 'accuracy_seeded_guess', 'accuracy_random_guess')
+    by = {e: {k: v for k, v in accuracy_summary(*c, n_choices=n_choices, guess_correct=gs).items() if k in keys}
+          for e in EXTRACTIONS if (c := _by_convention(records, e))}
     tok = lambda k: np.array([np.nan if r.get(k) is None else r[k] for r in records], float)
     pt, ct = tok('prompt_tokens'), tok('completion_tokens')
     mean = lambda a: None if np.isnan(a).all() else float(np.nanmean(a))  # None when the backend reports no token counts
     s.update(ci95=list(bootstrap_ci(ok)), fallback=(sum(x == 'fallback' for x in st) / len(st)) if st else None,
-             correct=int(sum(ok)), mean_prompt_tokens=mean(pt), mean_completion_tokens=mean(ct), mean_total_tokens=mean(pt + ct))
+             correct=int(sum(ok)), mean_prompt_tokens=mean(pt), mean_completion_tokens=mean(ct), mean_total_tokens=mean(pt + ct),
+             extraction=extraction, by_extraction=by)
     if records and 'first_correct' in records[0]:
         s['accuracy_first_answer'] = float(np.mean([bool(r['first_correct']) for r in records]))
     return {**extra, **s}
@@ -257,7 +293,7 @@ def summarize(records: list[dict], # per-question records
 def grade_recorded(df, # `dnr.data.load_recorded_answers()` (or a subset)
                    questions: dict[str, Question], # question_id -> Question
                   ) -> 'pd.DataFrame':
-    "Per model: our accuracy (CI, unparsed %) beside the recorded `pred` letters' accuracy, how often MMLU-Pro's regex found a letter, and our agreement with it there."
+    "Per model: our accuracy (CI, unparsed %) beside the recorded `pred` letters' accuracy, how often MMLU-Pro's regex found a letter, our agreement with it there, and the other conventions' accuracies."
     import pandas as pd
     rows = []
     for model, g in df.groupby('model'):
@@ -269,6 +305,9 @@ def grade_recorded(df, # `dnr.data.load_recorded_answers()` (or a subset)
                          accuracy_pred=100 * summarize([dict(status='parsed' if isinstance(p, str) else 'unparsed', prompt_tokens=None,
                                                              completion_tokens=None, correct=grade(p if isinstance(p, str) else None, q.gold, q.kind))
                                                         for p, q in zip(g.pred, qs_)])['accuracy'],
+                         accuracy_authors=100 * s['by_extraction']['authors']['accuracy'],
+                         accuracy_mmlu_pro=100 * s['by_extraction']['mmlu_pro']['accuracy'],
+                         accuracy_mmlu_pro_guess=100 * s['by_extraction']['mmlu_pro']['accuracy_seeded_guess'],
                          pred_found=100 * float(g.pred.notna().mean()),
                          agreement=100 * float(np.mean([r['answer'] == p for r, p in zip(recs, g.pred) if isinstance(p, str)]))))
     return pd.DataFrame(rows).set_index('model').round(2)
@@ -294,6 +333,7 @@ def evaluate(questions: list[Question], # questions in evaluation order
              self_reflect: bool = False, # inference-time self-reflection
              chunk: int = 64, # questions per backend call (and per checkpoint)
              progress: bool = True, # tqdm bar
+             extraction: str = 'dnr', # answer convention of the headline numbers (the summary reports all three)
              **meta, # extra summary fields (label, model, tags, …)
             ) -> dict:
     "Answer, grade and summarise `questions`, resuming from `out/predictions.jsonl`; writes `out/summary.json`."
@@ -301,13 +341,18 @@ def evaluate(questions: list[Question], # questions in evaluation order
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     pred = out / 'predictions.jsonl'
     done = read_predictions(pred)
+    check_extraction(extraction)
+    for q in questions:  # records written before the conventions existed: grade them from their response (in memory)
+        if q.id in done and 'extractions' not in done[q.id]:
+            done[q.id] = {**done[q.id], **{k: v for k, v in make_record(q, done[q.id], 'dnr').items()
+                                           if k in ('extraction', 'extractions', 'guess_correct')}}
     todo = [q for q in questions if q.id not in done]
     if self_reflect and isinstance(backend, ReplayBackend): raise ValueError("self_reflect needs a model, not recorded answers")
     t0, errors = time.time(), []
     with open(pred, 'a', encoding='utf-8') as f, tqdm(total=len(questions), initial=len(questions) - len(todo),
                                                       disable=not progress, desc='eval') as bar:
         for s in range(0, len(todo), chunk):
-            for r in answer_batch(todo[s:s + chunk], backend, self_reflect):
+            for r in answer_batch(todo[s:s + chunk], backend, self_reflect, extraction):
                 if r.pop('error', None): errors.append(r['question_id']); continue
                 f.write(json.dumps(r, ensure_ascii=False) + '\n'); done[r['question_id']] = r
             f.flush(); os.fsync(f.fileno()); bar.update(len(todo[s:s + chunk]))
@@ -315,7 +360,7 @@ def evaluate(questions: list[Question], # questions in evaluation order
     kinds, cats = {q.kind for q in questions}, {q.category for q in questions}
     name = questions[0].dataset if questions else None
     meta.setdefault('dataset', f'{name}:{cats.pop()}' if name == 'mmlu_pro' and len(cats) == 1 else name)
-    s = summarize(recs, n_choices=10 if kinds == {'choice'} else None, **meta)
+    s = summarize(recs, n_choices=10 if kinds == {'choice'} else None, extraction=extraction, **meta)
     s.update(n_questions=len(questions), generated=len(todo) - len(errors), resumed=len(questions) - len(todo),
              missing=len(questions) - len(recs), errors=len(errors), self_reflect=self_reflect,
              wall_s=round(time.time() - t0, 2), prompt_format='chat_template(test_prompt(q))')
@@ -344,6 +389,8 @@ def _eval_parser():
     p.add_argument('--temperature', type=float, default=DECODING['temperature'])
     p.add_argument('--top-p', type=float, default=DECODING['top_p'])
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--extraction', default='dnr', choices=EXTRACTIONS,
+                   help="answer convention of the headline accuracy: dnr, authors (the D&R code's), mmlu_pro (MMLU-Pro's); the summary reports all three")
     p.add_argument('--batch-size', type=int, default=8, help='hf: prompts per generate call')
     p.add_argument('--concurrency', type=int, default=16, help='openai: requests in flight')
     p.add_argument('--chunk', type=int, help='questions per backend call and checkpoint (default: 512 for vllm, else 64)')
@@ -362,6 +409,13 @@ def _tags(items: list[str]) -> dict:
         out[k] = int(v) if re.fullmatch(r'-?\d+', v) else v
     return out
 
+def _check_model(model: str) -> str:
+    "`model` if it is a local folder or looks like a hub id (NAME or ORG/NAME), else an `EvalError` saying which it is not."
+    if Path(model).expanduser().exists(): return model
+    if re.fullmatch(r'[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?', model) and not model.endswith(('.', '-')):
+        return model
+    raise EvalError(f"dnr eval: --model {model}: not found locally, and not a hub id (NAME or ORG/NAME)")
+
 def _base_of(adapter) -> str:
     cfg = Path(adapter) / 'adapter_config.json'
     if not cfg.exists(): raise EvalError(f"dnr eval: {cfg}: not found (is --adapter a PEFT adapter folder?)")
@@ -373,6 +427,10 @@ def eval_cli(argv: list[str] | None = None) -> int:
     tags = _tags(a.tag)
     model = a.model or (_base_of(a.adapter) if a.adapter else None)
     if not model: raise EvalError("dnr eval: give --model (or --adapter, whose base model is used)")
+    if a.adapter and not Path(a.adapter).exists(): raise EvalError(f"dnr eval: --adapter {a.adapter}: not found")
+    if a.backend != 'openai': _check_model(str(model))  # an OpenAI-compatible server names its models as it likes
+    if a.extraction == 'mmlu_pro' and not a.dataset.startswith('mmlu_pro'):
+        raise EvalError(f"dnr eval: --extraction mmlu_pro reads multiple-choice letters only, not --dataset {a.dataset}")
     if a.backend == 'openai' and not a.base_url: raise EvalError("dnr eval: --backend openai needs --base-url")
     if a.backend == 'openai' and a.adapter: raise EvalError("dnr eval: --backend openai cannot apply --adapter; serve a merged model")
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
@@ -392,7 +450,7 @@ def eval_cli(argv: list[str] | None = None) -> int:
     else: be = OpenAIBackend(str(model), a.base_url, concurrency=a.concurrency, cache=out / 'cache.sqlite', api_key_env=a.api_key_env, **dec)
     label = a.label or (Path(a.adapter).name if a.adapter else Path(str(model)).name)
     s = evaluate(questions, be, out, self_reflect=a.self_reflect, chunk=a.chunk or (512 if a.backend == 'vllm' else 64), progress=not a.no_progress,
-                 label=label, tags=tags, **{k: v for k, v in cfg.items() if k != 'self_reflect'})
+                 extraction=a.extraction, label=label, tags=tags, **{k: v for k, v in cfg.items() if k != 'self_reflect'})
     if hasattr(be, 'close'): be.close()
     print(json.dumps(s))
     return 0 if s['missing'] == 0 else 1

@@ -37,6 +37,7 @@ class Answer(_Base):
     answer: str | None = None  # extracted answer
     status: Literal['parsed', 'fallback', 'unparsed', 'missing'] = 'parsed'  # 'missing': no response (failed call, no recording)
     correct: bool | None = None  # graded against gold (None: not graded)
+    parse: Literal['final_answer', 'fallback', 'none'] | None = None  # how it was given: after `Final answer:`, only by a weaker cue, not at all (None: a MAG from before this field)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0

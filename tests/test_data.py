@@ -23,7 +23,7 @@ def test_grade_math_solutions(tmp_path):
     s = json.loads(dnr('grade', '--dataset', 'math', '--in', inp, '--out', out).stdout.strip().splitlines()[-1])
     graded = [json.loads(l) for l in out.read_text().splitlines()]
     assert [g['correct'] for g in graded] == [bool(i % 4) for i in range(200)]
-    assert s == {'n': 200, 'accuracy': 0.75, 'unparsed': 0.0, 'accuracy_random_guess': 0.75}
+    assert s == {'n': 200, 'accuracy': 0.75, 'unparsed': 0.0, 'accuracy_random_guess': 0.75, 'extraction': 'dnr'}
 
 def test_grade_bad_input_names_file_line_field(tmp_path):
     inp = tmp_path / 'in.jsonl'
@@ -31,3 +31,31 @@ def test_grade_bad_input_names_file_line_field(tmp_path):
     r = dnr('grade', '--dataset', 'mmlu_pro', '--in', inp, '--out', tmp_path / 'o.jsonl', check=False)
     assert r.returncode != 0 and "in.jsonl:2: field 'question_id': missing" in r.stderr
     assert not (tmp_path / 'o.jsonl').exists()
+
+
+def test_grade_extraction_conventions(tmp_path):
+    """`dnr grade --extraction`: mmlu_pro reproduces the recorded `pred` of Gemini (made by MMLU-Pro's full chain);
+    authors reads as the D&R code (MATH: only `$…$` after `Final answer:`); bad choices are refused."""
+    from dnr.data import load_recorded_answers
+    rec = load_recorded_answers()
+    g = rec[rec.model == 'gemini-1.5-pro-002'].iloc[:400]
+    inp = tmp_path / 'in.jsonl'
+    inp.write_text(''.join(json.dumps({'question_id': int(i), 'response': r}) + '\n' for i, r in zip(g.question_id, g.response)))
+    res = {}
+    for e in ('dnr', 'authors', 'mmlu_pro'):
+        s = json.loads(dnr('grade', '--dataset', 'mmlu_pro', '--in', inp, '--out', tmp_path / f'{e}.jsonl', '--extraction', e).stdout.strip().splitlines()[-1])
+        res[e] = [json.loads(l) for l in (tmp_path / f'{e}.jsonl').read_text().splitlines()]
+        assert s['extraction'] == e and s['n'] == 400 and 0 < s['accuracy'] <= s['accuracy_seeded_guess']
+    assert [r['answer'] for r in res['mmlu_pro']] == [p if isinstance(p, str) else None for p in g.pred]
+    assert [r['answer'] for r in res['authors']] != [r['answer'] for r in res['mmlu_pro']]
+    rows = [json.loads(l) for l in gzip.open(os.environ['DNR_DATA_DIR'] + '/math/test.jsonl.gz', 'rt')][:1]  # gold 2
+    m = tmp_path / 'math.jsonl'
+    m.write_text(''.join(json.dumps({'unique_id': rows[0]['unique_id'], 'response': r}) + '\n'
+                         for r in ['So Final answer: 2', 'So Final answer: $\\frac{4}{2}$', 'Final answer: $3$']))
+    for e, want in (('dnr', [True, True, False]), ('authors', [False, True, False])):  # theirs needs `$…$`
+        dnr('grade', '--dataset', 'math', '--in', m, '--out', tmp_path / f'm-{e}.jsonl', '--extraction', e)
+        assert [json.loads(l)['correct'] for l in (tmp_path / f'm-{e}.jsonl').read_text().splitlines()] == want, e
+    r = dnr('grade', '--dataset', 'math', '--in', m, '--out', tmp_path / 'x.jsonl', '--extraction', 'mmlu_pro', check=False)
+    assert r.returncode != 0 and 'multiple-choice letters only' in r.stderr
+    r = dnr('grade', '--dataset', 'mmlu_pro', '--in', inp, '--out', tmp_path / 'x.jsonl', '--extraction', 'regex', check=False)
+    assert r.returncode != 0 and "--extraction: invalid choice: 'regex'" in r.stderr

@@ -252,3 +252,83 @@ def test_tiny_local_student_multi_round(tmp_path, qs):
             assert len(m['rounds']) >= 2 and 'student' in m['rounds'][0]['reflections']
             assert m['rounds'][1]['last_round'].count('Answer ') >= 3
     print(f'tiny student: {time.time() - t0:.1f}s', s)
+
+
+class MMLUStyle(Agents):
+    "`Agents`, but teacher-b answers the 3rd question (where all are right) in MMLU-Pro's form, not D&R's."
+    def __call__(self, provider, req):
+        text, model = req['messages'][-1]['content'], req['model']
+        if model == 'teacher-b' and self.qs[2].question[:80] in text and 'feedback to' not in text:
+            return f"F = ma.\nThe answer is ({self.qs[2].gold})."
+        return super().__call__(provider, req)
+
+
+def test_strict_grading_needs_final_answer_and_old_runs_resume(tmp_path, qs, capsys):
+    "grading: strict (default) counts only `Final answer:`; lenient is dnr's cascade; a run from before the field resumes."
+    res = {}
+    with ScriptedServer(MMLUStyle(qs)) as srv:
+        for g in ('strict', 'lenient'):
+            cfg = write_config(tmp_path / f'{g}.yaml', srv.openai_url, max_rounds=1, **({'grading': g} if g == 'lenient' else {}))
+            rc, s, _, err = cli('--config', cfg, '--out', tmp_path / g)
+            assert rc == 0, err
+            res[g] = {m['question_id']: m for m in mag_lines(tmp_path / g)}
+    m = res['strict'][qs[2].id]; r0 = m['rounds'][0]
+    a = r0['answers']['teacher-b']
+    assert (a['answer'], a['correct'], a['parse'], a['status']) == (None, False, 'fallback', 'unparsed')
+    assert list(r0['reflections']) == ['teacher-b']                      # it reflects ...
+    assert sorted((c['from'], c['to']) for c in r0['critiques']) == [('student', 'teacher-b'), ('teacher-a', 'teacher-b')]
+    assert m['stop_reason'] == 'max_rounds' and len(m['rounds']) == 2   # ... and the question does not stop all-correct
+    assert r0['answers']['teacher-a']['parse'] == 'final_answer'
+    m = res['lenient'][qs[2].id]
+    assert m['rounds'][0]['answers']['teacher-b']['correct'] and m['stop_reason'] == 'all_correct' and len(m['rounds']) == 1
+    # a run made before `grading` and `parse` existed: snapshot without `grading`, MAG answers without `parse`
+    run = tmp_path / 'lenient'
+    snap = yaml.safe_load((run / 'config.yaml').read_text()); del snap['grading']
+    (run / 'config.yaml').write_text(yaml.safe_dump(snap, sort_keys=False))
+    old = [json.loads(l) for l in (run / 'mags.jsonl').read_text().splitlines()]
+    for mm in old:
+        for r in mm['rounds']:
+            for v in r['answers'].values(): v.pop('parse')
+    (run / 'mags.jsonl').write_text(''.join(json.dumps(mm) + '\n' for mm in old))
+    rc, s, _, err = cli('--config', tmp_path / 'lenient.yaml', '--out', run, '--resume')
+    assert rc == 0 and s['finished'] == 3 and s['debated_now'] == 0 and s['provider_calls'] == 0, err
+    rc, err = cli_inproc(capsys, '--config', tmp_path / 'strict.yaml', '--out', run, '--resume')
+    assert rc == 2 and "differs from this run's snapshot in ['grading']" in err
+
+
+def test_agents_sharing_a_model_get_their_own_samples(tmp_path, qs):
+    """Two debaters on one model at temperature 0.7 (real HTTP, local server): one call each, different samples; the
+    same agent's repeated request is one call; a cache written before the agent was in the key still serves the
+    agent that made its entries, and only that agent."""
+    import itertools
+    from dnr.agents import AgentPool, legacy_cache_key
+    n = itertools.count()
+    with ScriptedServer(lambda provider, req: f"### Answer\nsample {next(n)}\nFinal answer: A") as srv:
+        agents = [dict(name=x, role='teacher', provider='openai_compatible', model='gpt-4o', base_url=srv.openai_url,
+                       temperature=0.7) for x in ('gpt-a', 'gpt-b')]
+        msgs = [{'role': 'user', 'content': 'Which force? A) gravity B) friction'}]
+        pool = AgentPool(agents, cache=tmp_path / 'cache.sqlite', progress=False)
+        try:
+            a, b = pool.complete_many([dict(agent='gpt-a', messages=msgs), dict(agent='gpt-b', messages=msgs)])
+            a2 = pool.complete('gpt-a', msgs)
+        finally: pool.close()
+        assert srv.model_calls == 2 and a.content != b.content
+        assert a2.cached and a2.content == a.content and srv.model_calls == 2
+        # an old (version-1 key) cache entry made by gpt-a: gpt-a finds it, gpt-b asks for its own sample
+        old = [{'role': 'user', 'content': 'An old question'}]
+        pool = AgentPool(agents, cache=tmp_path / 'cache.sqlite', progress=False)
+        try:
+            spec = pool.spec('gpt-a')
+            pool.cache.put(legacy_cache_key(spec, old), spec, dict(content='old answer of gpt-a', prompt_tokens=3,
+                                                                    completion_tokens=3, cost_usd=0.0))
+            oa, ob = pool.complete('gpt-a', old), pool.complete('gpt-b', old)
+        finally: pool.close()
+        assert oa.cached and oa.content == 'old answer of gpt-a'
+        assert not ob.cached and ob.content.startswith('### Answer\nsample') and srv.model_calls == 3
+    # in a debate: two teachers on one model answer round 0 with different samples
+    with ScriptedServer(lambda provider, req: f"### Answer\nsample {next(n)}\nFinal answer: A") as srv:
+        cfg = write_config(tmp_path / 'du.yaml', srv.openai_url, max_rounds=0, limit=1, agent_kw=dict(model='same-model', temperature=0.7))
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'du')
+        assert rc == 0 and s['provider_calls'] == 3 == srv.model_calls, err
+    r0 = mag_lines(tmp_path / 'du')[0]['rounds'][0]['answers']
+    assert len({v['response'] for v in r0.values()}) == 3

@@ -71,6 +71,36 @@ def test_eval_bad_input(tmp_path, tiny):
     with pytest.raises(ValueError, match=r"p.jsonl:2: field 'question_id': missing"): read_predictions(bad)
 
 
+def test_eval_extraction_conventions_and_old_predictions(tmp_path, tiny):
+    "--extraction picks the headline convention, the summary reports all three; predictions from before the conventions resume."
+    out = tmp_path / 'run'
+    args = ['--model', str(tiny), '--backend', 'hf', '--dataset', 'mmlu_pro:physics', '--limit', '3', '--max-new-tokens', '24',
+            '--out', str(out), '--no-progress']
+    s = last_json(dnr('eval', *args, '--extraction', 'authors'))
+    assert s['extraction'] == 'authors' and set(s['by_extraction']) == {'dnr', 'authors', 'mmlu_pro'}
+    assert s['accuracy'] == s['by_extraction']['authors']['accuracy']
+    assert set(s['by_extraction']['mmlu_pro']) >= {'accuracy', 'unparsed', 'accuracy_seeded_guess'}
+    recs = [json.loads(l) for l in (out / 'predictions.jsonl').read_text().splitlines()]
+    assert all(r['extractions']['authors'][0] == r['answer'] and r['extraction'] == 'authors' for r in recs)
+    old = [{k: v for k, v in r.items() if k not in ('extractions', 'guess_correct', 'extraction')} for r in recs]
+    (out / 'predictions.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in old))
+    s2 = last_json(dnr('eval', *args, '--extraction', 'mmlu_pro'))
+    assert (s2['generated'], s2['resumed'], s2['extraction']) == (0, 3, 'mmlu_pro') and s2['by_extraction'] == s['by_extraction']
+    assert s2['accuracy'] == s['by_extraction']['mmlu_pro']['accuracy']
+    p = dnr('eval', *args, '--extraction', 'regex', check=False)
+    assert p.returncode != 0 and "--extraction: invalid choice: 'regex'" in p.stderr
+    p = dnr('eval', '--model', str(tiny), '--dataset', 'math', '--extraction', 'mmlu_pro', '--out', str(tmp_path / 'm'), check=False)
+    assert p.returncode != 0 and 'multiple-choice letters only' in p.stderr
+
+
+def test_eval_missing_model_folder_is_named(tmp_path):
+    p = dnr('eval', '--model', '/no/such/dir', '--dataset', 'mmlu_pro:physics', '--out', str(tmp_path / 'r'), check=False)
+    assert p.returncode != 0 and '--model /no/such/dir: not found locally, and not a hub id' in p.stderr
+    assert 'Repo id must be' not in p.stderr
+    p = dnr('eval', '--adapter', str(tmp_path / 'no-adapter'), '--model', 'org/name', '--dataset', 'mmlu_pro:physics',
+            '--out', str(tmp_path / 'r2'), check=False)
+    assert p.returncode != 0 and f'--adapter {tmp_path / "no-adapter"}: not found' in p.stderr
+
 def test_openai_backend_through_transformers_serve(tmp_path, tiny):
     from dnr.tiny import serve_model
     out = tmp_path / 'served'
