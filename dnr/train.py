@@ -4,23 +4,26 @@
 
 # %% ../nbs/05_train.ipynb #c2f71c4f
 from __future__ import annotations
-import argparse, contextlib, dataclasses, json, math, os, random, sys, tempfile, time
+import argparse, contextlib, dataclasses, difflib, json, math, os, random, sys, tempfile, time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 import torch, yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 from trl.data_utils import _tokenize, common_prefix_length
 from .data import read_jsonl as _jsonl_lines  # (line, row) pairs with file:line errors
+from .data import read_config, validation_error
 from .distill import nodes_to_pairs
 
 # %% auto #0
 __all__ = ['SFT_DEFAULTS', 'TDPO_DEFAULTS', 'LORA_DEFAULTS', 'device_args', 'load_config', 'tokenize_node', 'TreeCollator',
-           'response_logps', 'tree_dpo_loss', 'add_ref_logps', 'TreeDPOConfig', 'TreeDPOTrainer', 'trl_pair_loss',
-           'tree_loss', 'max_grad_diff', 'read_jsonl', 'make_sft_trainer', 'train_sft', 'make_tdpo_trainer',
-           'train_tdpo', 'tree_eval_loss', 'merge_adapter', 'train_cli', 'synthetic_tree', 'run_bench', 'bench_cli']
+           'response_logps', 'pair_losses', 'tree_dpo_loss', 'add_ref_logps', 'TreeDPOConfig', 'disable_dropout',
+           'TreeDPOTrainer', 'trl_pair_loss', 'tree_loss', 'max_grad_diff', 'read_jsonl', 'make_sft_trainer',
+           'train_sft', 'make_tdpo_trainer', 'train_tdpo', 'tree_eval_loss', 'first_step_grads', 'compare_first_step',
+           'merge_adapter', 'train_cli', 'synthetic_tree', 'run_bench', 'bench_cli']
 
 # %% ../nbs/05_train.ipynb #1997bc73
 def device_args(bf16: bool | str = 'auto', # 'auto': bf16 where the GPU supports it
@@ -93,12 +96,13 @@ class TreeCollator:
     packed: bool = True
 
     def __call__(self, nodes: list[dict]) -> dict:
-        rows, pos, seg, tb, tp, tt, tr, pairs, ref = [], [], [], [], [], [], [], [], []
+        rows, pos, seg, tb, tp, tt, tr, pairs, pnode, ref = [], [], [], [], [], [], [], [], [], []
         nr = 0
-        for node in nodes:
+        for k, node in enumerate(nodes):
             P, R, ok = list(node['prompt_ids']), node['response_ids'], node['correct']
             C = len(P)
-            pairs += [(nr + i, nr + j) for i in range(len(R)) if ok[i] for j in range(len(R)) if not ok[j]]
+            new = [(nr + i, nr + j) for i in range(len(R)) if ok[i] for j in range(len(R)) if not ok[j]]
+            pairs += new; pnode += [k] * len(new)
             if 'ref_logps' in node: ref += list(node['ref_logps'])
             if self.packed:
                 b, ids, ps, sg = len(rows), list(P), list(range(C)), [0] * C
@@ -117,6 +121,7 @@ class TreeCollator:
                    position_ids=torch.tensor([p + [0] * (L - len(p)) for p in pos]),
                    tok_row=torch.tensor(tb), tok_pos=torch.tensor(tp), tok_target=torch.tensor(tt),
                    tok_resp=torch.tensor(tr), pairs=torch.tensor(pairs, dtype=torch.long).reshape(-1, 2),
+                   pair_node=torch.tensor(pnode, dtype=torch.long), n_nodes=torch.tensor(len(nodes)),
                    n_responses=torch.tensor(nr), n_tokens=lens.sum())
         valid = torch.arange(L)[None] < lens[:, None]
         if self.packed:
@@ -156,15 +161,24 @@ def response_logps(model, # a causal LM (PEFT-wrapped or not)
     lp = sel.log_softmax(-1).gather(-1, batch['tok_target'][:, None]).squeeze(-1)
     return torch.zeros(int(batch['n_responses']), device=dev, dtype=lp.dtype).index_add(0, batch['tok_resp'], lp)
 
+def pair_losses(logps: torch.Tensor, # policy log-probs per response
+                ref_logps: torch.Tensor, # reference log-probs per response
+                pairs: torch.Tensor, # (n_pairs, 2): (right, wrong) response indices
+                beta: float = 0.1, # DPO temperature
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Sigmoid DPO loss of each pair, and the chosen/rejected rewards."
+    ratio = logps - ref_logps.to(logps)
+    ch, rj = ratio[pairs[:, 0]], ratio[pairs[:, 1]]
+    return -F.logsigmoid(beta * (ch - rj)), beta * ch.detach(), beta * rj.detach()
+
 def tree_dpo_loss(logps: torch.Tensor, # policy log-probs per response
                   ref_logps: torch.Tensor, # reference log-probs per response
                   pairs: torch.Tensor, # (n_pairs, 2): (right, wrong) response indices
                   beta: float = 0.1, # DPO temperature
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Mean sigmoid DPO loss over all pairs, and the chosen/rejected rewards."
-    ratio = logps - ref_logps.to(logps)
-    ch, rj = ratio[pairs[:, 0]], ratio[pairs[:, 1]]
-    return -F.logsigmoid(beta * (ch - rj)).mean(), beta * ch.detach(), beta * rj.detach()
+    l, ch, rj = pair_losses(logps, ref_logps, pairs, beta)
+    return l.mean(), ch, rj
 
 # %% ../nbs/05_train.ipynb #d0b4e894
 @torch.no_grad()
@@ -194,26 +208,50 @@ def add_ref_logps(model, # reference model (e.g. the SFT policy before training)
 # %% ../nbs/05_train.ipynb #53012c58
 @dataclasses.dataclass
 class TreeDPOConfig(TrainingArguments):
-    "TrainingArguments plus the T-DPO settings."
-    beta: float = 0.1  # DPO temperature
-    share: str = 'context'  # 'context': packed rows with a 4-D mask (b); 'responses': one row per response (a)
-    max_length: int | None = 1600  # cap on prompt + response tokens
-    max_prompt_length: int | None = 1000  # cap on prompt tokens (keeps the end)
+    """`TrainingArguments` plus the T-DPO settings (documented as TRL documents its configs).
+
+    Parameters:
+        beta (`float`, defaults to `0.1`): DPO temperature; as `DPOConfig.beta`.
+        share (`str`, defaults to `'context'`): `'context'`: one packed row per node with a 4-D mask, the context
+            encoded once; `'responses'`: one row per (context, response).
+        max_length (`int` or `None`, defaults to `1600`): cap on prompt + response tokens (responses are cut at the end).
+        max_prompt_length (`int` or `None`, defaults to `1000`): cap on prompt tokens (keeps the end, as the paper's
+            `truncation_mode='keep_end'`).
+        loss_average (`str`, defaults to `'pair'`): `'pair'`: the mean over all pairs of an optimizer step, across
+            gradient accumulation and processes (TRL's weighting); `'node'`: the mean of each node's mean pair loss.
+        disable_dropout (`bool`, defaults to `True`): set every dropout of the policy and the reference to 0; as
+            `DPOConfig.disable_dropout`.
+    """
+    beta: float = 0.1
+    share: str = 'context'
+    max_length: int | None = 1600
+    max_prompt_length: int | None = 1000
+    loss_average: str = 'pair'
+    disable_dropout: bool = True
 
     def __post_init__(self):
         self.remove_unused_columns = False
         if self.share not in ('context', 'responses'): raise ValueError(f"share must be 'context' or 'responses', got {self.share!r}")
+        if self.loss_average not in ('pair', 'node'): raise ValueError(f"loss_average must be 'pair' or 'node', got {self.loss_average!r}")
         super().__post_init__()
+
+def disable_dropout(model) -> None:
+    "Every `torch.nn.Dropout` in `model` to p = 0 (TRL's `disable_dropout_in_model`)."
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout): m.p = 0
 
 class TreeDPOTrainer(Trainer):
     "DPO on preference-tree nodes: each response scored once, each context encoded once per node."
-    loss_is_scaled_for_ga = False
+    loss_is_scaled_for_ga = True  # compute_loss divides by the pairs (or nodes) of the whole optimizer step
 
     def __init__(self, model, args: TreeDPOConfig, train_dataset: Dataset, processing_class=None,
                  ref_model=None, # reference; default: `model` as it is now (the SFT policy)
                  **kwargs):
         collator = TreeCollator(processing_class.pad_token_id if processing_class is not None else 0,
                                 packed=args.share == 'context')
+        if args.disable_dropout:
+            disable_dropout(model)
+            if ref_model is not None: disable_dropout(ref_model)
         if 'ref_logps' not in train_dataset.column_names:
             ref = ref_model or model
             ref.to(args.device)
@@ -223,9 +261,22 @@ class TreeDPOTrainer(Trainer):
                          processing_class=processing_class, **kwargs)
         self._metrics, self.pairs_seen, self.tokens_seen = defaultdict(list), 0, 0
 
+    def _get_num_items_in_batch(self, batch_samples: list, device) -> torch.Tensor:
+        "Pairs (or nodes) in all micro-batches of this optimizer step, summed over processes."
+        key = 'pairs' if self.args.loss_average == 'pair' else 'pair_node'
+        n = torch.tensor(sum(len(b[key]) if key == 'pairs' else len(set(b[key].tolist())) for b in batch_samples),
+                         device=device)
+        return self.accelerator.gather(n).sum() if self.args.world_size > 1 else n
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps = response_logps(model, inputs)
-        loss, ch, rj = tree_dpo_loss(logps, inputs['ref_logps'], inputs['pairs'], self.args.beta)
+        lp, ch, rj = pair_losses(logps, inputs['ref_logps'], inputs['pairs'], self.args.beta)
+        if self.args.loss_average == 'node':  # each node's mean pair loss
+            pn = inputs['pair_node']
+            cnt = torch.zeros(int(inputs['n_nodes']), device=lp.device).index_add(0, pn, torch.ones_like(lp))
+            lp = (torch.zeros_like(cnt).index_add(0, pn, lp) / cnt.clamp(min=1))[cnt > 0]
+        if num_items_in_batch is None or not model.training: loss = lp.mean()  # evaluation, or outside the loop
+        else: loss = lp.sum() / num_items_in_batch * self.accelerator.num_processes  # DDP averages the gradients
         if model.training:
             self.pairs_seen += len(inputs['pairs']); self.tokens_seen += int(inputs['n_tokens'])
         m = self._metrics
@@ -406,6 +457,43 @@ def tree_eval_loss(tr: TreeDPOTrainer) -> float:
     b = {k: v.to(tr.args.device) for k, v in tr.data_collator([ds[i] for i in range(len(ds))]).items()}
     loss = tree_dpo_loss(response_logps(m, b), b['ref_logps'], b['pairs'], tr.args.beta)[0].item()
     m.train(was); return loss
+
+# %% ../nbs/05_train.ipynb #17522e1f
+from transformers import TrainerCallback
+
+class _GradProbe(TrainerCallback):
+    "Keeps the gradients the optimizer is about to apply."
+    def __init__(self, model): self.model, self.grads = model, None
+    def on_pre_optimizer_step(self, args, state, control, **kw):
+        self.grads = {n: p.grad.detach().clone() for n, p in self.model.named_parameters() if p.grad is not None}
+
+def first_step_grads(tr) -> tuple[float, dict]:
+    "Train one optimizer step with `tr`; its logged loss and the gradients the optimizer received."
+    probe = _GradProbe(tr.model); tr.add_callback(probe)
+    res = tr.train()
+    return res.training_loss, probe.grads
+
+def compare_first_step(nodes: list[dict], # preference nodes (one optimizer step covers all of them)
+                       tok, # tokenizer
+                       policy_fn, # () -> a fresh policy (same weights every call)
+                       ref_fn, # () -> the reference model
+                       **tree_args, # TreeDPOConfig overrides (e.g. loss_average='node', disable_dropout=False)
+                      ) -> dict:
+    "One optimizer step of TRL's DPOTrainer (1 pair x all pairs accumulated) and of ours (1 node x all nodes), shipped defaults."
+    from trl import DPOConfig, DPOTrainer
+    kept = [n for n in nodes if tokenize_node(n, tok, TDPO_DEFAULTS['max_length'])]
+    pairs = nodes_to_pairs(kept)
+    probe = dict(max_steps=1, max_grad_norm=0.0, train_sampling_strategy='sequential', per_device_train_batch_size=1)
+    trl_args = {k: v for k, v in TDPO_DEFAULTS.items() if k not in ('report_to', 'save_strategy', 'logging_steps', 'seed')}
+    a = DPOConfig(**_quiet_args(tempfile.mkdtemp(), **{**trl_args, **probe, 'gradient_accumulation_steps': len(pairs)},
+                                precompute_ref_log_probs=True, activation_checkpointing=False))
+    l_trl, g_trl = first_step_grads(DPOTrainer(model=policy_fn(), ref_model=ref_fn(), args=a,
+                                               train_dataset=Dataset.from_list(pairs), processing_class=tok))
+    ds = Dataset.from_list([tokenize_node(n, tok, TDPO_DEFAULTS['max_length']) for n in kept])
+    a = TreeDPOConfig(**_quiet_args(tempfile.mkdtemp(), **{**trl_args, **probe, 'gradient_accumulation_steps': len(kept)}, **tree_args))
+    l_us, g_us = first_step_grads(TreeDPOTrainer(policy_fn(), a, ds, processing_class=tok, ref_model=ref_fn()))
+    return dict(pairs=len(pairs), nodes=len(kept), loss_trl=l_trl, loss_diff=abs(l_trl - l_us), grad_diff=max_grad_diff(g_trl, g_us),
+                grad_max=max(g.abs().max().item() for g in g_trl.values()))
 
 # %% ../nbs/05_train.ipynb #2aac6a39
 def merge_adapter(adapter: str | Path, # adapter folder (from `dnr train`)

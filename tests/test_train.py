@@ -86,3 +86,40 @@ def test_same_loss_and_grads_as_trl(data, share, tol):
     l2, g2 = tree_loss(*fresh(), nodes, tok, share=share)
     assert abs(l1.item() - 0.6931) > 0.01  # policy != reference: a loss that can differ
     assert abs(l1 - l2).item() < tol and max_grad_diff(g1, g2) < tol
+
+def test_first_step_equals_trl_with_shipped_defaults(data, tmp_path):
+    """One real optimizer step with the shipped defaults (LoRA dropout 0.05, 1 node x accumulation) gives TRL
+    DPOTrainer's loss and gradients (1 pair x accumulation over the same pairs): dropout off, every pair weighted alike."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+    from datasets import Dataset
+    from dnr.distill import nodes_to_pairs
+    from dnr.train import LORA_DEFAULTS, TDPO_DEFAULTS, TreeDPOConfig, TreeDPOTrainer, tokenize_node
+    assert LORA_DEFAULTS['lora_dropout'] == 0.05 and TDPO_DEFAULTS['per_device_train_batch_size'] == 1
+    nodes = [json.loads(l) for l in open(data / 'tdpo' / 'nodes.jsonl')][:3]
+    tok = AutoTokenizer.from_pretrained(tiny_model('random'))
+    toks = [tokenize_node(n, tok, TDPO_DEFAULTS['max_length']) for n in nodes]
+    pairs = nodes_to_pairs(nodes)
+    assert len({sum(t['correct']) * (len(t['correct']) - sum(t['correct'])) for t in toks}) > 1  # nodes of unequal pair counts
+
+    class Probe(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+            self.grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    def step(make, ga, tmp):
+        torch.manual_seed(0)
+        policy = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model('random'), dtype=torch.float32),
+                                LoraConfig(task_type='CAUSAL_LM', **LORA_DEFAULTS))
+        ref = AutoModelForCausalLM.from_pretrained(tiny_model('trained'), dtype=torch.float32).eval()
+        kw = {**TDPO_DEFAULTS, 'gradient_accumulation_steps': ga, 'max_steps': 1, 'max_grad_norm': 0.0, 'output_dir': str(tmp),
+              'save_strategy': 'no', 'use_cpu': True, 'bf16': False, 'train_sampling_strategy': 'sequential', 'disable_tqdm': True}  # float32
+        tr = make(policy, ref, kw); p = Probe(); tr.add_callback(p)
+        return tr.train().training_loss, p.grads
+    l1, g1 = step(lambda pol, ref, kw: DPOTrainer(model=pol, ref_model=ref, processing_class=tok, train_dataset=Dataset.from_list(pairs),
+                  args=DPOConfig(**kw, precompute_ref_log_probs=True, activation_checkpointing=False)), len(pairs), tmp_path / 'trl')
+    l2, g2 = step(lambda pol, ref, kw: TreeDPOTrainer(pol, TreeDPOConfig(**kw), Dataset.from_list(toks), processing_class=tok,
+                  ref_model=ref), len(toks), tmp_path / 'tree')
+    assert g1.keys() == g2.keys()
+    gd = max((g1[k] - g2[k]).abs().max().item() for k in g1)
+    print(f"loss TRL {l1:.6f}, |loss diff| {abs(l1 - l2):.1e}, max |grad diff| {gd:.1e}")
+    assert abs(l1 - l2) < 1e-5 and gd < 1e-5
