@@ -19,10 +19,11 @@ from .data import read_config, validation_error
 from .distill import nodes_to_pairs
 
 # %% auto #0
-__all__ = ['SFT_DEFAULTS', 'TDPO_DEFAULTS', 'LORA_DEFAULTS', 'device_args', 'load_config', 'tokenize_node', 'TreeCollator',
-           'response_logps', 'pair_losses', 'tree_dpo_loss', 'add_ref_logps', 'TreeDPOConfig', 'disable_dropout',
-           'TreeDPOTrainer', 'trl_pair_loss', 'tree_loss', 'max_grad_diff', 'read_jsonl', 'make_sft_trainer',
-           'train_sft', 'make_tdpo_trainer', 'train_tdpo', 'tree_eval_loss', 'first_step_grads', 'compare_first_step',
+__all__ = ['SFT_DEFAULTS', 'TDPO_DEFAULTS', 'LORA_DEFAULTS', 'device_args', 'TrainConfigError', 'load_config', 'tokenize_node',
+           'TreeCollator', 'response_logps', 'pair_losses', 'tree_dpo_loss', 'add_ref_logps', 'TreeDPOConfig',
+           'disable_dropout', 'TreeDPOTrainer', 'trl_pair_loss', 'tree_loss', 'max_grad_diff', 'read_jsonl',
+           'TrainConfig', 'args_class', 'check_train_config', 'make_sft_trainer', 'train_sft', 'is_main_process',
+           'make_tdpo_trainer', 'train_tdpo', 'tree_eval_loss', 'first_step_grads', 'compare_first_step',
            'merge_adapter', 'train_cli', 'synthetic_tree', 'run_bench', 'bench_cli']
 
 # %% ../nbs/05_train.ipynb #1997bc73
@@ -34,14 +35,14 @@ def device_args(bf16: bool | str = 'auto', # 'auto': bf16 where the GPU supports
     return dict(use_cpu=not cuda, bf16=bool(bf16) and cuda)
 
 # %% ../nbs/05_train.ipynb #60954501
+class TrainConfigError(ValueError):
+    "A training config that does not validate; the message names the file and field."
+
 def load_config(path: str | Path | None = None, # YAML file
                 overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
                ) -> dict:
     "A training config from YAML with overrides applied."
-    cfg = {}
-    if path:
-        with open(path, encoding='utf-8') as f: cfg = yaml.safe_load(f) or {}
-        if not isinstance(cfg, dict): raise ValueError(f"{path}: expected a mapping at the top level")
+    cfg = read_config(path, TrainConfigError)[0] if path else {}
     for o in overrides:
         if '=' not in o: raise ValueError(f"override {o!r}: expected key=value")
         k, v = o.split('=', 1)
@@ -350,16 +351,21 @@ def _need(cfg, *keys):
     miss = [k for k in keys if not cfg.get(k)]
     if miss: raise ValueError(f"config: missing {', '.join(miss)} (set it in the YAML or with --set {miss[0]}=...)")
 
-def _make_args(cls, cfg: dict, defaults: dict, drop: tuple = ()):
+def _make_args(cls, cfg: dict, defaults: dict, drop: tuple = (), where: str = '<dict>'):
     "A TRL/transformers config from defaults + cfg['args'] + device detection; unknown keys are an error."
     a = {**defaults, **(cfg.get('args') or {})}
     for k in drop: a.pop(k, None)
     fields = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(a) - fields)
-    if bad: raise ValueError(f"config args: unknown key(s) {bad} for {cls.__name__}")
+    if bad := set(a) - fields: raise _unknown(where, 'args.', bad, fields, f'setting of {cls.__name__}')
     a.update(device_args(cfg.get('bf16', 'auto')), output_dir=str(cfg['output_dir']))
     if cls.__name__ in ('SFTConfig', 'DPOConfig'): a.setdefault('activation_checkpointing', False)
-    return cls(**a)
+    try: return cls(**a)
+    except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'args': {e}") from None
+
+def _lora(cfg: dict, where: str):
+    from peft import LoraConfig
+    try: return LoraConfig(task_type='CAUSAL_LM', **{**LORA_DEFAULTS, **(cfg.get('lora') or {})})
+    except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'lora': {e}") from None
 
 def _load_model(path, args):
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if args.bf16 else torch.float32)
@@ -371,27 +377,92 @@ def _summary(tr, res, out, **kw) -> dict:
 def _fit(tr, info: dict, cfg: dict) -> dict:
     "Train (resuming if asked), save the adapter and tokenizer to `output_dir`, and summarise."
     res = tr.train(resume_from_checkpoint=cfg.get('resume') or None)
-    tr.save_model(tr.args.output_dir); tr.processing_class.save_pretrained(tr.args.output_dir)
+    m = tr.accelerator.unwrap_model(tr.model)
+    if len(getattr(m, 'peft_config', {})) > 1 and 'ref' in m.peft_config: m.delete_adapter('ref')  # TRL's frozen copy
+    tr.save_model(tr.args.output_dir)  # writes on the main process only
+    if tr.is_world_process_zero(): tr.processing_class.save_pretrained(tr.args.output_dir)
     return _summary(tr, res, tr.args.output_dir, **info)
 
-# %% ../nbs/05_train.ipynb #78da1b04
-def make_sft_trainer(cfg: dict) -> tuple:
-    "The SFTTrainer (LoRA, completion-only loss) for a config, and facts about its data."
+# %% ../nbs/05_train.ipynb #b4c25276
+class TrainConfig(BaseModel):
+    """The top level of a `dnr train sft|tdpo` config (YAML); unknown keys are refused.
+
+    Parameters:
+        model (`str`): base model folder or hub id.
+        data (`str`): folder written by `dnr build sft|tdpo`.
+        output_dir (`str`): adapter, tokenizer, checkpoints (and, T-DPO, `ref_logps.jsonl`).
+        adapter (`str`, T-DPO only): the SFT adapter, trainable start and frozen reference; empty: a fresh LoRA.
+        impl (`'tree'` or `'trl'`, T-DPO only, defaults to `'tree'`): `TreeDPOTrainer` or TRL's `DPOTrainer`.
+        resume (`bool` or `str`): continue from the last (`true`) or the given checkpoint.
+        bf16 (`bool` or `'auto'`, defaults to `'auto'`): bf16 where the GPU supports it; the CPU runs float32.
+        lora (mapping): `peft.LoraConfig` fields over `LORA_DEFAULTS` (a fresh adapter: SFT, or T-DPO without one).
+        args (mapping): fields of the trainer's config over `SFT_DEFAULTS` / `TDPO_DEFAULTS`.
+    """
+    model_config = ConfigDict(extra='forbid')
+    model: str | None = None
+    data: str | None = None
+    output_dir: str | None = None
+    adapter: str | None = None
+    impl: Literal['tree', 'trl'] = 'tree'
+    resume: bool | str | None = None
+    bf16: bool | Literal['auto'] = 'auto'
+    lora: dict[str, Any] | None = None
+    args: dict[str, Any] | None = None
+
+_TDPO_ONLY = ('adapter', 'impl')
+_LORA_SKIP = {'task_type', 'peft_type', 'auto_mapping', 'peft_version', 'base_model_name_or_path', 'revision', 'inference_mode'}
+
+def _unknown(where, block, keys, known, what) -> TrainConfigError:
+    k = sorted(keys)[0]
+    hint = difflib.get_close_matches(str(k), sorted(known), n=1)
+    return TrainConfigError(f"{where}: field '{block}{k}': unknown {what}" + (f" (did you mean '{hint[0]}'?)" if hint else ''))
+
+def args_class(stage: str, impl: str = 'tree'):
+    "The config class of the `args` block: SFTConfig, TreeDPOConfig or DPOConfig."
+    if stage == 'sft': from trl import SFTConfig; return SFTConfig
+    if impl == 'trl': from trl import DPOConfig; return DPOConfig
+    return TreeDPOConfig
+
+def check_train_config(cfg: dict, # a training config (as `load_config` returns)
+                       stage: str, # 'sft' or 'tdpo'
+                       where: str = '<dict>', # the file it came from, for errors
+                      ) -> TrainConfig:
+    "Validate the top level, `lora` and `args` by name; `TrainConfigError` names `where` and the field."
+    if not isinstance(cfg, dict): raise TrainConfigError(f"{where}: expected a mapping of config keys")
+    if bad := set(cfg) - set(TrainConfig.model_fields): raise _unknown(where, '', bad, TrainConfig.model_fields, 'key')
+    if stage == 'sft' and (bad := [k for k in _TDPO_ONLY if k in cfg]):
+        raise TrainConfigError(f"{where}: field '{bad[0]}': a T-DPO setting, not used by `dnr train sft`")
+    try: c = TrainConfig.model_validate(cfg)
+    except ValidationError as e: raise validation_error(where, e, TrainConfigError) from None
     from peft import LoraConfig
+    known = {f.name for f in dataclasses.fields(LoraConfig)} - _LORA_SKIP
+    if bad := set(c.lora or {}) - known: raise _unknown(where, 'lora.', bad, known, 'LoRA setting')
+    cls = args_class(stage, c.impl)
+    known = {f.name for f in dataclasses.fields(cls)} | ({'share', 'max_prompt_length', 'loss_average'} if cls.__name__ == 'DPOConfig' else set())
+    if bad := set(c.args or {}) - known: raise _unknown(where, 'args.', bad, known, f'setting of {cls.__name__}')
+    return c
+
+# %% ../nbs/05_train.ipynb #78da1b04
+def make_sft_trainer(cfg: dict, # a training config (`load_config`)
+                     where: str = '<dict>', # where it came from, for errors
+                    ) -> tuple:
+    "The SFTTrainer (LoRA, completion-only loss) for a config, and facts about its data."
     from trl import SFTConfig, SFTTrainer
+    check_train_config(cfg, 'sft', where)
     _need(cfg, 'model', 'data', 'output_dir')
+    args = _make_args(SFTConfig, cfg, SFT_DEFAULTS, where=where)
+    peft_config = _lora(cfg, where)
     rows = read_jsonl(cfg['data'], ('prompt', 'completion'), 'sft.jsonl')
-    args = _make_args(SFTConfig, cfg, SFT_DEFAULTS)
     tok = AutoTokenizer.from_pretrained(cfg['model'])
     n_long = sum(len(_tokenize(tok, r['prompt'] + r['completion'])['input_ids']) > args.max_length for r in rows) if args.max_length else 0
     ds = Dataset.from_list([{'prompt': r['prompt'], 'completion': r['completion']} for r in rows])
     tr = SFTTrainer(model=_load_model(cfg['model'], args), args=args, train_dataset=ds, processing_class=tok,
-                    peft_config=LoraConfig(task_type='CAUSAL_LM', **{**LORA_DEFAULTS, **(cfg.get('lora') or {})}))
+                    peft_config=peft_config)
     return tr, dict(stage='sft', examples=len(ds), truncated=n_long)
 
-def train_sft(cfg: dict) -> dict:
+def train_sft(cfg: dict, where: str = '<dict>') -> dict:
     "LoRA SFT on `sft.jsonl`; saves the adapter and tokenizer to `output_dir`; returns a summary."
-    return _fit(*make_sft_trainer(cfg), cfg)
+    return _fit(*make_sft_trainer(cfg, where), cfg)
 
 # %% ../nbs/05_train.ipynb #181f1cc0
 def _fingerprint(row: dict, model, adapter) -> str:
@@ -407,12 +478,38 @@ def _ref_cache(out: Path, ds: Dataset, model, adapter) -> list | None:
     if len(rows) != len(ds) or any(r.get('fp') != _fingerprint(x, model, adapter) for r, x in zip(rows, ds)): return None
     return [r['ref_logps'] for r in rows]
 
-def make_tdpo_trainer(cfg: dict) -> tuple:
+def is_main_process() -> bool:
+    "True in a single process, and on rank 0 under `torchrun` or `accelerate launch`."
+    return int(os.environ.get('RANK', '0')) == 0
+
+def _shared_dataset(rows: list[dict], folder: Path) -> Dataset:
+    "A Dataset of `rows`; with several processes, saved by rank 0 to `folder` and loaded by all (see below)."
+    # TRL caches reference log-probs next to the dataset's files, written by rank 0: an in-memory dataset's files are
+    # in a per-process temporary folder, where the other ranks do not find them.
+    ds = Dataset.from_list(rows)
+    if int(os.environ.get('WORLD_SIZE', '1')) == 1: return ds
+    from accelerate import PartialState
+    from datasets import load_from_disk
+    with PartialState().main_process_first():
+        if is_main_process(): ds.save_to_disk(str(folder))
+        return load_from_disk(str(folder))
+
+def make_tdpo_trainer(cfg: dict, # a training config (`load_config`)
+                      where: str = '<dict>', # where it came from, for errors
+                     ) -> tuple:
     "The T-DPO trainer for a config (tree-aware or TRL's), and the node counts."
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel, get_peft_model
+    impl = check_train_config(cfg, 'tdpo', where).impl
     _need(cfg, 'model', 'data', 'output_dir')
-    impl, out = cfg.get('impl', 'tree'), Path(cfg['output_dir'])
-    if impl not in ('tree', 'trl'): raise ValueError(f"impl must be 'tree' or 'trl', got {impl!r}")
+    out = Path(cfg['output_dir'])
+    if impl == 'tree': args = _make_args(TreeDPOConfig, cfg, TDPO_DEFAULTS, where=where)
+    else:
+        from trl import DPOConfig
+        if (cfg.get('args') or {}).get('loss_average', 'pair') != 'pair':
+            raise TrainConfigError(f"{where}: field 'args.loss_average': TRL's DPOTrainer averages per pair only (impl: trl)")
+        args = _make_args(DPOConfig, cfg, {**TDPO_DEFAULTS, 'precompute_ref_log_probs': True},
+                          drop=('max_prompt_length', 'share', 'loss_average'), where=where)
+    lora = None if cfg.get('adapter') else _lora(cfg, where)
     src = Path(cfg['data'])
     nodes = read_jsonl(src, ('prompt', 'responses'), 'nodes.jsonl')
     tok = AutoTokenizer.from_pretrained(cfg['model'])
@@ -422,13 +519,9 @@ def make_tdpo_trainer(cfg: dict) -> tuple:
         t = tokenize_node(n, tok, a.get('max_length'), a.get('max_prompt_length', 1000), stats)
         if t: toks.append(t); kept.append(n)
     if not toks: raise ValueError(f"{src}: no trainable nodes (each needs a right and a wrong answer that fit max_length): {stats}")
-    if impl == 'tree': args = _make_args(TreeDPOConfig, cfg, TDPO_DEFAULTS)
-    else:
-        from trl import DPOConfig
-        args = _make_args(DPOConfig, cfg, {**TDPO_DEFAULTS, 'precompute_ref_log_probs': True}, drop=('max_prompt_length', 'share'))
     base = _load_model(cfg['model'], args)
     if cfg.get('adapter'): policy = PeftModel.from_pretrained(base, cfg['adapter'], is_trainable=True)
-    else: policy = get_peft_model(base, LoraConfig(task_type='CAUSAL_LM', **{**LORA_DEFAULTS, **(cfg.get('lora') or {})}))
+    else: policy = get_peft_model(base, lora)
     if impl == 'tree':
         ds = Dataset.from_list(toks)
         if (ref := _ref_cache(out, ds, cfg['model'], cfg.get('adapter'))) is not None: ds = ds.add_column('ref_logps', ref)
@@ -441,13 +534,14 @@ def make_tdpo_trainer(cfg: dict) -> tuple:
                                         'ref_logps': x['ref_logps']}) + '\n')
     else:
         from trl import DPOTrainer
-        tr = DPOTrainer(model=policy, args=args, train_dataset=Dataset.from_list(nodes_to_pairs(kept)), processing_class=tok)
+        tr = DPOTrainer(model=policy, args=args, train_dataset=_shared_dataset(nodes_to_pairs(kept), out / 'trl_pairs'),
+                        processing_class=tok)
     return tr, dict(stage='tdpo', impl=impl, nodes=len(toks), pairs=stats.get('pairs', 0),
                     skipped={k: v for k, v in stats.items() if k not in ('nodes', 'pairs')})
 
-def train_tdpo(cfg: dict) -> dict:
+def train_tdpo(cfg: dict, where: str = '<dict>') -> dict:
     "T-DPO from the SFT adapter; saves the adapter and tokenizer to `output_dir`; returns a summary."
-    return _fit(*make_tdpo_trainer(cfg), cfg)
+    return _fit(*make_tdpo_trainer(cfg, where), cfg)
 
 @torch.no_grad()
 def tree_eval_loss(tr: TreeDPOTrainer) -> float:
@@ -458,7 +552,7 @@ def tree_eval_loss(tr: TreeDPOTrainer) -> float:
     loss = tree_dpo_loss(response_logps(m, b), b['ref_logps'], b['pairs'], tr.args.beta)[0].item()
     m.train(was); return loss
 
-# %% ../nbs/05_train.ipynb #17522e1f
+# %% ../nbs/05_train.ipynb #a1745036
 from transformers import TrainerCallback
 
 class _GradProbe(TrainerCallback):
@@ -536,17 +630,20 @@ def train_cli(argv: list[str] | None = None) -> int:
     a = _train_parser().parse_args(argv)
     if a.stage == 'merge':
         print(json.dumps({'merged': str(merge_adapter(a.adapter, a.out, a.base))})); return 0
-    cfg = load_config(a.config, a.set)
-    for k in ('model', 'data', 'adapter', 'impl', 'resume'):
-        if getattr(a, k, None) is not None: cfg[k] = getattr(a, k)
-    if a.output_dir: cfg['output_dir'] = a.output_dir
-    if getattr(a, 'share', None): cfg.setdefault('args', {})['share'] = a.share
-    for k, v in (('max_steps', a.max_steps), ('num_train_epochs', a.epochs), ('seed', a.seed), ('report_to', a.report_to)):
-        if v is not None: cfg.setdefault('args', {})[k] = v
-    try: out = (train_sft if a.stage == 'sft' else train_tdpo)(cfg)
+    try:
+        cfg = load_config(a.config, a.set)
+        for k in ('model', 'data', 'adapter', 'impl', 'resume'):
+            if getattr(a, k, None) is not None: cfg[k] = getattr(a, k)
+        if a.output_dir: cfg['output_dir'] = a.output_dir
+        if getattr(a, 'share', None): cfg.setdefault('args', {})['share'] = a.share
+        for k, v in (('max_steps', a.max_steps), ('num_train_epochs', a.epochs), ('seed', a.seed), ('report_to', a.report_to)):
+            if v is not None: cfg.setdefault('args', {})[k] = v
+        where = (a.config or 'command line') + (' with --set' if a.set else '')
+        out = (train_sft if a.stage == 'sft' else train_tdpo)(cfg, where)
     except (ValueError, FileNotFoundError) as e:
         print(f"dnr train {a.stage}: error: {e}", file=sys.stderr); return 2
-    print(json.dumps(out)); return 0
+    if is_main_process(): print(json.dumps(out))  # one summary line, from rank 0
+    return 0
 
 # %% ../nbs/05_train.ipynb #fe9362fb
 _BENCH_WORDS = ("the a model answer question number sum is what of and to step final result energy cell force which "

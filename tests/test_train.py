@@ -123,3 +123,63 @@ def test_first_step_equals_trl_with_shipped_defaults(data, tmp_path):
     gd = max((g1[k] - g2[k]).abs().max().item() for k in g1)
     print(f"loss TRL {l1:.6f}, |loss diff| {abs(l1 - l2):.1e}, max |grad diff| {gd:.1e}")
     assert abs(l1 - l2) < 1e-5 and gd < 1e-5
+
+def _log_losses(out):
+    "Per-step training losses recorded in the run's last checkpoint."
+    ck = max(out.glob('checkpoint-*'), key=lambda p: int(p.name.split('-')[1]))
+    return [h['loss'] for h in json.load(open(ck / 'trainer_state.json'))['log_history'] if 'loss' in h]
+
+def test_two_processes_equal_one(data, tmp_path, capsys):
+    """`torchrun --nproc_per_node 2 -m dnr.cli train sft|tdpo` (CPU, gloo; tree and TRL T-DPO) finishes, saves one
+    adapter, prints one summary line (rank 0), and its losses equal a one-process run with the same global batch
+    (2 processes x 2 per device = 1 process x 2 per device x 2 accumulation steps), shuffling off, float32."""
+    model = str(tiny_model('trained'))
+    common = ['--model', model, '--max-steps', '2', '--set', 'args.train_sampling_strategy=sequential',
+              '--set', 'args.logging_steps=1', '--set', 'args.save_steps=2']
+    runs = {'sft': ['sft', '--config', 'configs/sft_tiny.yaml', '--data', str(data / 'sft')]}
+    for impl in ('tree', 'trl'):
+        runs[impl] = ['tdpo', '--config', 'configs/tdpo_tiny.yaml', '--impl', impl, '--data', str(data / 'tdpo'),
+                      '--adapter', str(tmp_path / 'sft2')]
+    for name, args in runs.items():
+        out2, out1 = tmp_path / f'{name}2', tmp_path / f'{name}1'
+        r = subprocess.run([str(BIN / 'torchrun'), '--standalone', '--nproc_per_node', '2', '-m', 'dnr.cli', 'train', *args,
+                            *common, '--output-dir', str(out2)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+        assert r.returncode == 0, r.stderr[-3000:]
+        lines = [l for l in r.stdout.splitlines() if l.startswith('{"')]
+        assert len(lines) == 1, r.stdout[-2000:]  # one summary line: rank 0's
+        s2 = json.loads(lines[0])
+        assert s2['steps'] == 2 and (out2 / 'adapter_model.safetensors').exists()
+        assert [p.parent.name for p in out2.rglob('adapter_model.safetensors') if 'checkpoint-' not in str(p)] == [out2.name]
+        assert train_cli([*args, *common, '--output-dir', str(out1), '--set', 'args.gradient_accumulation_steps=2']) == 0
+        s1 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        l1, l2 = _log_losses(out1), _log_losses(out2)
+        print(name, 'losses, 1 process:', l1, 'max |diff| 2 vs 1:', max(abs(a - b) for a, b in zip(l1, l2)))
+        assert len(l1) == len(l2) == 2 and max(abs(a - b) for a, b in zip(l1, l2)) < 1e-4
+        assert abs(s1['train_loss'] - s2['train_loss']) < 1e-4
+
+@pytest.mark.parametrize('name', ['sft_paper', 'sft_tiny', 'tdpo_paper', 'tdpo_tiny'])
+def test_shipped_configs_validate(name):
+    from dnr.train import check_train_config, load_config
+    c = check_train_config(load_config(ROOT / 'configs' / f'{name}.yaml'), name.split('_')[0], name)
+    assert c.impl == 'tree' and c.args
+
+@pytest.mark.parametrize('name,old,new,field', [
+    ('sft_paper', '\nlora:', '\nloar:', "field 'loar': unknown key (did you mean 'lora'?)"),  # a misspelt block: was ignored
+    ('sft_paper', '  r: 16', '  rr: 16', "field 'lora.rr': unknown LoRA setting (did you mean 'r'?)"),  # was a TypeError
+    ('sft_tiny', '\nargs:', '\nadapter: runs/x\nargs:', "field 'adapter': a T-DPO setting"),
+    ('tdpo_paper', '  learning_rate:', '  learning_rat:', "field 'args.learning_rat': unknown setting of TreeDPOConfig (did you mean 'learning_rate'?)"),
+    ('tdpo_paper', '  beta: 0.1', '  beta: 0.1\n  lora_dropout: 0.0', "field 'args.lora_dropout': unknown setting"),
+    ('tdpo_tiny', 'impl: tree', 'impl: tlr', "field 'impl': Input should be 'tree' or 'trl'"),
+    ('tdpo_tiny', '\nargs:', '\nlora: {r: 8, alpha: 16}\nargs:', "field 'lora.alpha': unknown LoRA setting"),
+])
+def test_bad_training_configs_named(name, old, new, field, tmp_path, capsys):
+    "A bad key at any level of a shipped config: exit 2, one error line naming the file and the field, nothing written."
+    text = (ROOT / 'configs' / f'{name}.yaml').read_text()
+    assert text.count(old) == 1
+    bad = tmp_path / f'{name}.yaml'; bad.write_text(text.replace(old, new))
+    out = tmp_path / 'out'
+    assert train_cli([name.split('_')[0], '--config', str(bad), '--model', str(tiny_model('trained')),
+                      '--data', str(tmp_path / 'no-data'), '--output-dir', str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dnr train {name.split('_')[0]}: error: {bad}: {field}") and '\n' not in err, err
+    assert not out.exists()
