@@ -383,7 +383,7 @@ def _fit(tr, info: dict, cfg: dict) -> dict:
     if tr.is_world_process_zero(): tr.processing_class.save_pretrained(tr.args.output_dir)
     return _summary(tr, res, tr.args.output_dir, **info)
 
-# %% ../nbs/05_train.ipynb #b4c25276
+# %% ../nbs/05_train.ipynb #4b3fb29e
 class TrainConfig(BaseModel):
     """The top level of a `dnr train sft|tdpo` config (YAML); unknown keys are refused.
 
@@ -552,7 +552,7 @@ def tree_eval_loss(tr: TreeDPOTrainer) -> float:
     loss = tree_dpo_loss(response_logps(m, b), b['ref_logps'], b['pairs'], tr.args.beta)[0].item()
     m.train(was); return loss
 
-# %% ../nbs/05_train.ipynb #a1745036
+# %% ../nbs/05_train.ipynb #a208ee36
 from transformers import TrainerCallback
 
 class _GradProbe(TrainerCallback):
@@ -705,7 +705,8 @@ def _bench_model(tok_path, hidden: int, layers: int) -> Path:
     torch.manual_seed(0); Qwen2ForCausalLM(cfg).save_pretrained(out); tok.save_pretrained(out)
     return out
 
-def _bench_one(kind: str, model_path, nodes: list[dict], batch: int, share: str, lora_r: int, maxlen: int) -> dict:
+def _bench_one(kind: str, model_path, nodes: list[dict], batch: int, share: str, lora_r: int, maxlen: int,
+               checkpointing: bool = False) -> dict:
     "Train a fresh LoRA for one epoch with one trainer ('trl' or 'ours'); speed, tokens and peak memory."
     from peft import LoraConfig, get_peft_model
     from trl import DPOConfig, DPOTrainer
@@ -715,13 +716,13 @@ def _bench_one(kind: str, model_path, nodes: list[dict], batch: int, share: str,
                                              target_modules='all-linear'))
     common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_length=maxlen, num_train_epochs=1,
                   learning_rate=1e-4, report_to='none', save_strategy='no', logging_steps=1, disable_tqdm=True,
-                  dataloader_num_workers=0, seed=0, **device_args())
+                  dataloader_num_workers=0, seed=0, activation_checkpointing=checkpointing, **device_args())
     with _PeakMem() as mem:
         t0 = time.perf_counter()
         if kind == 'trl':
             pairs = nodes_to_pairs(nodes)
             tr = DPOTrainer(model=model, train_dataset=Dataset.from_list(pairs), processing_class=tok,
-                            args=DPOConfig(precompute_ref_log_probs=True, activation_checkpointing=False, **common))
+                            args=DPOConfig(precompute_ref_log_probs=True, **common))
         else:
             ds = Dataset.from_list([tokenize_node(n, tok, maxlen) for n in nodes])
             tr = TreeDPOTrainer(model, TreeDPOConfig(share=share, **common), ds, processing_class=tok)
@@ -739,6 +740,7 @@ def run_bench(model_path, # model folder
               share: str = 'context', # our layout
               lora_r: int = 16,
               isolate: bool = True, # run each trainer in its own process (fair peak memory, no shared warm-up)
+              checkpointing: bool = False, # activation (gradient) checkpointing in both trainers
              ) -> dict:
     "Train a fresh LoRA for one epoch with TRL's DPOTrainer and with TreeDPOTrainer; compare speed and loss."
     from peft import LoraConfig, get_peft_model
@@ -747,11 +749,15 @@ def run_bench(model_path, # model folder
                  for n in nodes for r in n['responses']) + 8
     res = {}
     for kind, batch in (('trl', pairs_per_step), ('ours', nodes_per_step)):
-        args = (kind, str(model_path), nodes, batch, share, lora_r, maxlen)
+        args = (kind, str(model_path), nodes, batch, share, lora_r, maxlen, checkpointing)
         if isolate:
             import multiprocessing as mp
             with mp.get_context('spawn').Pool(1) as pool: res[kind] = pool.apply(_bench_one, args)
         else: res[kind] = _bench_one(*args)
+    res.update(pairs_per_s_ratio=round(res['ours']['pairs_per_s'] / res['trl']['pairs_per_s'], 3),
+               tokens_ratio=round(res['trl']['tokens'] / max(1, res['ours']['tokens']), 3), isolated=isolate,
+               checkpointing=checkpointing, device='cuda' if torch.cuda.is_available() else 'cpu', torch_threads=torch.get_num_threads())
+    if not check_nodes: return res  # (a 7B model's float32 check on the CPU would take hours)
     # same loss and gradients, policy != reference (random LoRA vs the base model), float32
     chk = nodes[:check_nodes]; f32 = lambda: AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     def pol():
@@ -760,11 +766,7 @@ def run_bench(model_path, # model folder
                                                 target_modules='all-linear', init_lora_weights=False))
     l_trl, g_trl = trl_pair_loss(pol(), f32().eval(), chk, tok, max_length=maxlen)
     l_us, g_us = tree_loss(pol(), f32().eval(), chk, tok, share=share, max_length=maxlen)
-    res.update(pairs_per_s_ratio=round(res['ours']['pairs_per_s'] / res['trl']['pairs_per_s'], 3),
-               tokens_ratio=round(res['trl']['tokens'] / max(1, res['ours']['tokens']), 3),
-               max_abs_loss_diff=float(abs(l_trl - l_us)), max_abs_grad_diff=max_grad_diff(g_trl, g_us),
-               check_loss=round(l_trl.item(), 5), isolated=isolate, device='cuda' if torch.cuda.is_available() else 'cpu',
-               torch_threads=torch.get_num_threads())
+    res.update(max_abs_loss_diff=float(abs(l_trl - l_us)), max_abs_grad_diff=max_grad_diff(g_trl, g_us), check_loss=round(l_trl.item(), 5))
     return res
 
 # %% ../nbs/05_train.ipynb #a70007b7
@@ -779,6 +781,8 @@ def bench_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--pairs-per-step', type=int, default=8); p.add_argument('--nodes-per-step', type=int, default=2)
     p.add_argument('--share', choices=['context', 'responses'], default='context')
     p.add_argument('--quick', action='store_true', help='tiny model and tree (a smoke test, < 30 s)')
+    p.add_argument('--checkpointing', action='store_true', help='activation (gradient) checkpointing in both trainers')
+    p.add_argument('--check-nodes', type=int, help='nodes of the float32 CPU loss check (default 4, --quick 2; 0: skip)')
     p.add_argument('--no-isolate', action='store_true', help='run both trainers in this process (default: one process each, except --quick)')
     a = p.parse_args(argv)
     if a.quick: a.hidden, a.layers, a.nodes, a.context_tokens, a.answer_tokens = 64, 2, 4, 120, 50
@@ -788,12 +792,13 @@ def bench_cli(argv: list[str] | None = None) -> int:
         model = tiny_model('random') if a.quick else _bench_model(tiny_model('random'), a.hidden, a.layers)
     tok = AutoTokenizer.from_pretrained(model)
     nodes = synthetic_tree(tok, a.nodes, a.context_tokens, a.answer_tokens, a.agents)
-    r = run_bench(model, nodes, a.pairs_per_step, a.nodes_per_step, check_nodes=2 if a.quick else 4, share=a.share,
-                  isolate=not (a.quick or a.no_isolate))
+    chk = a.check_nodes if a.check_nodes is not None else 2 if a.quick else 4
+    r = run_bench(model, nodes, a.pairs_per_step, a.nodes_per_step, check_nodes=chk, share=a.share,
+                  isolate=not (a.quick or a.no_isolate), checkpointing=a.checkpointing)
     for k in ('trl', 'ours'):
         v = r[k]
         print(f"{k:>4}: {v['pairs']} pairs in {v['steps']} steps, {v['train_s']:.2f} s -> {v['pairs_per_s']:.1f} pairs/s; "
               f"{v['tokens']} tokens; ref log-probs {v['ref_s']:.2f} s; peak mem +{v['peak_mib']:.0f} MiB")
-    print(f"pairs/s ours/TRL = {r['pairs_per_s_ratio']:.2f}x, tokens TRL/ours = {r['tokens_ratio']:.2f}x, "
-          f"max |loss diff| = {r['max_abs_loss_diff']:.1e}, max |grad diff| = {r['max_abs_grad_diff']:.1e}")
+    print(f"pairs/s ours/TRL = {r['pairs_per_s_ratio']:.2f}x, tokens TRL/ours = {r['tokens_ratio']:.2f}x" +
+          (f", max |loss diff| = {r['max_abs_loss_diff']:.1e}, max |grad diff| = {r['max_abs_grad_diff']:.1e}" if chk else ''))
     print(json.dumps(r)); return 0
