@@ -130,27 +130,29 @@ def _log_losses(out):
     return [h['loss'] for h in json.load(open(ck / 'trainer_state.json'))['log_history'] if 'loss' in h]
 
 def test_two_processes_equal_one(data, tmp_path, capsys):
-    """`torchrun --nproc_per_node 2 -m dnr.cli train sft|tdpo` (CPU, gloo; tree and TRL T-DPO) finishes, saves one
-    adapter, prints one summary line (rank 0), and its losses equal a one-process run with the same global batch
-    (2 processes x 2 per device = 1 process x 2 per device x 2 accumulation steps), shuffling off, float32."""
+    """`dnr train sft|tdpo` on 2 processes under torchrun (CPU, gloo; tree and TRL T-DPO) finishes, saves one adapter,
+    prints one summary line per command (rank 0's), and its losses equal a one-process run with the same global batch
+    (2 processes x 2 per device = 1 process x 2 per device x 2 accumulation steps), shuffling off, float32.
+    The three commands share one launch (tests/multi_train.py runs each through `dnr.cli.main`, the entry point of
+    `torchrun -m dnr.cli`): a launch costs more than the training here."""
     model = str(tiny_model('trained'))
     common = ['--model', model, '--max-steps', '2', '--set', 'args.train_sampling_strategy=sequential',
               '--set', 'args.logging_steps=1', '--set', 'args.save_steps=2']
-    runs = {'sft': ['sft', '--config', 'configs/sft_tiny.yaml', '--data', str(data / 'sft')]}
+    runs = {'sft': ['train', 'sft', '--config', 'configs/sft_tiny.yaml', '--data', str(data / 'sft')]}
     for impl in ('tree', 'trl'):
-        runs[impl] = ['tdpo', '--config', 'configs/tdpo_tiny.yaml', '--impl', impl, '--data', str(data / 'tdpo'),
-                      '--adapter', str(tmp_path / 'sft2')]
-    for name, args in runs.items():
+        runs[impl] = ['train', 'tdpo', '--config', 'configs/tdpo_tiny.yaml', '--impl', impl, '--data', str(data / 'tdpo'),
+                      '--adapter', str(tmp_path / 'sft2')]  # continues the 2-process SFT adapter
+    argv = [x for name, args in runs.items() for x in ['--', *args, *common, '--output-dir', str(tmp_path / f'{name}2')]][1:]
+    r = subprocess.run([str(BIN / 'torchrun'), '--standalone', '--nproc_per_node', '2', 'tests/multi_train.py', *argv],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [json.loads(l) for l in r.stdout.splitlines() if l.startswith('{"')]
+    assert [s['output_dir'] for s in lines] == [str(tmp_path / f'{n}2') for n in runs], r.stdout[-3000:]  # rank 0 only
+    for (name, args), s2 in zip(runs.items(), lines):
         out2, out1 = tmp_path / f'{name}2', tmp_path / f'{name}1'
-        r = subprocess.run([str(BIN / 'torchrun'), '--standalone', '--nproc_per_node', '2', '-m', 'dnr.cli', 'train', *args,
-                            *common, '--output-dir', str(out2)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
-        assert r.returncode == 0, r.stderr[-3000:]
-        lines = [l for l in r.stdout.splitlines() if l.startswith('{"')]
-        assert len(lines) == 1, r.stdout[-2000:]  # one summary line: rank 0's
-        s2 = json.loads(lines[0])
         assert s2['steps'] == 2 and (out2 / 'adapter_model.safetensors').exists()
-        assert [p.parent.name for p in out2.rglob('adapter_model.safetensors') if 'checkpoint-' not in str(p)] == [out2.name]
-        assert train_cli([*args, *common, '--output-dir', str(out1), '--set', 'args.gradient_accumulation_steps=2']) == 0
+        assert [p.parent for p in out2.rglob('adapter_model.safetensors') if 'checkpoint-' not in str(p)] == [out2]
+        assert train_cli([*args[1:], *common, '--output-dir', str(out1), '--set', 'args.gradient_accumulation_steps=2']) == 0
         s1 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         l1, l2 = _log_losses(out1), _log_losses(out2)
         print(name, 'losses, 1 process:', l1, 'max |diff| 2 vs 1:', max(abs(a - b) for a, b in zip(l1, l2)))
