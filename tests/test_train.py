@@ -109,7 +109,7 @@ def test_first_step_equals_trl_with_shipped_defaults(data, tmp_path):
     def step(make, ga, tmp):
         torch.manual_seed(0)
         policy = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model('random'), dtype=torch.float32),
-                                LoraConfig(task_type='CAUSAL_LM', **LORA_DEFAULTS))
+                                LoraConfig(task_type='CAUSAL_LM', **LORA_DEFAULTS, init_lora_weights=False))  # non-zero, like an SFT adapter
         ref = AutoModelForCausalLM.from_pretrained(tiny_model('trained'), dtype=torch.float32).eval()
         kw = {**TDPO_DEFAULTS, 'gradient_accumulation_steps': ga, 'max_steps': 1, 'max_grad_norm': 0.0, 'output_dir': str(tmp),
               'save_strategy': 'no', 'use_cpu': True, 'bf16': False, 'train_sampling_strategy': 'sequential', 'disable_tqdm': True}  # float32
@@ -122,7 +122,7 @@ def test_first_step_equals_trl_with_shipped_defaults(data, tmp_path):
     assert g1.keys() == g2.keys()
     gd = max((g1[k] - g2[k]).abs().max().item() for k in g1)
     print(f"loss TRL {l1:.6f}, |loss diff| {abs(l1 - l2):.1e}, max |grad diff| {gd:.1e}")
-    assert abs(l1 - l2) < 1e-5 and gd < 1e-5
+    assert abs(l1 - l2) < 1e-4 and gd < 1e-5  # float32 sums over 10 micro-batches: ~5e-6 measured
 
 def _log_losses(out):
     "Per-step training losses recorded in the run's last checkpoint."
