@@ -155,7 +155,7 @@ def test_two_processes_equal_one(data, tmp_path, capsys):
         assert train_cli([*args[1:], *common, '--output-dir', str(out1), '--set', 'args.gradient_accumulation_steps=2']) == 0
         s1 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         l1, l2 = _log_losses(out1), _log_losses(out2)
-        print(name, 'losses, 1 process:', l1, 'max |diff| 2 vs 1:', max(abs(a - b) for a, b in zip(l1, l2)))
+        with capsys.disabled(): print(name, 'losses, 1 process:', l1, 'max |diff| 2 vs 1:', max(abs(a - b) for a, b in zip(l1, l2)))
         assert len(l1) == len(l2) == 2 and max(abs(a - b) for a, b in zip(l1, l2)) < 1e-4
         assert abs(s1['train_loss'] - s2['train_loss']) < 1e-4
 
