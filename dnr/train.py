@@ -4,23 +4,27 @@
 
 # %% ../nbs/05_train.ipynb #c2f71c4f
 from __future__ import annotations
-import argparse, contextlib, dataclasses, json, math, os, random, sys, tempfile, time
+import argparse, contextlib, dataclasses, difflib, json, math, os, random, sys, tempfile, time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 import torch, yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 from trl.data_utils import _tokenize, common_prefix_length
 from .data import read_jsonl as _jsonl_lines  # (line, row) pairs with file:line errors
+from .data import read_config, validation_error
 from .distill import nodes_to_pairs
 
 # %% auto #0
-__all__ = ['SFT_DEFAULTS', 'TDPO_DEFAULTS', 'LORA_DEFAULTS', 'device_args', 'load_config', 'tokenize_node', 'TreeCollator',
-           'response_logps', 'tree_dpo_loss', 'add_ref_logps', 'TreeDPOConfig', 'TreeDPOTrainer', 'trl_pair_loss',
-           'tree_loss', 'max_grad_diff', 'read_jsonl', 'make_sft_trainer', 'train_sft', 'make_tdpo_trainer',
-           'train_tdpo', 'tree_eval_loss', 'merge_adapter', 'train_cli', 'synthetic_tree', 'run_bench', 'bench_cli']
+__all__ = ['SFT_DEFAULTS', 'TDPO_DEFAULTS', 'LORA_DEFAULTS', 'device_args', 'TrainConfigError', 'load_config', 'tokenize_node',
+           'TreeCollator', 'response_logps', 'pair_losses', 'tree_dpo_loss', 'add_ref_logps', 'TreeDPOConfig',
+           'disable_dropout', 'TreeDPOTrainer', 'trl_pair_loss', 'tree_loss', 'max_grad_diff', 'read_jsonl',
+           'TrainConfig', 'args_class', 'check_train_config', 'make_sft_trainer', 'train_sft', 'is_main_process',
+           'make_tdpo_trainer', 'train_tdpo', 'tree_eval_loss', 'first_step_grads', 'compare_first_step',
+           'merge_adapter', 'train_cli', 'synthetic_tree', 'run_bench', 'bench_cli']
 
 # %% ../nbs/05_train.ipynb #1997bc73
 def device_args(bf16: bool | str = 'auto', # 'auto': bf16 where the GPU supports it
@@ -31,14 +35,14 @@ def device_args(bf16: bool | str = 'auto', # 'auto': bf16 where the GPU supports
     return dict(use_cpu=not cuda, bf16=bool(bf16) and cuda)
 
 # %% ../nbs/05_train.ipynb #60954501
+class TrainConfigError(ValueError):
+    "A training config that does not validate; the message names the file and field."
+
 def load_config(path: str | Path | None = None, # YAML file
                 overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
                ) -> dict:
     "A training config from YAML with overrides applied."
-    cfg = {}
-    if path:
-        with open(path, encoding='utf-8') as f: cfg = yaml.safe_load(f) or {}
-        if not isinstance(cfg, dict): raise ValueError(f"{path}: expected a mapping at the top level")
+    cfg = read_config(path, TrainConfigError)[0] if path else {}
     for o in overrides:
         if '=' not in o: raise ValueError(f"override {o!r}: expected key=value")
         k, v = o.split('=', 1)
@@ -93,12 +97,13 @@ class TreeCollator:
     packed: bool = True
 
     def __call__(self, nodes: list[dict]) -> dict:
-        rows, pos, seg, tb, tp, tt, tr, pairs, ref = [], [], [], [], [], [], [], [], []
+        rows, pos, seg, tb, tp, tt, tr, pairs, pnode, ref = [], [], [], [], [], [], [], [], [], []
         nr = 0
-        for node in nodes:
+        for k, node in enumerate(nodes):
             P, R, ok = list(node['prompt_ids']), node['response_ids'], node['correct']
             C = len(P)
-            pairs += [(nr + i, nr + j) for i in range(len(R)) if ok[i] for j in range(len(R)) if not ok[j]]
+            new = [(nr + i, nr + j) for i in range(len(R)) if ok[i] for j in range(len(R)) if not ok[j]]
+            pairs += new; pnode += [k] * len(new)
             if 'ref_logps' in node: ref += list(node['ref_logps'])
             if self.packed:
                 b, ids, ps, sg = len(rows), list(P), list(range(C)), [0] * C
@@ -117,6 +122,7 @@ class TreeCollator:
                    position_ids=torch.tensor([p + [0] * (L - len(p)) for p in pos]),
                    tok_row=torch.tensor(tb), tok_pos=torch.tensor(tp), tok_target=torch.tensor(tt),
                    tok_resp=torch.tensor(tr), pairs=torch.tensor(pairs, dtype=torch.long).reshape(-1, 2),
+                   pair_node=torch.tensor(pnode, dtype=torch.long), n_nodes=torch.tensor(len(nodes)),
                    n_responses=torch.tensor(nr), n_tokens=lens.sum())
         valid = torch.arange(L)[None] < lens[:, None]
         if self.packed:
@@ -156,15 +162,24 @@ def response_logps(model, # a causal LM (PEFT-wrapped or not)
     lp = sel.log_softmax(-1).gather(-1, batch['tok_target'][:, None]).squeeze(-1)
     return torch.zeros(int(batch['n_responses']), device=dev, dtype=lp.dtype).index_add(0, batch['tok_resp'], lp)
 
+def pair_losses(logps: torch.Tensor, # policy log-probs per response
+                ref_logps: torch.Tensor, # reference log-probs per response
+                pairs: torch.Tensor, # (n_pairs, 2): (right, wrong) response indices
+                beta: float = 0.1, # DPO temperature
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Sigmoid DPO loss of each pair, and the chosen/rejected rewards."
+    ratio = logps - ref_logps.to(logps)
+    ch, rj = ratio[pairs[:, 0]], ratio[pairs[:, 1]]
+    return -F.logsigmoid(beta * (ch - rj)), beta * ch.detach(), beta * rj.detach()
+
 def tree_dpo_loss(logps: torch.Tensor, # policy log-probs per response
                   ref_logps: torch.Tensor, # reference log-probs per response
                   pairs: torch.Tensor, # (n_pairs, 2): (right, wrong) response indices
                   beta: float = 0.1, # DPO temperature
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Mean sigmoid DPO loss over all pairs, and the chosen/rejected rewards."
-    ratio = logps - ref_logps.to(logps)
-    ch, rj = ratio[pairs[:, 0]], ratio[pairs[:, 1]]
-    return -F.logsigmoid(beta * (ch - rj)).mean(), beta * ch.detach(), beta * rj.detach()
+    l, ch, rj = pair_losses(logps, ref_logps, pairs, beta)
+    return l.mean(), ch, rj
 
 # %% ../nbs/05_train.ipynb #d0b4e894
 @torch.no_grad()
@@ -194,26 +209,50 @@ def add_ref_logps(model, # reference model (e.g. the SFT policy before training)
 # %% ../nbs/05_train.ipynb #53012c58
 @dataclasses.dataclass
 class TreeDPOConfig(TrainingArguments):
-    "TrainingArguments plus the T-DPO settings."
-    beta: float = 0.1  # DPO temperature
-    share: str = 'context'  # 'context': packed rows with a 4-D mask (b); 'responses': one row per response (a)
-    max_length: int | None = 1600  # cap on prompt + response tokens
-    max_prompt_length: int | None = 1000  # cap on prompt tokens (keeps the end)
+    """`TrainingArguments` plus the T-DPO settings (documented as TRL documents its configs).
+
+    Parameters:
+        beta (`float`, defaults to `0.1`): DPO temperature; as `DPOConfig.beta`.
+        share (`str`, defaults to `'context'`): `'context'`: one packed row per node with a 4-D mask, the context
+            encoded once; `'responses'`: one row per (context, response).
+        max_length (`int` or `None`, defaults to `1600`): cap on prompt + response tokens (responses are cut at the end).
+        max_prompt_length (`int` or `None`, defaults to `1000`): cap on prompt tokens (keeps the end, as the paper's
+            `truncation_mode='keep_end'`).
+        loss_average (`str`, defaults to `'pair'`): `'pair'`: the mean over all pairs of an optimizer step, across
+            gradient accumulation and processes (TRL's weighting); `'node'`: the mean of each node's mean pair loss.
+        disable_dropout (`bool`, defaults to `True`): set every dropout of the policy and the reference to 0; as
+            `DPOConfig.disable_dropout`.
+    """
+    beta: float = 0.1
+    share: str = 'context'
+    max_length: int | None = 1600
+    max_prompt_length: int | None = 1000
+    loss_average: str = 'pair'
+    disable_dropout: bool = True
 
     def __post_init__(self):
         self.remove_unused_columns = False
         if self.share not in ('context', 'responses'): raise ValueError(f"share must be 'context' or 'responses', got {self.share!r}")
+        if self.loss_average not in ('pair', 'node'): raise ValueError(f"loss_average must be 'pair' or 'node', got {self.loss_average!r}")
         super().__post_init__()
+
+def disable_dropout(model) -> None:
+    "Every `torch.nn.Dropout` in `model` to p = 0 (TRL's `disable_dropout_in_model`)."
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout): m.p = 0
 
 class TreeDPOTrainer(Trainer):
     "DPO on preference-tree nodes: each response scored once, each context encoded once per node."
-    loss_is_scaled_for_ga = False
+    loss_is_scaled_for_ga = True  # compute_loss divides by the pairs (or nodes) of the whole optimizer step
 
     def __init__(self, model, args: TreeDPOConfig, train_dataset: Dataset, processing_class=None,
                  ref_model=None, # reference; default: `model` as it is now (the SFT policy)
                  **kwargs):
         collator = TreeCollator(processing_class.pad_token_id if processing_class is not None else 0,
                                 packed=args.share == 'context')
+        if args.disable_dropout:
+            disable_dropout(model)
+            if ref_model is not None: disable_dropout(ref_model)
         if 'ref_logps' not in train_dataset.column_names:
             ref = ref_model or model
             ref.to(args.device)
@@ -223,9 +262,22 @@ class TreeDPOTrainer(Trainer):
                          processing_class=processing_class, **kwargs)
         self._metrics, self.pairs_seen, self.tokens_seen = defaultdict(list), 0, 0
 
+    def _get_num_items_in_batch(self, batch_samples: list, device) -> torch.Tensor:
+        "Pairs (or nodes) in all micro-batches of this optimizer step, summed over processes."
+        key = 'pairs' if self.args.loss_average == 'pair' else 'pair_node'
+        n = torch.tensor(sum(len(b[key]) if key == 'pairs' else len(set(b[key].tolist())) for b in batch_samples),
+                         device=device)
+        return self.accelerator.gather(n).sum() if self.args.world_size > 1 else n
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps = response_logps(model, inputs)
-        loss, ch, rj = tree_dpo_loss(logps, inputs['ref_logps'], inputs['pairs'], self.args.beta)
+        lp, ch, rj = pair_losses(logps, inputs['ref_logps'], inputs['pairs'], self.args.beta)
+        if self.args.loss_average == 'node':  # each node's mean pair loss
+            pn = inputs['pair_node']
+            cnt = torch.zeros(int(inputs['n_nodes']), device=lp.device).index_add(0, pn, torch.ones_like(lp))
+            lp = (torch.zeros_like(cnt).index_add(0, pn, lp) / cnt.clamp(min=1))[cnt > 0]
+        if num_items_in_batch is None or not model.training: loss = lp.mean()  # evaluation, or outside the loop
+        else: loss = lp.sum() / num_items_in_batch * self.accelerator.num_processes  # DDP averages the gradients
         if model.training:
             self.pairs_seen += len(inputs['pairs']); self.tokens_seen += int(inputs['n_tokens'])
         m = self._metrics
@@ -299,16 +351,21 @@ def _need(cfg, *keys):
     miss = [k for k in keys if not cfg.get(k)]
     if miss: raise ValueError(f"config: missing {', '.join(miss)} (set it in the YAML or with --set {miss[0]}=...)")
 
-def _make_args(cls, cfg: dict, defaults: dict, drop: tuple = ()):
+def _make_args(cls, cfg: dict, defaults: dict, drop: tuple = (), where: str = '<dict>'):
     "A TRL/transformers config from defaults + cfg['args'] + device detection; unknown keys are an error."
     a = {**defaults, **(cfg.get('args') or {})}
     for k in drop: a.pop(k, None)
     fields = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(a) - fields)
-    if bad: raise ValueError(f"config args: unknown key(s) {bad} for {cls.__name__}")
+    if bad := set(a) - fields: raise _unknown(where, 'args.', bad, fields, f'setting of {cls.__name__}')
     a.update(device_args(cfg.get('bf16', 'auto')), output_dir=str(cfg['output_dir']))
     if cls.__name__ in ('SFTConfig', 'DPOConfig'): a.setdefault('activation_checkpointing', False)
-    return cls(**a)
+    try: return cls(**a)
+    except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'args': {e}") from None
+
+def _lora(cfg: dict, where: str):
+    from peft import LoraConfig
+    try: return LoraConfig(task_type='CAUSAL_LM', **{**LORA_DEFAULTS, **(cfg.get('lora') or {})})
+    except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'lora': {e}") from None
 
 def _load_model(path, args):
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if args.bf16 else torch.float32)
@@ -320,27 +377,92 @@ def _summary(tr, res, out, **kw) -> dict:
 def _fit(tr, info: dict, cfg: dict) -> dict:
     "Train (resuming if asked), save the adapter and tokenizer to `output_dir`, and summarise."
     res = tr.train(resume_from_checkpoint=cfg.get('resume') or None)
-    tr.save_model(tr.args.output_dir); tr.processing_class.save_pretrained(tr.args.output_dir)
+    m = tr.accelerator.unwrap_model(tr.model)
+    if len(getattr(m, 'peft_config', {})) > 1 and 'ref' in m.peft_config: m.delete_adapter('ref')  # TRL's frozen copy
+    tr.save_model(tr.args.output_dir)  # writes on the main process only
+    if tr.is_world_process_zero(): tr.processing_class.save_pretrained(tr.args.output_dir)
     return _summary(tr, res, tr.args.output_dir, **info)
 
-# %% ../nbs/05_train.ipynb #78da1b04
-def make_sft_trainer(cfg: dict) -> tuple:
-    "The SFTTrainer (LoRA, completion-only loss) for a config, and facts about its data."
+# %% ../nbs/05_train.ipynb #4b3fb29e
+class TrainConfig(BaseModel):
+    """The top level of a `dnr train sft|tdpo` config (YAML); unknown keys are refused.
+
+    Parameters:
+        model (`str`): base model folder or hub id.
+        data (`str`): folder written by `dnr build sft|tdpo`.
+        output_dir (`str`): adapter, tokenizer, checkpoints (and, T-DPO, `ref_logps.jsonl`).
+        adapter (`str`, T-DPO only): the SFT adapter, trainable start and frozen reference; empty: a fresh LoRA.
+        impl (`'tree'` or `'trl'`, T-DPO only, defaults to `'tree'`): `TreeDPOTrainer` or TRL's `DPOTrainer`.
+        resume (`bool` or `str`): continue from the last (`true`) or the given checkpoint.
+        bf16 (`bool` or `'auto'`, defaults to `'auto'`): bf16 where the GPU supports it; the CPU runs float32.
+        lora (mapping): `peft.LoraConfig` fields over `LORA_DEFAULTS` (a fresh adapter: SFT, or T-DPO without one).
+        args (mapping): fields of the trainer's config over `SFT_DEFAULTS` / `TDPO_DEFAULTS`.
+    """
+    model_config = ConfigDict(extra='forbid')
+    model: str | None = None
+    data: str | None = None
+    output_dir: str | None = None
+    adapter: str | None = None
+    impl: Literal['tree', 'trl'] = 'tree'
+    resume: bool | str | None = None
+    bf16: bool | Literal['auto'] = 'auto'
+    lora: dict[str, Any] | None = None
+    args: dict[str, Any] | None = None
+
+_TDPO_ONLY = ('adapter', 'impl')
+_LORA_SKIP = {'task_type', 'peft_type', 'auto_mapping', 'peft_version', 'base_model_name_or_path', 'revision', 'inference_mode'}
+
+def _unknown(where, block, keys, known, what) -> TrainConfigError:
+    k = sorted(keys)[0]
+    hint = difflib.get_close_matches(str(k), sorted(known), n=1)
+    return TrainConfigError(f"{where}: field '{block}{k}': unknown {what}" + (f" (did you mean '{hint[0]}'?)" if hint else ''))
+
+def args_class(stage: str, impl: str = 'tree'):
+    "The config class of the `args` block: SFTConfig, TreeDPOConfig or DPOConfig."
+    if stage == 'sft': from trl import SFTConfig; return SFTConfig
+    if impl == 'trl': from trl import DPOConfig; return DPOConfig
+    return TreeDPOConfig
+
+def check_train_config(cfg: dict, # a training config (as `load_config` returns)
+                       stage: str, # 'sft' or 'tdpo'
+                       where: str = '<dict>', # the file it came from, for errors
+                      ) -> TrainConfig:
+    "Validate the top level, `lora` and `args` by name; `TrainConfigError` names `where` and the field."
+    if not isinstance(cfg, dict): raise TrainConfigError(f"{where}: expected a mapping of config keys")
+    if bad := set(cfg) - set(TrainConfig.model_fields): raise _unknown(where, '', bad, TrainConfig.model_fields, 'key')
+    if stage == 'sft' and (bad := [k for k in _TDPO_ONLY if k in cfg]):
+        raise TrainConfigError(f"{where}: field '{bad[0]}': a T-DPO setting, not used by `dnr train sft`")
+    try: c = TrainConfig.model_validate(cfg)
+    except ValidationError as e: raise validation_error(where, e, TrainConfigError) from None
     from peft import LoraConfig
+    known = {f.name for f in dataclasses.fields(LoraConfig)} - _LORA_SKIP
+    if bad := set(c.lora or {}) - known: raise _unknown(where, 'lora.', bad, known, 'LoRA setting')
+    cls = args_class(stage, c.impl)
+    known = {f.name for f in dataclasses.fields(cls)} | ({'share', 'max_prompt_length', 'loss_average'} if cls.__name__ == 'DPOConfig' else set())
+    if bad := set(c.args or {}) - known: raise _unknown(where, 'args.', bad, known, f'setting of {cls.__name__}')
+    return c
+
+# %% ../nbs/05_train.ipynb #78da1b04
+def make_sft_trainer(cfg: dict, # a training config (`load_config`)
+                     where: str = '<dict>', # where it came from, for errors
+                    ) -> tuple:
+    "The SFTTrainer (LoRA, completion-only loss) for a config, and facts about its data."
     from trl import SFTConfig, SFTTrainer
+    check_train_config(cfg, 'sft', where)
     _need(cfg, 'model', 'data', 'output_dir')
+    args = _make_args(SFTConfig, cfg, SFT_DEFAULTS, where=where)
+    peft_config = _lora(cfg, where)
     rows = read_jsonl(cfg['data'], ('prompt', 'completion'), 'sft.jsonl')
-    args = _make_args(SFTConfig, cfg, SFT_DEFAULTS)
     tok = AutoTokenizer.from_pretrained(cfg['model'])
     n_long = sum(len(_tokenize(tok, r['prompt'] + r['completion'])['input_ids']) > args.max_length for r in rows) if args.max_length else 0
     ds = Dataset.from_list([{'prompt': r['prompt'], 'completion': r['completion']} for r in rows])
     tr = SFTTrainer(model=_load_model(cfg['model'], args), args=args, train_dataset=ds, processing_class=tok,
-                    peft_config=LoraConfig(task_type='CAUSAL_LM', **{**LORA_DEFAULTS, **(cfg.get('lora') or {})}))
+                    peft_config=peft_config)
     return tr, dict(stage='sft', examples=len(ds), truncated=n_long)
 
-def train_sft(cfg: dict) -> dict:
+def train_sft(cfg: dict, where: str = '<dict>') -> dict:
     "LoRA SFT on `sft.jsonl`; saves the adapter and tokenizer to `output_dir`; returns a summary."
-    return _fit(*make_sft_trainer(cfg), cfg)
+    return _fit(*make_sft_trainer(cfg, where), cfg)
 
 # %% ../nbs/05_train.ipynb #181f1cc0
 def _fingerprint(row: dict, model, adapter) -> str:
@@ -356,12 +478,38 @@ def _ref_cache(out: Path, ds: Dataset, model, adapter) -> list | None:
     if len(rows) != len(ds) or any(r.get('fp') != _fingerprint(x, model, adapter) for r, x in zip(rows, ds)): return None
     return [r['ref_logps'] for r in rows]
 
-def make_tdpo_trainer(cfg: dict) -> tuple:
+def is_main_process() -> bool:
+    "True in a single process, and on rank 0 under `torchrun` or `accelerate launch`."
+    return int(os.environ.get('RANK', '0')) == 0
+
+def _shared_dataset(rows: list[dict], folder: Path) -> Dataset:
+    "A Dataset of `rows`; with several processes, saved by rank 0 to `folder` and loaded by all (see below)."
+    # TRL caches reference log-probs next to the dataset's files, written by rank 0: an in-memory dataset's files are
+    # in a per-process temporary folder, where the other ranks do not find them.
+    ds = Dataset.from_list(rows)
+    if int(os.environ.get('WORLD_SIZE', '1')) == 1: return ds
+    from accelerate import PartialState
+    from datasets import load_from_disk
+    with PartialState().main_process_first():
+        if is_main_process(): ds.save_to_disk(str(folder))
+        return load_from_disk(str(folder))
+
+def make_tdpo_trainer(cfg: dict, # a training config (`load_config`)
+                      where: str = '<dict>', # where it came from, for errors
+                     ) -> tuple:
     "The T-DPO trainer for a config (tree-aware or TRL's), and the node counts."
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel, get_peft_model
+    impl = check_train_config(cfg, 'tdpo', where).impl
     _need(cfg, 'model', 'data', 'output_dir')
-    impl, out = cfg.get('impl', 'tree'), Path(cfg['output_dir'])
-    if impl not in ('tree', 'trl'): raise ValueError(f"impl must be 'tree' or 'trl', got {impl!r}")
+    out = Path(cfg['output_dir'])
+    if impl == 'tree': args = _make_args(TreeDPOConfig, cfg, TDPO_DEFAULTS, where=where)
+    else:
+        from trl import DPOConfig
+        if (cfg.get('args') or {}).get('loss_average', 'pair') != 'pair':
+            raise TrainConfigError(f"{where}: field 'args.loss_average': TRL's DPOTrainer averages per pair only (impl: trl)")
+        args = _make_args(DPOConfig, cfg, {**TDPO_DEFAULTS, 'precompute_ref_log_probs': True},
+                          drop=('max_prompt_length', 'share', 'loss_average'), where=where)
+    lora = None if cfg.get('adapter') else _lora(cfg, where)
     src = Path(cfg['data'])
     nodes = read_jsonl(src, ('prompt', 'responses'), 'nodes.jsonl')
     tok = AutoTokenizer.from_pretrained(cfg['model'])
@@ -371,13 +519,9 @@ def make_tdpo_trainer(cfg: dict) -> tuple:
         t = tokenize_node(n, tok, a.get('max_length'), a.get('max_prompt_length', 1000), stats)
         if t: toks.append(t); kept.append(n)
     if not toks: raise ValueError(f"{src}: no trainable nodes (each needs a right and a wrong answer that fit max_length): {stats}")
-    if impl == 'tree': args = _make_args(TreeDPOConfig, cfg, TDPO_DEFAULTS)
-    else:
-        from trl import DPOConfig
-        args = _make_args(DPOConfig, cfg, {**TDPO_DEFAULTS, 'precompute_ref_log_probs': True}, drop=('max_prompt_length', 'share'))
     base = _load_model(cfg['model'], args)
     if cfg.get('adapter'): policy = PeftModel.from_pretrained(base, cfg['adapter'], is_trainable=True)
-    else: policy = get_peft_model(base, LoraConfig(task_type='CAUSAL_LM', **{**LORA_DEFAULTS, **(cfg.get('lora') or {})}))
+    else: policy = get_peft_model(base, lora)
     if impl == 'tree':
         ds = Dataset.from_list(toks)
         if (ref := _ref_cache(out, ds, cfg['model'], cfg.get('adapter'))) is not None: ds = ds.add_column('ref_logps', ref)
@@ -390,13 +534,14 @@ def make_tdpo_trainer(cfg: dict) -> tuple:
                                         'ref_logps': x['ref_logps']}) + '\n')
     else:
         from trl import DPOTrainer
-        tr = DPOTrainer(model=policy, args=args, train_dataset=Dataset.from_list(nodes_to_pairs(kept)), processing_class=tok)
+        tr = DPOTrainer(model=policy, args=args, train_dataset=_shared_dataset(nodes_to_pairs(kept), out / 'trl_pairs'),
+                        processing_class=tok)
     return tr, dict(stage='tdpo', impl=impl, nodes=len(toks), pairs=stats.get('pairs', 0),
                     skipped={k: v for k, v in stats.items() if k not in ('nodes', 'pairs')})
 
-def train_tdpo(cfg: dict) -> dict:
+def train_tdpo(cfg: dict, where: str = '<dict>') -> dict:
     "T-DPO from the SFT adapter; saves the adapter and tokenizer to `output_dir`; returns a summary."
-    return _fit(*make_tdpo_trainer(cfg), cfg)
+    return _fit(*make_tdpo_trainer(cfg, where), cfg)
 
 @torch.no_grad()
 def tree_eval_loss(tr: TreeDPOTrainer) -> float:
@@ -406,6 +551,43 @@ def tree_eval_loss(tr: TreeDPOTrainer) -> float:
     b = {k: v.to(tr.args.device) for k, v in tr.data_collator([ds[i] for i in range(len(ds))]).items()}
     loss = tree_dpo_loss(response_logps(m, b), b['ref_logps'], b['pairs'], tr.args.beta)[0].item()
     m.train(was); return loss
+
+# %% ../nbs/05_train.ipynb #a208ee36
+from transformers import TrainerCallback
+
+class _GradProbe(TrainerCallback):
+    "Keeps the gradients the optimizer is about to apply."
+    def __init__(self, model): self.model, self.grads = model, None
+    def on_pre_optimizer_step(self, args, state, control, **kw):
+        self.grads = {n: p.grad.detach().clone() for n, p in self.model.named_parameters() if p.grad is not None}
+
+def first_step_grads(tr) -> tuple[float, dict]:
+    "Train one optimizer step with `tr`; its logged loss and the gradients the optimizer received."
+    probe = _GradProbe(tr.model); tr.add_callback(probe)
+    res = tr.train()
+    return res.training_loss, probe.grads
+
+def compare_first_step(nodes: list[dict], # preference nodes (one optimizer step covers all of them)
+                       tok, # tokenizer
+                       policy_fn, # () -> a fresh policy (same weights every call)
+                       ref_fn, # () -> the reference model
+                       **tree_args, # TreeDPOConfig overrides (e.g. loss_average='node', disable_dropout=False)
+                      ) -> dict:
+    "One optimizer step of TRL's DPOTrainer (1 pair x all pairs accumulated) and of ours (1 node x all nodes), shipped defaults."
+    from trl import DPOConfig, DPOTrainer
+    kept = [n for n in nodes if tokenize_node(n, tok, TDPO_DEFAULTS['max_length'])]
+    pairs = nodes_to_pairs(kept)
+    probe = dict(max_steps=1, max_grad_norm=0.0, train_sampling_strategy='sequential', per_device_train_batch_size=1)
+    trl_args = {k: v for k, v in TDPO_DEFAULTS.items() if k not in ('report_to', 'save_strategy', 'logging_steps', 'seed')}
+    a = DPOConfig(**_quiet_args(tempfile.mkdtemp(), **{**trl_args, **probe, 'gradient_accumulation_steps': len(pairs)},
+                                precompute_ref_log_probs=True, activation_checkpointing=False))
+    l_trl, g_trl = first_step_grads(DPOTrainer(model=policy_fn(), ref_model=ref_fn(), args=a,
+                                               train_dataset=Dataset.from_list(pairs), processing_class=tok))
+    ds = Dataset.from_list([tokenize_node(n, tok, TDPO_DEFAULTS['max_length']) for n in kept])
+    a = TreeDPOConfig(**_quiet_args(tempfile.mkdtemp(), **{**trl_args, **probe, 'gradient_accumulation_steps': len(kept)}, **tree_args))
+    l_us, g_us = first_step_grads(TreeDPOTrainer(policy_fn(), a, ds, processing_class=tok, ref_model=ref_fn()))
+    return dict(pairs=len(pairs), nodes=len(kept), loss_trl=l_trl, loss_diff=abs(l_trl - l_us), grad_diff=max_grad_diff(g_trl, g_us),
+                grad_max=max(g.abs().max().item() for g in g_trl.values()))
 
 # %% ../nbs/05_train.ipynb #2aac6a39
 def merge_adapter(adapter: str | Path, # adapter folder (from `dnr train`)
@@ -448,17 +630,20 @@ def train_cli(argv: list[str] | None = None) -> int:
     a = _train_parser().parse_args(argv)
     if a.stage == 'merge':
         print(json.dumps({'merged': str(merge_adapter(a.adapter, a.out, a.base))})); return 0
-    cfg = load_config(a.config, a.set)
-    for k in ('model', 'data', 'adapter', 'impl', 'resume'):
-        if getattr(a, k, None) is not None: cfg[k] = getattr(a, k)
-    if a.output_dir: cfg['output_dir'] = a.output_dir
-    if getattr(a, 'share', None): cfg.setdefault('args', {})['share'] = a.share
-    for k, v in (('max_steps', a.max_steps), ('num_train_epochs', a.epochs), ('seed', a.seed), ('report_to', a.report_to)):
-        if v is not None: cfg.setdefault('args', {})[k] = v
-    try: out = (train_sft if a.stage == 'sft' else train_tdpo)(cfg)
+    try:
+        cfg = load_config(a.config, a.set)
+        for k in ('model', 'data', 'adapter', 'impl', 'resume'):
+            if getattr(a, k, None) is not None: cfg[k] = getattr(a, k)
+        if a.output_dir: cfg['output_dir'] = a.output_dir
+        if getattr(a, 'share', None): cfg.setdefault('args', {})['share'] = a.share
+        for k, v in (('max_steps', a.max_steps), ('num_train_epochs', a.epochs), ('seed', a.seed), ('report_to', a.report_to)):
+            if v is not None: cfg.setdefault('args', {})[k] = v
+        where = (a.config or 'command line') + (' with --set' if a.set else '')
+        out = (train_sft if a.stage == 'sft' else train_tdpo)(cfg, where)
     except (ValueError, FileNotFoundError) as e:
         print(f"dnr train {a.stage}: error: {e}", file=sys.stderr); return 2
-    print(json.dumps(out)); return 0
+    if is_main_process(): print(json.dumps(out))  # one summary line, from rank 0
+    return 0
 
 # %% ../nbs/05_train.ipynb #fe9362fb
 _BENCH_WORDS = ("the a model answer question number sum is what of and to step final result energy cell force which "
@@ -520,7 +705,8 @@ def _bench_model(tok_path, hidden: int, layers: int) -> Path:
     torch.manual_seed(0); Qwen2ForCausalLM(cfg).save_pretrained(out); tok.save_pretrained(out)
     return out
 
-def _bench_one(kind: str, model_path, nodes: list[dict], batch: int, share: str, lora_r: int, maxlen: int) -> dict:
+def _bench_one(kind: str, model_path, nodes: list[dict], batch: int, share: str, lora_r: int, maxlen: int,
+               checkpointing: bool = False) -> dict:
     "Train a fresh LoRA for one epoch with one trainer ('trl' or 'ours'); speed, tokens and peak memory."
     from peft import LoraConfig, get_peft_model
     from trl import DPOConfig, DPOTrainer
@@ -530,13 +716,13 @@ def _bench_one(kind: str, model_path, nodes: list[dict], batch: int, share: str,
                                              target_modules='all-linear'))
     common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_length=maxlen, num_train_epochs=1,
                   learning_rate=1e-4, report_to='none', save_strategy='no', logging_steps=1, disable_tqdm=True,
-                  dataloader_num_workers=0, seed=0, **device_args())
+                  dataloader_num_workers=0, seed=0, activation_checkpointing=checkpointing, **device_args())
     with _PeakMem() as mem:
         t0 = time.perf_counter()
         if kind == 'trl':
             pairs = nodes_to_pairs(nodes)
             tr = DPOTrainer(model=model, train_dataset=Dataset.from_list(pairs), processing_class=tok,
-                            args=DPOConfig(precompute_ref_log_probs=True, activation_checkpointing=False, **common))
+                            args=DPOConfig(precompute_ref_log_probs=True, **common))
         else:
             ds = Dataset.from_list([tokenize_node(n, tok, maxlen) for n in nodes])
             tr = TreeDPOTrainer(model, TreeDPOConfig(share=share, **common), ds, processing_class=tok)
@@ -554,6 +740,7 @@ def run_bench(model_path, # model folder
               share: str = 'context', # our layout
               lora_r: int = 16,
               isolate: bool = True, # run each trainer in its own process (fair peak memory, no shared warm-up)
+              checkpointing: bool = False, # activation (gradient) checkpointing in both trainers
              ) -> dict:
     "Train a fresh LoRA for one epoch with TRL's DPOTrainer and with TreeDPOTrainer; compare speed and loss."
     from peft import LoraConfig, get_peft_model
@@ -562,11 +749,15 @@ def run_bench(model_path, # model folder
                  for n in nodes for r in n['responses']) + 8
     res = {}
     for kind, batch in (('trl', pairs_per_step), ('ours', nodes_per_step)):
-        args = (kind, str(model_path), nodes, batch, share, lora_r, maxlen)
+        args = (kind, str(model_path), nodes, batch, share, lora_r, maxlen, checkpointing)
         if isolate:
             import multiprocessing as mp
             with mp.get_context('spawn').Pool(1) as pool: res[kind] = pool.apply(_bench_one, args)
         else: res[kind] = _bench_one(*args)
+    res.update(pairs_per_s_ratio=round(res['ours']['pairs_per_s'] / res['trl']['pairs_per_s'], 3),
+               tokens_ratio=round(res['trl']['tokens'] / max(1, res['ours']['tokens']), 3), isolated=isolate,
+               checkpointing=checkpointing, device='cuda' if torch.cuda.is_available() else 'cpu', torch_threads=torch.get_num_threads())
+    if not check_nodes: return res  # (a 7B model's float32 check on the CPU would take hours)
     # same loss and gradients, policy != reference (random LoRA vs the base model), float32
     chk = nodes[:check_nodes]; f32 = lambda: AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     def pol():
@@ -575,11 +766,7 @@ def run_bench(model_path, # model folder
                                                 target_modules='all-linear', init_lora_weights=False))
     l_trl, g_trl = trl_pair_loss(pol(), f32().eval(), chk, tok, max_length=maxlen)
     l_us, g_us = tree_loss(pol(), f32().eval(), chk, tok, share=share, max_length=maxlen)
-    res.update(pairs_per_s_ratio=round(res['ours']['pairs_per_s'] / res['trl']['pairs_per_s'], 3),
-               tokens_ratio=round(res['trl']['tokens'] / max(1, res['ours']['tokens']), 3),
-               max_abs_loss_diff=float(abs(l_trl - l_us)), max_abs_grad_diff=max_grad_diff(g_trl, g_us),
-               check_loss=round(l_trl.item(), 5), isolated=isolate, device='cuda' if torch.cuda.is_available() else 'cpu',
-               torch_threads=torch.get_num_threads())
+    res.update(max_abs_loss_diff=float(abs(l_trl - l_us)), max_abs_grad_diff=max_grad_diff(g_trl, g_us), check_loss=round(l_trl.item(), 5))
     return res
 
 # %% ../nbs/05_train.ipynb #a70007b7
@@ -594,6 +781,8 @@ def bench_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--pairs-per-step', type=int, default=8); p.add_argument('--nodes-per-step', type=int, default=2)
     p.add_argument('--share', choices=['context', 'responses'], default='context')
     p.add_argument('--quick', action='store_true', help='tiny model and tree (a smoke test, < 30 s)')
+    p.add_argument('--checkpointing', action='store_true', help='activation (gradient) checkpointing in both trainers')
+    p.add_argument('--check-nodes', type=int, help='nodes of the float32 CPU loss check (default 4, --quick 2; 0: skip)')
     p.add_argument('--no-isolate', action='store_true', help='run both trainers in this process (default: one process each, except --quick)')
     a = p.parse_args(argv)
     if a.quick: a.hidden, a.layers, a.nodes, a.context_tokens, a.answer_tokens = 64, 2, 4, 120, 50
@@ -603,12 +792,13 @@ def bench_cli(argv: list[str] | None = None) -> int:
         model = tiny_model('random') if a.quick else _bench_model(tiny_model('random'), a.hidden, a.layers)
     tok = AutoTokenizer.from_pretrained(model)
     nodes = synthetic_tree(tok, a.nodes, a.context_tokens, a.answer_tokens, a.agents)
-    r = run_bench(model, nodes, a.pairs_per_step, a.nodes_per_step, check_nodes=2 if a.quick else 4, share=a.share,
-                  isolate=not (a.quick or a.no_isolate))
+    chk = a.check_nodes if a.check_nodes is not None else 2 if a.quick else 4
+    r = run_bench(model, nodes, a.pairs_per_step, a.nodes_per_step, check_nodes=chk, share=a.share,
+                  isolate=not (a.quick or a.no_isolate), checkpointing=a.checkpointing)
     for k in ('trl', 'ours'):
         v = r[k]
         print(f"{k:>4}: {v['pairs']} pairs in {v['steps']} steps, {v['train_s']:.2f} s -> {v['pairs_per_s']:.1f} pairs/s; "
               f"{v['tokens']} tokens; ref log-probs {v['ref_s']:.2f} s; peak mem +{v['peak_mib']:.0f} MiB")
-    print(f"pairs/s ours/TRL = {r['pairs_per_s_ratio']:.2f}x, tokens TRL/ours = {r['tokens_ratio']:.2f}x, "
-          f"max |loss diff| = {r['max_abs_loss_diff']:.1e}, max |grad diff| = {r['max_abs_grad_diff']:.1e}")
+    print(f"pairs/s ours/TRL = {r['pairs_per_s_ratio']:.2f}x, tokens TRL/ours = {r['tokens_ratio']:.2f}x" +
+          (f", max |loss diff| = {r['max_abs_loss_diff']:.1e}, max |grad diff| = {r['max_abs_grad_diff']:.1e}" if chk else ''))
     print(json.dumps(r)); return 0
