@@ -14,8 +14,8 @@ from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, se
 __all__ = ['DECODING', 'PAPER_RESULTS', 'eval_messages', 'quiet_loading', 'HFBackend', 'OpenAIBackend', 'VLLMBackend',
            'ReplayBackend', 'make_record', 'reflect_messages', 'verify_messages', 'answer_batch', 'bootstrap_ci',
            'summarize', 'grade_recorded', 'read_predictions', 'evaluate', 'EvalError', 'eval_cli', 'dataset_column',
-           'load_runs', 'table1_frame', 'plot_table1', 'plot_ablation', 'plot_token_cost', 'plot_data_scale', 'figures',
-           'figures_cli']
+           'load_runs', 'table1_frame', 'table1_markdown', 'plot_table1', 'plot_ablation', 'plot_token_cost',
+           'plot_data_scale', 'figures', 'figures_cli']
 
 # %% ../nbs/06_eval.ipynb #c54c1373
 DECODING = dict(max_new_tokens=700, temperature=0.3, top_p=0.9) # the paper's evaluation decoding (authors' README)
@@ -461,8 +461,15 @@ def load_runs(dirs: list[str | Path], # run folders, or folders holding run fold
 _COLS = ('cs', 'physics', 'biology', 'math')
 
 def _main_runs(runs):
-    "Runs for Table 1: not data-scale, ablation or self-reflection variants."
-    return [s for s in runs if not ({'n_debates', 'ablation'} & set(s['tags']) or s.get('self_reflect'))]
+    "Runs for Table 1: no ablation or self-reflection variants; of a data-scale series (`n_debates`), its largest run."
+    main = [s for s in runs if not ('ablation' in s['tags'] or s.get('self_reflect'))]
+    most = {}
+    for s in main:
+        if 'n_debates' in s['tags']:
+            k = (s['tags'].get('method', s['label']), dataset_column(s['dataset']))
+            most[k] = max(most.get(k, 0), int(s['tags']['n_debates']))
+    return [s for s in main if 'n_debates' not in s['tags']
+            or int(s['tags']['n_debates']) == most[(s['tags'].get('method', s['label']), dataset_column(s['dataset']))]]
 
 def table1_frame(runs: list[dict], # evaluation summaries (`load_runs`)
                 ) -> 'pd.DataFrame':
@@ -477,6 +484,20 @@ def table1_frame(runs: list[dict], # evaluation summaries (`load_runs`)
         rows.append(dict(source='ours', method=lab, **{c: v.get(c) for c in _COLS},
                          avg=float(np.mean([v[c] for c in _COLS])) if all(c in v for c in _COLS) else None))
     return pd.DataFrame(rows).set_index(['source', 'method']).astype(float).round(2)
+
+def table1_markdown(t1: 'pd.DataFrame', # `table1_frame`'s result
+                   ) -> str:
+    "Table 1 as a Markdown (GitHub pipe) table; missing values as '–'."
+    cols = list(t1.columns)
+    head = ['source', 'method'] + [PAPER_RESULTS['columns'].get(c, c) for c in cols]
+    esc = lambda x: str(x).replace('|', '\\|')
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * 2 + '---:|' * len(cols)]
+    for (src, method), row in t1.iterrows():
+        vals = ['–' if _isna(v) else f'{v:.2f}' for v in row]
+        lines.append('| ' + ' | '.join([src, esc(method), *vals]) + ' |')
+    return '\n'.join(lines) + '\n'
+
+def _isna(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v))
 
 def _save(fig, out: Path, name: str) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
@@ -610,7 +631,7 @@ def figures(dirs: list[str | Path], # run folders
     written = {}
     t1 = table1_frame(runs)
     t1.to_csv(out / 'table1.csv')
-    (out / 'table1.md').write_text(t1.reset_index().to_markdown(index=False, floatfmt='.2f') + '\n' if _has_tabulate() else t1.to_string() + '\n')
+    (out / 'table1.md').write_text(table1_markdown(t1))
     written['table1_tables'] = [str(out / 'table1.csv'), str(out / 'table1.md')]
     plots = dict(table1=plot_table1, ablation=plot_ablation, token_cost=plot_token_cost, data_scale=plot_data_scale)
     for name, fn in plots.items():
@@ -621,10 +642,6 @@ def figures(dirs: list[str | Path], # run folders
         written[f'debates_{name}'] = _save(fig, out, f'debates_{name}')
         if not show: plt.close(fig)
     return written
-
-def _has_tabulate():
-    try: import tabulate; return True
-    except ImportError: return False
 
 def figures_cli(argv: list[str] | None = None) -> int:
     "`dnr figures RUN_DIR... --out DIR`: tables and figures; prints {name: [files]} as JSON."
