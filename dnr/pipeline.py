@@ -167,7 +167,7 @@ def demo_config(out: str | Path = 'runs/demo', # run folder
         eval=dict(dataset='mmlu_pro:physics', split='test', limit=eval_questions, max_new_tokens=48, temperature=0.0,
                   label=f'toy student, {Path(out).name}')))
 
-# %% ../nbs/07_pipeline.ipynb #230a2433
+# %% ../nbs/07_pipeline.ipynb #20e97398
 SCRIPTED_AGENTS = ('scripted-teacher-a', 'scripted-teacher-b', 'scripted-student')
 
 class ScriptedDebaters:
@@ -256,7 +256,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     _print_summary(run_pipeline(cfg, progress=not a.no_progress), cfg.out)
     return 0
 
-# %% ../nbs/07_pipeline.ipynb #bcdfffdc
+# %% ../nbs/07_pipeline.ipynb #6bcc9989
 _DEMO_STAGES = {'debate': 'replaying recorded answers', 'build sft': 'SFT examples from right teacher answers',
                 'build tdpo': 'preference trees', 'sft': 'training the toy student (SFT)', 'tdpo': 'training it further (T-DPO)',
                 'eval base': 'evaluating the base toy student', 'eval sft': 'evaluating the SFT student',
@@ -285,15 +285,22 @@ class _StageLines:
             self._w(f'done in {float(m.group(3)):.1f}s\n' if self.open else f'[{name}] done in {m.group(3)}s\n'); self.open = False
 
 @contextlib.contextmanager
+def _restore(undo):
+    try: yield
+    finally: undo()
+
+@contextlib.contextmanager
 def _quiet_stages(log_file: Path):
     "Library output inside the stages (trainer logs, progress bars, warnings) goes to `log_file`, not the terminal."
     import warnings
     from transformers.utils import logging as hfl
     import datasets
+    was = hfl.get_verbosity(), hfl.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
     hfl.set_verbosity_error(); hfl.disable_progress_bar(); datasets.disable_progress_bars()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, 'a', encoding='utf-8') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f), \
-            warnings.catch_warnings():
+            warnings.catch_warnings(), _restore(lambda: (hfl.set_verbosity(was[0]), was[1] and hfl.enable_progress_bar(),
+                                                         was[2] and datasets.enable_progress_bars())):
         for c in (FutureWarning, DeprecationWarning):  # the libraries' notices about their own internals
             warnings.filterwarnings('ignore', category=c, module=r'(transformers|trl|peft|accelerate|datasets|torch)\b')
         warnings.showwarning = lambda m, c, fn, ln, file=None, line=None: f.write(warnings.formatwarning(m, c, fn, ln, line))
@@ -338,7 +345,8 @@ def demo_cli(argv: list[str] | None = None) -> int:
     cfg = demo_config(a.out, a.questions, a.eval_questions, a.steps)
     print(f"dnr demo: debates on {a.questions} MMLU-Pro physics questions (replayed real answers from {data}), toy student "
           f"{Path(cfg.student).name}, {a.steps} SFT + {a.steps} T-DPO steps, evaluation on {a.eval_questions} test questions")
-    log = _StageLines(stdout, 10) if not a.no_progress else (lambda m: None)
+    n = 5 + len(cfg.eval.models) + int(cfg.figures) + 1  # debate, build x2, sft, tdpo, evals, figures, scripted debate
+    log = _StageLines(stdout, n) if not a.no_progress else (lambda m: None)
     with _quiet_stages(out / 'demo.log'):
         res = run_pipeline(cfg, progress=False, log=log)
         res['scripted_debate'] = _stage(out / 'scripted_debate', 'scripted debate',
