@@ -135,7 +135,7 @@ def _export_html(src: Path, dst: Path) -> int:
             n_img += any(k.startswith('image/') for k in o.get('data', {}))
     _quarto_like(nb)
     from nbconvert.preprocessors import TagRemovePreprocessor
-    ex = HTMLExporter(template_name='lab')
+    ex = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)  # as Quarto: no In/Out prompts
     ex.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}), enabled=True)
     html, _ = ex.from_notebook_node(nb)
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -613,7 +613,7 @@ def accuracy_summary(statuses: list[str], # extraction statuses
     guess = (sum(map(bool, corrects)) + (unparsed / n_choices if n_choices else 0)) / n if n else float('nan')
     return {'n': n, 'accuracy': acc, 'unparsed': unparsed / n if n else float('nan'), 'accuracy_random_guess': guess}
 
-# %% ../nbs/00_data.ipynb #e0548bd8
+# %% ../nbs/00_data.ipynb #b933b6e4
 MMLU_PRO_RESULTS_URL = 'https://github.com/TIGER-AI-Lab/MMLU-Pro/raw'  # + /<commit>/<path>
 MATH_URL = 'https://people.eecs.berkeley.edu/~hendrycks/MATH.tar'
 RECORDED_CATEGORIES = ('biology', 'chemistry', 'computer science', 'math', 'physics')
@@ -670,7 +670,7 @@ def _write_jsonl_gz(path: Path, rows: Iterable[dict]) -> int:
     tmp.replace(path)
     return n
 
-# %% ../nbs/00_data.ipynb #37776624
+# %% ../nbs/00_data.ipynb #466aea60
 def _fetch_mmlu_pro(dst: Path, hub: str) -> int:
     from datasets import load_dataset
     keys = ('question_id', 'question', 'options', 'answer', 'answer_index', 'category', 'src')

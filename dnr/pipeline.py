@@ -167,7 +167,7 @@ def demo_config(out: str | Path = 'runs/demo', # run folder
         eval=dict(dataset='mmlu_pro:physics', split='test', limit=eval_questions, max_new_tokens=48, temperature=0.0,
                   label=f'toy student, {Path(out).name}')))
 
-# %% ../nbs/07_pipeline.ipynb #20e97398
+# %% ../nbs/07_pipeline.ipynb #2264622d
 SCRIPTED_AGENTS = ('scripted-teacher-a', 'scripted-teacher-b', 'scripted-student')
 
 class ScriptedDebaters:
@@ -194,7 +194,8 @@ class ScriptedDebaters:
             return (f"### Feedback\n[scripted] {me} reflects: I answered {wrong}, but the correct answer is {q.gold}. "
                     f"I picked an option before checking it against the question's numbers; I should work the quantity out first.")
         if 'feedback to other agents' in text:
-            to = next((a for a in SCRIPTED_AGENTS if f'[scripted] {a} answers' in text), 'the other agent')
+            wrong_part = text.split('### Incorrect Answer from Another Agent', 1)[-1]
+            to = next((a for a in SCRIPTED_AGENTS if f'[scripted] {a} answers' in wrong_part), 'the other agent')
             return (f"### Feedback\n[scripted] {me} to {to}: your option does not follow from the given data; "
                     f"redo the last step and compare with option {q.gold}.")
         learned = me in plan['wrong'] and me not in plan['stubborn'] and (
@@ -256,7 +257,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     _print_summary(run_pipeline(cfg, progress=not a.no_progress), cfg.out)
     return 0
 
-# %% ../nbs/07_pipeline.ipynb #6bcc9989
+# %% ../nbs/07_pipeline.ipynb #e0d9574d
 _DEMO_STAGES = {'debate': 'replaying recorded answers', 'build sft': 'SFT examples from right teacher answers',
                 'build tdpo': 'preference trees', 'sft': 'training the toy student (SFT)', 'tdpo': 'training it further (T-DPO)',
                 'eval base': 'evaluating the base toy student', 'eval sft': 'evaluating the SFT student',
