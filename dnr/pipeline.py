@@ -167,7 +167,7 @@ def demo_config(out: str | Path = 'runs/demo', # run folder
         eval=dict(dataset='mmlu_pro:physics', split='test', limit=eval_questions, max_new_tokens=48, temperature=0.0,
                   label=f'toy student, {Path(out).name}')))
 
-# %% ../nbs/07_pipeline.ipynb #2264622d
+# %% ../nbs/07_pipeline.ipynb #1abc1f75
 SCRIPTED_AGENTS = ('scripted-teacher-a', 'scripted-teacher-b', 'scripted-student')
 
 class ScriptedDebaters:
@@ -257,7 +257,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     _print_summary(run_pipeline(cfg, progress=not a.no_progress), cfg.out)
     return 0
 
-# %% ../nbs/07_pipeline.ipynb #e0d9574d
+# %% ../nbs/07_pipeline.ipynb #1aa2b067
 _DEMO_STAGES = {'debate': 'replaying recorded answers', 'build sft': 'SFT examples from right teacher answers',
                 'build tdpo': 'preference trees', 'sft': 'training the toy student (SFT)', 'tdpo': 'training it further (T-DPO)',
                 'eval base': 'evaluating the base toy student', 'eval sft': 'evaluating the SFT student',
