@@ -613,7 +613,7 @@ def accuracy_summary(statuses: list[str], # extraction statuses
     guess = (sum(map(bool, corrects)) + (unparsed / n_choices if n_choices else 0)) / n if n else float('nan')
     return {'n': n, 'accuracy': acc, 'unparsed': unparsed / n if n else float('nan'), 'accuracy_random_guess': guess}
 
-# %% ../nbs/00_data.ipynb #b933b6e4
+# %% ../nbs/00_data.ipynb #1c04b27d
 MMLU_PRO_RESULTS_URL = 'https://github.com/TIGER-AI-Lab/MMLU-Pro/raw'  # + /<commit>/<path>
 MATH_URL = 'https://people.eecs.berkeley.edu/~hendrycks/MATH.tar'
 RECORDED_CATEGORIES = ('biology', 'chemistry', 'computer science', 'math', 'physics')
@@ -670,11 +670,13 @@ def _write_jsonl_gz(path: Path, rows: Iterable[dict]) -> int:
     tmp.replace(path)
     return n
 
-# %% ../nbs/00_data.ipynb #466aea60
+# %% ../nbs/00_data.ipynb #d499369c
 def _fetch_mmlu_pro(dst: Path, hub: str) -> int:
     from datasets import load_dataset
     keys = ('question_id', 'question', 'options', 'answer', 'answer_index', 'category', 'src')
-    rows = [{k: r.get(k) for k in keys} for r in load_dataset(hub, split='test')]
+    try: ds = load_dataset(hub, split='test')
+    except Exception as e: raise DataError(f"hf://{hub}: cannot load MMLU-Pro ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    rows = [{k: r.get(k) for k in keys} for r in ds]
     for i, r in enumerate(rows, 1):
         try: _MMLUProRow.model_validate(r)
         except ValidationError as e: raise _field_error(f'hf://{hub}', i, e) from None
@@ -760,7 +762,8 @@ def fetch_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--force', action='store_true', help='download files that exist already')
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else fetched_data_dir()
-    got = fetch_data(out, a.hub, a.results_url, None if a.no_math else a.math_url, force=a.force)
+    try: got = fetch_data(out, a.hub, a.results_url, None if a.no_math else a.math_url, force=a.force)
+    except DataError as e: print(f"dnr data fetch: error: {e}", file=__import__('sys').stderr); return 2
     if a.out and Path(a.out).resolve() != fetched_data_dir().resolve(): print(f"use it: export {DATA_DIR_ENV}={out.resolve()}")
     print(json.dumps({'out': str(out), 'files': got}))
     return 0
