@@ -17,13 +17,18 @@ offline, so this script reproduces what matters for checking the pages here:
 3. each is exported with nbconvert's `HTMLExporter(template_name='lab')` after deleting each cell's
    `metadata.execution` (execnb stores float timings there that nbformat's validator rejects) to
    `_site_fallback/<chapter>.html`, plus `_site_fallback/manifest.json` (per chapter: status, seconds, number
-   of image outputs, error) which `tests/test_docs.py` checks in headless Chromium.
+   of image outputs, error) which `tests/test_docs.py` checks in headless Chromium. What Quarto would do with the
+   processed notebook is done here too: cell directives are applied and stripped (`#| echo: false` hides the
+   input, as on every `show_doc` cell; `#| include: false` drops the cell; `#| output: false` its outputs), and
+   Pandoc link attributes (`[source](url){target="_blank" ...}`) become HTML links;
+4. every page gets the sidebar Quarto builds from `nbs/sidebar.yml`: the chapters in the same order and sections,
+   titled as in their notebooks, the current one marked (re-written into every page of the folder on each build).
 
 Chapters run in parallel forked worker processes, as `nbdev_test` runs them (notebooks must not leave global state behind). Exit status 1 if any chapter
 failed. Both `_proc/` and `_site_fallback/` are build outputs (gitignored).
 """
 from __future__ import annotations
-import argparse, json, os, sys, time, traceback
+import argparse, json, os, re, sys, time, traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -83,6 +88,32 @@ def render_one(nb_path: str, out_dir: str, proc_dir: str) -> dict:
     return entry
 
 
+_DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
+_PANDOC_LINK = re.compile(r'\[([^\]]+)\]\(([^)\s]+)\)\{target="_blank"[^}]*\}')
+
+
+def _quarto_like(nb) -> None:
+    "Apply what Quarto does with a processed notebook: cell directives, Pandoc link attributes."
+    keep = []
+    for c in nb.cells:
+        if c.cell_type == 'code':
+            lines = c.source.splitlines()
+            d = {m[1].lower(): m[2].lower() for m in map(_DIRECTIVE.match, lines) if m}
+            if d.get('include') == 'false': continue
+            c.source = '\n'.join(l for l in lines if not _DIRECTIVE.match(l)).strip('\n')
+            if d.get('echo') == 'false' or not c.source.strip():
+                c.metadata.setdefault('tags', []).append('remove_input')
+            if d.get('output') == 'false': c.outputs = []
+            for o in c.get('outputs', []):
+                md = o.get('data', {}).get('text/markdown')
+                if md: o['data']['text/markdown'] = _PANDOC_LINK.sub(r'<a href="\2" target="_blank" class="dnr-source">\1</a>',
+                                                                    ''.join(md) if isinstance(md, list) else md)
+        elif c.cell_type == 'markdown':
+            c.source = _PANDOC_LINK.sub(r'<a href="\2" target="_blank" class="dnr-source">\1</a>', c.source)
+        keep.append(c)
+    nb.cells = keep
+
+
 def _export_html(src: Path, dst: Path) -> int:
     "nbconvert lab-template HTML of a processed notebook; returns the number of image outputs."
     import nbformat
@@ -102,10 +133,72 @@ def _export_html(src: Path, dst: Path) -> int:
             del c[k]  # nbdev's processing attributes (e.g. has_sd) that nbformat's schema rejects
         for o in c.get('outputs', []):
             n_img += any(k.startswith('image/') for k in o.get('data', {}))
-    html, _ = HTMLExporter(template_name='lab').from_notebook_node(nb)
+    _quarto_like(nb)
+    from nbconvert.preprocessors import TagRemovePreprocessor
+    ex = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)  # as Quarto: no In/Out prompts
+    ex.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}), enabled=True)
+    html, _ = ex.from_notebook_node(nb)
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(html, encoding='utf-8')
     return n_img
+
+
+def chapters_nav(nbs_dir: Path = ROOT / 'nbs') -> list:
+    "The sidebar of `nbs/sidebar.yml` as [(section or None, [(chapter, title), ...])], titles from the notebooks."
+    import yaml
+    def title(nb: str) -> str:
+        p = nbs_dir / nb
+        try:
+            cells = json.loads(p.read_text(encoding='utf-8'))['cells']
+            for c in cells:
+                if c['cell_type'] == 'markdown':
+                    m = re.match(r'#\s+(.+)', ''.join(c['source']).strip())
+                    if m: return m.group(1).strip()
+        except (OSError, ValueError, KeyError): pass
+        return Path(nb).stem
+    out = []
+    for item in yaml.safe_load((nbs_dir / 'sidebar.yml').read_text())['website']['sidebar']['contents']:
+        if isinstance(item, str): out.append((None, [(Path(item).stem, title(item))]))
+        else: out.append((item.get('section'), [(Path(x).stem, title(x)) for x in item.get('contents', []) if isinstance(x, str)]))
+    return out
+
+
+_NAV_CSS = """<style id="dnr-nav-css">
+#dnr-nav { position: fixed; top: 0; left: 0; bottom: 0; width: 230px; overflow-y: auto; padding: 16px 12px;
+  background: #f7f7f9; border-right: 1px solid #ddd; font: 14px/1.45 system-ui, sans-serif; z-index: 10; }
+#dnr-nav .site { font-weight: 700; font-size: 17px; display: block; margin-bottom: 10px; color: #222; text-decoration: none; }
+#dnr-nav .section { margin: 12px 0 4px; font-size: 12px; text-transform: uppercase; color: #777; letter-spacing: .04em; }
+#dnr-nav a.chapter { display: block; padding: 3px 6px; border-radius: 4px; color: #1a5fb4; text-decoration: none; }
+#dnr-nav a.chapter:hover { background: #e8eef8; }
+#dnr-nav a.chapter.current { background: #1a5fb4; color: #fff; }
+body.jp-Notebook, body { margin-left: 250px !important; }
+a.dnr-source { float: right; font-size: smaller; }
+.jp-RenderedMarkdown table { border-collapse: collapse; margin: 6px 0 14px; }
+.jp-RenderedMarkdown th, .jp-RenderedMarkdown td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+</style>"""
+
+
+def _nav_html(nav: list, current: str) -> str:
+    from html import escape
+    parts = ['<nav id="dnr-nav" aria-label="chapters"><a class="site" href="index.html">dnr</a>']
+    for section, items in nav:
+        if section: parts.append(f'<div class="section">{escape(section)}</div>')
+        for ch, t in items:
+            cur = ' current' if ch == current else ''
+            parts.append(f'<a class="chapter{cur}" href="{ch}.html" data-chapter="{ch}">{escape(t)}</a>')
+    return ''.join(parts) + '</nav>'
+
+
+def add_nav(out: Path, nav: list) -> int:
+    "Write the sidebar into every chapter page in `out` (replacing an earlier one); returns the pages updated."
+    n = 0
+    for page in out.glob('*.html'):
+        html = page.read_text(encoding='utf-8')
+        html = re.sub(r'<style id="dnr-nav-css">.*?</style>|<nav id="dnr-nav".*?</nav>', '', html, flags=re.S)
+        html = html.replace('</head>', _NAV_CSS + '</head>', 1)
+        html = re.sub(r'(<body[^>]*>)', lambda m: m.group(1) + _nav_html(nav, page.stem), html, count=1)
+        page.write_text(html, encoding='utf-8'); n += 1
+    return n
 
 
 def main(argv=None) -> int:
@@ -123,6 +216,7 @@ def main(argv=None) -> int:
         sys.path.insert(0, str(Path(__file__).parent))
         worker = __import__('render_docs').render_one
         entries = list(ex.map(worker, map(str, nbs), [str(out)] * len(nbs), [a.proc] * len(nbs)))
+    add_nav(out, chapters_nav())
     mf = out / 'manifest.json'
     old = {e['chapter']: e for e in json.loads(mf.read_text())['chapters']} if mf.exists() and a.notebooks else {}
     old.update({e['chapter']: e for e in entries})

@@ -14,14 +14,16 @@ from pydantic import BaseModel, ValidationError
 
 # %% auto #0
 __all__ = ['DATA_DIR_ENV', 'LETTERS', 'AnswerKind', 'DATASETS', 'MMLU_PRO_CATEGORIES', 'PAPER_TEST_FRACTION', 'TEMPLATES',
-           'EXTRACTIONS', 'MMLU_PRO_GUESS_SEED', 'DataError', 'data_dir', 'Question', 'DatasetSpec', 'read_jsonl',
+           'EXTRACTIONS', 'MMLU_PRO_GUESS_SEED', 'MMLU_PRO_RESULTS_URL', 'MATH_URL', 'RECORDED_CATEGORIES',
+           'RECORDED_SOURCES', 'DataError', 'fetched_data_dir', 'data_dir', 'Question', 'DatasetSpec', 'read_jsonl',
            'validation_error', 'repair_tail', 'read_config', 'load_mmlu_pro', 'boxed_answers', 'math_gold', 'load_math',
            'paper_split', 'load_declared', 'load_benchmark', 'load_recorded_answers', 'round0_prompt', 'debate_prompt',
            'self_reflection_prompt', 'critique_prompt', 'self_reflection_test_prompt', 'critique_test_prompt',
            'test_verify_prompt', 'train_prompt', 'train_debate_prompt', 'test_prompt', 'format_last_round',
            'Extraction', 'extract_answer', 'check_extraction', 'extract_mmlu_pro', 'mmlu_pro_guess', 'extract_authors',
            'extract_feedback', 'grade', 'hendrycks_normalize', 'authors_is_equiv', 'grade_response', 'answer_labels',
-           'grade_many', 'accuracy_summary', 'data_summary', 'data_cli', 'grade_cli']
+           'grade_many', 'accuracy_summary', 'published_rows', 'fetch_data', 'data_summary', 'fetch_cli', 'data_cli',
+           'grade_cli']
 
 # %% ../nbs/00_data.ipynb #f435f388
 DATA_DIR_ENV = 'DNR_DATA_DIR'
@@ -29,10 +31,16 @@ DATA_DIR_ENV = 'DNR_DATA_DIR'
 class DataError(ValueError):
     "Bad benchmark input; the message names the file, line and field."
 
+def fetched_data_dir() -> Path:
+    "Where `dnr data fetch` puts the data: `$DNR_CACHE_DIR/data`, else `~/.cache/dnr/data`."
+    return Path(os.environ.get('DNR_CACHE_DIR') or Path.home() / '.cache' / 'dnr').expanduser() / 'data'
+
 def data_dir(path: str | Path | None = None) -> Path | None:
-    "The local data folder: `path`, else `$DNR_DATA_DIR`, else None (use the hub)."
+    "The local data folder: `path`, else `$DNR_DATA_DIR`, else what `dnr data fetch` wrote, else None (use the hub)."
     p = path or os.environ.get(DATA_DIR_ENV)
-    return Path(p).expanduser() if p else None
+    if p: return Path(p).expanduser()
+    f = fetched_data_dir()
+    return f if (f / 'mmlu_pro').is_dir() else None
 
 # %% ../nbs/00_data.ipynb #5783a58e
 LETTERS = 'ABCDEFGHIJ'
@@ -168,7 +176,9 @@ def _resolve(path, default_rel: str) -> Path | None:
         p = Path(path).expanduser()
         return p / default_rel if p.is_dir() else p
     d = data_dir()
-    return d / default_rel if d else None
+    if d is None: return None
+    f = d / default_rel  # a fetched folder without this file: the hub; a named one: its missing file is an error
+    return f if f.exists() or os.environ.get(DATA_DIR_ENV) else None
 
 def _mmlu_pro_question(row: _MMLUProRow) -> Question:
     return Question(id=str(row.question_id), dataset='mmlu_pro', question=row.question, options=row.options,
@@ -327,7 +337,7 @@ def load_recorded_answers(path: str | Path | None = None, # file/folder; default
     "Real recorded MMLU-Pro answers as a DataFrame: model, question_id (str), category, response, pred."
     import pandas as pd
     src = _resolve(path, 'mmlu_pro/responses.jsonl.gz')
-    if src is None: raise DataError(f"no recorded answers: pass path= or set {DATA_DIR_ENV}")
+    if src is None: raise DataError(f"no recorded answers: run `dnr data fetch` (downloads them), pass path= or set {DATA_DIR_ENV}")
     rows = []
     for line, r in read_jsonl(src):
         for f in ('model', 'question_id', 'response'):
@@ -824,6 +834,130 @@ def accuracy_summary(statuses: list[str], # extraction statuses
                                            for s, c, g in zip(statuses, corrects, guess_correct)) / n if n else float('nan')
     return out
 
+# %% ../nbs/00_data.ipynb #1c04b27d
+MMLU_PRO_RESULTS_URL = 'https://github.com/TIGER-AI-Lab/MMLU-Pro/raw'  # + /<commit>/<path>
+MATH_URL = 'https://people.eecs.berkeley.edu/~hendrycks/MATH.tar'
+RECORDED_CATEGORIES = ('biology', 'chemistry', 'computer science', 'math', 'physics')
+_ZIPS, _PER_CAT = '964a136e98ff17f81b0cd11c15c70784f6ee4378', 'ff991b5b7f14a383fd41da3987447ab6c08bf138'
+RECORDED_SOURCES = {  # model name in responses.jsonl.gz: (commit, path in TIGER-AI-Lab/MMLU-Pro; {category} per file)
+    'mistral-7b-instruct-v0.2': (_ZIPS, 'eval_results/model_outputs_Mistral-7B-Instruct-v0.2_5shots.zip'),
+    'llama-3.1-70b-instruct': (_ZIPS, 'eval_results/model_outputs_Meta-Llama-3_1-70B-Instruct_5shots.zip'),
+    'gemini-1.5-pro-002': (_ZIPS, 'eval_results/model_outputs_gemini-1.5-pro-002_5shots.zip'),
+    'gpt-4o-2024-05-13': (_PER_CAT, 'eval_results/gpt4o/{category}_result.json'),
+    'deepseek-chat-v2': (_PER_CAT, 'eval_results/deepseek/{category}_result.json'),
+}
+
+def _download(url: str, dst: Path, timeout: float = 120) -> Path:
+    "Download `url` to `dst` (through a `.part` file); a failure raises `DataError` naming the URL."
+    import shutil, urllib.error, urllib.request
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + '.part')
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, 'wb') as f: shutil.copyfileobj(r, f)
+    except (urllib.error.URLError, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{url}: download failed ({getattr(e, 'reason', e)})") from None
+    tmp.replace(dst)
+    return dst
+
+def published_rows(path: str | Path, # a downloaded result file: JSON list, or a zip of JSON lists
+                   model: str, # the model name to record
+                  ) -> Iterable[dict]:
+    "Rows `{model, question_id, category, response, pred}` of one of MMLU-Pro's published result files."
+    import zipfile
+    path = Path(path)
+    def items():
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                for n in sorted(n for n in z.namelist() if n.endswith('.json') and not n.startswith('__MACOSX')):
+                    try: yield from ((f'{path}!{n}', i, it) for i, it in enumerate(json.loads(z.read(n))))
+                    except json.JSONDecodeError as e: raise DataError(f"{path}!{n}: not valid JSON ({e.msg})") from None
+        else:
+            try: data = json.loads(path.read_text(encoding='utf-8'))
+            except json.JSONDecodeError as e: raise DataError(f"{path}: not valid JSON ({e.msg})") from None
+            yield from ((str(path), i, it) for i, it in enumerate(data))
+    for where, i, it in items():
+        if not isinstance(it, dict): continue  # one published file holds stray strings
+        text = next((it[k] for k in ('model_outputs', 'generated_text', 'response') if k in it), None)
+        for f, v in (('question_id', it.get('question_id')), ('model_outputs', text)):
+            if v is None: raise DataError(f"{where}: item {i}: field '{f}': missing")
+        yield dict(model=model, question_id=it['question_id'], category=it.get('category'), response=text, pred=it.get('pred'))
+
+def _write_jsonl_gz(path: Path, rows: Iterable[dict]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, n = path.with_name(path.name + '.part'), 0
+    with gzip.open(tmp, 'wt', encoding='utf-8') as f:
+        for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n'); n += 1
+    tmp.replace(path)
+    return n
+
+# %% ../nbs/00_data.ipynb #d499369c
+def _fetch_mmlu_pro(dst: Path, hub: str) -> int:
+    from datasets import load_dataset
+    keys = ('question_id', 'question', 'options', 'answer', 'answer_index', 'category', 'src')
+    try: ds = load_dataset(hub, split='test')
+    except Exception as e: raise DataError(f"hf://{hub}: cannot load MMLU-Pro ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    rows = [{k: r.get(k) for k in keys} for r in ds]
+    for i, r in enumerate(rows, 1):
+        try: _MMLUProRow.model_validate(r)
+        except ValidationError as e: raise _field_error(f'hf://{hub}', i, e) from None
+    return _write_jsonl_gz(dst, rows)
+
+def _fetch_responses(dst: Path, base_url: str, models, categories, tmp: Path) -> dict:
+    from urllib.parse import quote
+    rows, seen, counts = [], set(), Counter()
+    for model in models:
+        if model not in RECORDED_SOURCES: raise DataError(f"unknown recorded model {model!r}; known: {', '.join(RECORDED_SOURCES)}")
+        commit, path = RECORDED_SOURCES[model]
+        for cat in (categories if '{category}' in path else [None]):
+            rel = path.format(category=cat) if cat else path
+            f = _download(f"{base_url.rstrip('/')}/{commit}/{quote(rel)}", tmp / f"{model}-{Path(rel).name}")
+            for r in published_rows(f, model):
+                if r['category'] not in categories or (model, str(r['question_id'])) in seen: continue
+                seen.add((model, str(r['question_id']))); rows.append(r); counts[model] += 1
+            f.unlink()
+    _write_jsonl_gz(dst, rows)
+    return dict(counts)
+
+def _fetch_math(out: Path, url: str, tmp: Path) -> dict:
+    import tarfile
+    f = _download(url, tmp / 'MATH.tar')
+    rows = {'train': [], 'test': []}
+    with tarfile.open(f) as t:
+        for m in t:
+            parts = m.name.split('/')
+            if not (m.isfile() and m.name.endswith('.json') and len(parts) >= 3 and parts[-3] in rows): continue
+            d = json.load(t.extractfile(m))
+            rows[parts[-3]].append({**{k: d.get(k) for k in ('problem', 'level', 'type', 'solution')}, 'unique_id': '/'.join(parts[-3:])})
+    f.unlink()
+    return {s: _write_jsonl_gz(out / 'math' / f'{s}.jsonl.gz', sorted(rs, key=lambda r: r['unique_id'])) for s, rs in rows.items()}
+
+def fetch_data(out: str | Path | None = None, # target folder (default `fetched_data_dir()`)
+               hub: str = 'TIGER-Lab/MMLU-Pro', # MMLU-Pro's hub dataset (or a local copy in its layout)
+               results_url: str = MMLU_PRO_RESULTS_URL, # base of MMLU-Pro's repository files: {results_url}/{commit}/{path}
+               math_url: str | None = MATH_URL, # MATH.tar; None: skip MATH (the loaders then read it from the hub)
+               models: Iterable[str] = tuple(RECORDED_SOURCES), # recorded models to fetch
+               categories: Iterable[str] = RECORDED_CATEGORIES, # their categories to keep
+               force: bool = False, # download files that exist already
+               log=print, # one line per file written
+              ) -> dict:
+    "Download the public data into the offline folder layout; returns {file: rows written (or 'kept')}."
+    import tempfile
+    out = Path(out) if out else fetched_data_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    done, categories = {}, list(categories)
+    with tempfile.TemporaryDirectory(dir=out, prefix='.fetch-') as tmp:
+        tmp = Path(tmp)
+        jobs = [('mmlu_pro/test.jsonl.gz', lambda p: _fetch_mmlu_pro(p, hub)),
+                ('mmlu_pro/responses.jsonl.gz', lambda p: _fetch_responses(p, results_url, list(models), categories, tmp))]
+        if math_url: jobs.append(('math/test.jsonl.gz', lambda p: _fetch_math(out, math_url, tmp)))
+        for rel, job in jobs:
+            if (out / rel).exists() and not force:
+                done[rel] = 'kept'; log(f"{out / rel}: kept (exists; --force downloads again)"); continue
+            done[rel] = job(out / rel)
+            log(f"{out / rel}: {done[rel]}")
+    return done
+
 # %% ../nbs/00_data.ipynb #3e3df035
 def data_summary(path: str | Path | None = None) -> dict:
     "Counts of the benchmarks and the paper's splits available offline."
@@ -837,9 +971,28 @@ def data_summary(path: str | Path | None = None) -> dict:
     return out
 
 # %% ../nbs/00_data.ipynb #8a5caa5e
-def data_cli(argv: list[str] | None = None) -> int:
-    "`dnr data [--data-dir DIR]`: print a summary of the offline benchmarks; last line JSON."
+def fetch_cli(argv: list[str] | None = None) -> int:
+    "`dnr data fetch [--out DIR]`: download MMLU-Pro, its published model answers and MATH into the offline layout."
     import argparse
+    ap = argparse.ArgumentParser(prog='dnr data fetch', description=fetch_cli.__doc__)
+    ap.add_argument('--out', help=f'target folder (default {fetched_data_dir()}, used when ${DATA_DIR_ENV} is not set)')
+    ap.add_argument('--hub', default='TIGER-Lab/MMLU-Pro', help="MMLU-Pro's hub dataset id (or a local copy)")
+    ap.add_argument('--results-url', default=MMLU_PRO_RESULTS_URL, help="base URL of MMLU-Pro's repository files")
+    ap.add_argument('--math-url', default=MATH_URL, help="Hendrycks' MATH.tar")
+    ap.add_argument('--no-math', action='store_true', help='skip MATH (the loaders then read it from the hub)')
+    ap.add_argument('--force', action='store_true', help='download files that exist already')
+    a = ap.parse_args(argv)
+    out = Path(a.out) if a.out else fetched_data_dir()
+    try: got = fetch_data(out, a.hub, a.results_url, None if a.no_math else a.math_url, force=a.force)
+    except DataError as e: print(f"dnr data fetch: error: {e}", file=__import__('sys').stderr); return 2
+    if a.out and Path(a.out).resolve() != fetched_data_dir().resolve(): print(f"use it: export {DATA_DIR_ENV}={out.resolve()}")
+    print(json.dumps({'out': str(out), 'files': got}))
+    return 0
+
+def data_cli(argv: list[str] | None = None) -> int:
+    "`dnr data [--data-dir DIR]`: print a summary of the offline benchmarks; last line JSON. `dnr data fetch`: download them."
+    import argparse
+    if argv and argv[0] == 'fetch': return fetch_cli(argv[1:])
     ap = argparse.ArgumentParser(prog='dnr data', description=data_cli.__doc__)
     ap.add_argument('--data-dir', help=f'local data folder (default ${DATA_DIR_ENV}, else the hub)')
     a = ap.parse_args(argv)

@@ -15,9 +15,9 @@ from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, se
 __all__ = ['DECODING', 'PAPER_RESULTS', 'PAPER_EXPERIMENTS', 'eval_messages', 'quiet_loading', 'HFBackend', 'OpenAIBackend',
            'VLLMBackend', 'ReplayBackend', 'grade_conventions', 'make_record', 'reflect_messages', 'verify_messages',
            'answer_batch', 'bootstrap_ci', 'summarize', 'grade_recorded', 'read_predictions', 'evaluate', 'EvalError',
-           'eval_cli', 'paper_number', 'dataset_column', 'load_runs', 'table1_frame', 'experiments_frame',
-           'experiments_markdown', 'plot_table1', 'plot_ablation', 'plot_token_cost', 'plot_data_scale', 'figures',
-           'figures_cli']
+           'eval_cli', 'paper_number', 'dataset_column', 'load_runs', 'table1_frame', 'table1_markdown',
+           'experiments_frame', 'experiments_markdown', 'plot_table1', 'plot_ablation', 'plot_token_cost',
+           'plot_data_scale', 'figures', 'figures_cli']
 
 # %% ../nbs/06_eval.ipynb #c54c1373
 DECODING = dict(max_new_tokens=700, temperature=0.3, top_p=0.9) # the paper's evaluation decoding (authors' README)
@@ -558,11 +558,19 @@ def load_runs(dirs: list[str | Path], # run folders, or folders holding run fold
 _COLS = ('cs', 'physics', 'biology', 'math')
 
 def _main_runs(runs):
-    "Runs for Table 1: a Table 1 experiment's, or untagged runs that are not data-scale, ablation or self-reflection variants."
+    """Runs for Table 1: a Table 1 experiment's (labelled with its paper row); of other runs, no ablation or
+    self-reflection variants and, of a data-scale series (`n_debates`), its largest run, trained on all its debates."""
+    def exp(s): return PAPER_EXPERIMENTS.get(s['tags'].get('experiment'))
     def main(s):
-        if s['tags'].get('experiment') in PAPER_EXPERIMENTS: return PAPER_EXPERIMENTS[s['tags']['experiment']]['group'] == 'table1' and not s.get('self_reflect')
-        return not ({'n_debates', 'ablation'} & set(s['tags']) or s.get('self_reflect'))
-    return [{**s, 'label': _t1_label(s)} for s in runs if main(s)]
+        if exp(s): return exp(s)['group'] == 'table1' and not s.get('self_reflect')
+        return not ('ablation' in s['tags'] or s.get('self_reflect'))
+    def series(s): return (s['tags'].get('method', s['label']), dataset_column(s['dataset']))
+    main_runs = [s for s in runs if main(s)]
+    most = {}
+    for s in main_runs:
+        if 'n_debates' in s['tags'] and not exp(s): most[series(s)] = max(most.get(series(s), 0), int(s['tags']['n_debates']))
+    keep = [s for s in main_runs if exp(s) or 'n_debates' not in s['tags'] or int(s['tags']['n_debates']) == most[series(s)]]
+    return [{**s, 'label': _t1_label(s)} for s in keep]
 
 def _t1_label(s: dict) -> str:
     "A Table 1 experiment's run is labelled with its paper row (`ours: D&R SFT only`), so the four benchmarks share a row."
@@ -588,6 +596,20 @@ def table1_frame(runs: list[dict], # evaluation summaries (`load_runs`)
         rows.append(dict(source='ours', method=lab, **{c: v.get(c) for c in _COLS},
                          avg=float(np.mean([v[c] for c in _COLS])) if all(c in v for c in _COLS) else None))
     return pd.DataFrame(rows).set_index(['source', 'method']).astype(float).round(2)
+
+def table1_markdown(t1: 'pd.DataFrame', # `table1_frame`'s result
+                   ) -> str:
+    "Table 1 as a Markdown (GitHub pipe) table; missing values as '–'."
+    cols = list(t1.columns)
+    head = ['source', 'method'] + [PAPER_RESULTS['columns'].get(c, c) for c in cols]
+    esc = lambda x: str(x).replace('|', '\\|')
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * 2 + '---:|' * len(cols)]
+    for (src, method), row in t1.iterrows():
+        vals = ['–' if _isna(v) else f'{v:.2f}' for v in row]
+        lines.append('| ' + ' | '.join([src, esc(method), *vals]) + ' |')
+    return '\n'.join(lines) + '\n'
+
+def _isna(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v))
 
 def _save(fig, out: Path, name: str) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
@@ -761,7 +783,7 @@ def figures(dirs: list[str | Path], # run folders
     written = {}
     t1 = table1_frame(runs)
     t1.to_csv(out / 'table1.csv')
-    (out / 'table1.md').write_text(t1.reset_index().to_markdown(index=False, floatfmt='.2f') + '\n' if _has_tabulate() else t1.to_string() + '\n')
+    (out / 'table1.md').write_text(table1_markdown(t1))
     written['table1_tables'] = [str(out / 'table1.csv'), str(out / 'table1.md')]
     ex = experiments_frame(runs)
     ex.to_csv(out / 'experiments.csv', index=False); (out / 'experiments.md').write_text(experiments_markdown(ex))
@@ -775,10 +797,6 @@ def figures(dirs: list[str | Path], # run folders
         written[f'debates_{name}'] = _save(fig, out, f'debates_{name}')
         if not show: plt.close(fig)
     return written
-
-def _has_tabulate():
-    try: import tabulate; return True
-    except ImportError: return False
 
 def figures_cli(argv: list[str] | None = None) -> int:
     "`dnr figures RUN_DIR... --out DIR`: tables and figures; prints {name: [files]} as JSON."

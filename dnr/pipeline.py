@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_pipeline.ipynb #6b0d0036
 from __future__ import annotations
-import json, time
+import contextlib, json, re, time
 from pathlib import Path
 from typing import Any, Literal
 import yaml
@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .data import read_config, validation_error
 
 # %% auto #0
-__all__ = ['EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineError', 'load_pipeline_config', 'run_pipeline', 'eval_tags',
-           'demo_config', 'run_cli', 'demo_cli']
+__all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineError', 'load_pipeline_config',
+           'run_pipeline', 'eval_tags', 'demo_data', 'demo_config', 'ScriptedDebaters', 'scripted_debate', 'run_cli',
+           'demo_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -28,6 +29,7 @@ class EvalSpec(BaseModel):
     top_p: float = 0.9
     batch_size: int = 8
     models: list[str] = ['base', 'sft', 'tdpo'] # which students to evaluate
+    label: str | None = None # names the runs in tables and figures (default: the run folder's name)
 
 class BuildSpec(BaseModel):
     "How the training data is built from the debates (`dnr.distill.build_sft` / `build_tdpo`)."
@@ -189,13 +191,26 @@ def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     key, label = _METHOD[which]
     tags = eval_tags(cfg, which)
     try:
-        return evaluate(qs, be, out / 'eval' / which, progress=progress, label=f'{label} ({Path(cfg.out).name})',
+        return evaluate(qs, be, out / 'eval' / which, progress=progress, label=f'{label} ({e.label or Path(cfg.out).name})',
                         tags=tags, model=cfg.student, adapter=adapter, dataset=e.dataset, split=e.split,
                         backend=e.backend, **dec)
     finally:
         if hasattr(be, 'close'): be.close()
 
 # %% ../nbs/07_pipeline.ipynb #e99c54a5
+DEMO_FILES = ('mmlu_pro/test.jsonl.gz', 'mmlu_pro/responses.jsonl.gz')
+
+def demo_data() -> Path:
+    "The data folder the demo reads; a `DataError` saying where the data comes from when it is missing."
+    from dnr.data import DATA_DIR_ENV, DataError, data_dir, fetched_data_dir
+    d = data_dir()
+    if d is not None and all((d / f).exists() for f in DEMO_FILES): return d
+    where = (f"{DATA_DIR_ENV}={d} lacks {', '.join(f for f in DEMO_FILES if not (d / f).exists())}" if d is not None
+             else f"{DATA_DIR_ENV} is not set and {fetched_data_dir()} holds no fetched data")
+    raise DataError(f"the demo reads MMLU-Pro questions and MMLU-Pro's published model answers from a local data folder, "
+                    f"and {where}. Run `dnr data fetch` once (downloads them from the Hugging Face hub and the MMLU-Pro "
+                    f"GitHub repository into {fetched_data_dir()}), or set {DATA_DIR_ENV} to a folder holding {' and '.join(DEMO_FILES)}")
+
 def demo_config(out: str | Path = 'runs/demo', # run folder
                 questions: int = 40, # debate questions (MMLU-Pro physics, the paper's train split)
                 eval_questions: int = 20, # test questions per evaluated student
@@ -212,7 +227,70 @@ def demo_config(out: str | Path = 'runs/demo', # run folder
     return load_pipeline_config(dict(
         out=str(out), student=student, debate=offline_config('physics', limit=questions),
         build={'tokenizer': student}, sft=train(), tdpo={**train(beta=0.1, max_prompt_length=640), 'impl': 'tree'},
-        eval=dict(dataset='mmlu_pro:physics', split='test', limit=eval_questions, max_new_tokens=48, temperature=0.0)))
+        eval=dict(dataset='mmlu_pro:physics', split='test', limit=eval_questions, max_new_tokens=48, temperature=0.0,
+                  label=f'toy student, {Path(out).name}')))
+
+# %% ../nbs/07_pipeline.ipynb #1abc1f75
+SCRIPTED_AGENTS = ('scripted-teacher-a', 'scripted-teacher-b', 'scripted-student')
+
+class ScriptedDebaters:
+    "`ScriptedServer` responder: three scripted agents whose debates take several rounds (every text marked [scripted])."
+    def __init__(self, questions: list): # the `dnr.data.Question`s debated (the pattern is the position in this list)
+        self.qs = list(questions)
+
+    def _wrong(self, q, i: int = 0) -> str:
+        letters = [l for l in q.labels or 'ABCD' if l != q.gold]
+        return letters[i % len(letters)]
+
+    def _plan(self, q) -> dict:
+        "Which agents are wrong in round 0 and which never learn."
+        return [dict(wrong={'scripted-student'}, stubborn=set()),
+                dict(wrong={'scripted-student', 'scripted-teacher-b'}, stubborn={'scripted-student'}),
+                dict(wrong={'scripted-teacher-a'}, stubborn=set())][self.qs.index(q) % 3]
+
+    def __call__(self, provider: str, req: dict) -> str:
+        text, me = req['messages'][-1]['content'], req['model']
+        q = next((q for q in self.qs if q.question[:80] in text), None)
+        if q is None: return "### Answer\n[scripted] I do not know this question.\nFinal answer: A"
+        plan, wrong = self._plan(q), self._wrong(q, SCRIPTED_AGENTS.index(me) if me in SCRIPTED_AGENTS else 0)
+        if 'feedback to yourself' in text:
+            return (f"### Feedback\n[scripted] {me} reflects: I answered {wrong}, but the correct answer is {q.gold}. "
+                    f"I picked an option before checking it against the question's numbers; I should work the quantity out first.")
+        if 'feedback to other agents' in text:
+            wrong_part = text.split('### Incorrect Answer from Another Agent', 1)[-1]
+            to = next((a for a in SCRIPTED_AGENTS if f'[scripted] {a} answers' in wrong_part), 'the other agent')
+            return (f"### Feedback\n[scripted] {me} to {to}: your option does not follow from the given data; "
+                    f"redo the last step and compare with option {q.gold}.")
+        learned = me in plan['wrong'] and me not in plan['stubborn'] and (
+            f'[scripted] {me} reflects' in text or f'to {me}:' in text)
+        right = me not in plan['wrong'] or learned
+        how = 'revises after the feedback' if learned else ('keeps its answer' if '### Last Round Answers' in text else 'works it out')
+        return (f"### Answer\n[scripted] {me} answers question {q.id} ({how}).\n"
+                f"Final answer: {q.gold if right else wrong}")
+
+def scripted_debate(out: str | Path, # run folder (replaced: the server's address changes between runs)
+                    questions: int = 3, # MMLU-Pro questions of `category`'s train split
+                    category: str = 'physics',
+                    max_rounds: int = 3,
+                   ) -> dict:
+    "Debate `questions` with the scripted agents behind a local `ScriptedServer`; returns `dnr debate`'s summary."
+    import shutil
+    from dnr.data import load_benchmark
+    from dnr.debate import load_config, run_dir, run_sync
+    from dnr.servers import ScriptedServer
+    qs = load_benchmark('mmlu_pro', 'train', category)[:questions]
+    out = Path(out); shutil.rmtree(out, ignore_errors=True)
+    with ScriptedServer(ScriptedDebaters(qs)) as srv:
+        agents = [dict(name=n, role='student' if n.endswith('student') else 'teacher', provider='openai_compatible',
+                       model=n, base_url=srv.openai_url) for n in SCRIPTED_AGENTS]
+        cfg = load_config(dict(dataset=dict(name='mmlu_pro', category=category, split='train', ids=[q.id for q in qs]),
+                               agents=agents, max_rounds=max_rounds))
+        s = run_sync(run_dir(cfg, out, progress=False))
+    (out / 'README.txt').write_text(
+        "SCRIPTED debate: the agents are dnr.pipeline.ScriptedDebaters behind a local dnr.servers.ScriptedServer,\n"
+        "not language models. The questions and gold answers are real MMLU-Pro; every answer, reflection and\n"
+        "critique text is scripted (marked [scripted]). It shows the debate protocol, not what models say.\n")
+    return s
 
 # %% ../nbs/07_pipeline.ipynb #805d83f0
 def _print_summary(res: dict, out) -> dict:
@@ -242,18 +320,101 @@ def run_cli(argv: list[str] | None = None) -> int:
     _print_summary(run_pipeline(cfg, progress=not a.no_progress), cfg.out)
     return 0
 
+# %% ../nbs/07_pipeline.ipynb #1aa2b067
+_DEMO_STAGES = {'debate': 'replaying recorded answers', 'build sft': 'SFT examples from right teacher answers',
+                'build tdpo': 'preference trees', 'sft': 'training the toy student (SFT)', 'tdpo': 'training it further (T-DPO)',
+                'eval base': 'evaluating the base toy student', 'eval sft': 'evaluating the SFT student',
+                'eval tdpo': 'evaluating the T-DPO student', 'figures': 'Table 1 and figures',
+                'scripted debate': 'a debate of scripted agents'}
+
+class _StageLines:
+    "A `run_pipeline` log: one line per stage, `[i/n] stage  what … done in 1.2s`, written as the stage starts and ends."
+    def __init__(self, stream, total: int):
+        self.stream, self.total, self.i, self.open = stream, total, 0, False
+    def _w(self, s: str):
+        self.stream.write(s); self.stream.flush()
+    def __call__(self, msg: str):
+        m = re.fullmatch(r'\[(.+?)\] (running|done in ([\d.]+)s|done before, skipped)', str(msg))
+        if not m:
+            if self.open: self._w('\n'); self.open = False
+            self._w(f'{msg}\n'); return
+        name, ev = m.group(1), m.group(2)
+        if ev == 'running' or ev.startswith('done before'):
+            if self.open: self._w('\n')
+            self.i += 1
+            self._w(f"[{self.i}/{self.total}] {name:<16} {_DEMO_STAGES.get(name, ''):<40} ")
+            self.open = ev == 'running'
+            if not self.open: self._w('done before, skipped\n')
+        else:
+            self._w(f'done in {float(m.group(3)):.1f}s\n' if self.open else f'[{name}] done in {m.group(3)}s\n'); self.open = False
+
+@contextlib.contextmanager
+def _restore(undo):
+    try: yield
+    finally: undo()
+
+@contextlib.contextmanager
+def _quiet_stages(log_file: Path):
+    "Library output inside the stages (trainer logs, progress bars, warnings) goes to `log_file`, not the terminal."
+    import warnings
+    from transformers.utils import logging as hfl
+    import datasets
+    was = hfl.get_verbosity(), hfl.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    hfl.set_verbosity_error(); hfl.disable_progress_bar(); datasets.disable_progress_bars()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, 'a', encoding='utf-8') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f), \
+            warnings.catch_warnings(), _restore(lambda: (hfl.set_verbosity(was[0]), was[1] and hfl.enable_progress_bar(),
+                                                         was[2] and datasets.enable_progress_bars())):
+        for c in (FutureWarning, DeprecationWarning):  # the libraries' notices about their own internals
+            warnings.filterwarnings('ignore', category=c, module=r'(transformers|trl|peft|accelerate|datasets|torch)\b')
+        warnings.showwarning = lambda m, c, fn, ln, file=None, line=None: f.write(warnings.formatwarning(m, c, fn, ln, line))
+        yield
+
+def _demo_report(out: Path, res: dict) -> list[str]:
+    "What the demo shows after its stages: Table 1 (physics), the recorded debate's statistics, the scripted debate."
+    from dnr.eval import load_runs, table1_frame
+    from dnr.mag import accuracy_table, read_mags
+    t1 = table1_frame(load_runs([out / 'eval'])[0])['physics'].dropna()
+    lines = ['', "Table 1, MMLU-Pro physics accuracy (%): the paper's Mistral-7B student, then this demo's toy student",
+             "(a few-MB model answering by its training format: its numbers show the pipeline runs, not what D&R achieves)", '',
+             '| source | method | physics |', '|---|---|---:|']
+    lines += [f'| {s} | {m} | {v:.2f} |' for (s, m), v in t1.items()]
+    mags = read_mags(out / 'debate' / 'mags.jsonl')
+    acc = accuracy_table(mags)[0]
+    d = res.get('debate', {})
+    lines += ['', f"Recorded debate ({len(mags)} MMLU-Pro physics questions, real answers replayed): rounds {d.get('rounds_histogram')}, "
+              f"stops {d.get('stop_reasons')}", '  round-0 accuracy %: ' + ', '.join(f'{a} {v:.1f}' for a, v in acc.items())]
+    sd = res.get('scripted_debate', {})
+    sm = read_mags(out / 'scripted_debate' / 'mags.jsonl')
+    lines += [f"Scripted debate (SCRIPTED agents, not models; {len(sm)} questions): rounds {sd.get('rounds_histogram')}, "
+              f"{sum(len(r.reflections) for m in sm for r in m.rounds)} reflections, "
+              f"{sum(len(r.critiques) for m in sm for r in m.rounds)} critiques to read:",
+              f"  from dnr.mag import read_mags; mags = read_mags('{out / 'scripted_debate' / 'mags.jsonl'}')",
+              '', f"Figures and tables: {out / 'figures'} (table1.md, table1.png, debates_debate.png, ...); library logs: {out / 'demo.log'}"]
+    return lines
+
 def demo_cli(argv: list[str] | None = None) -> int:
-    "`dnr demo [--out runs/demo] [--questions 40]`: the offline demo pipeline (no keys, no downloads)."
-    import argparse
+    "`dnr demo [--out runs/demo] [--questions 40]`: the offline demo pipeline (no keys); last line is a JSON summary."
+    import argparse, sys
+    from dnr.data import DataError
     ap = argparse.ArgumentParser(prog='dnr demo', description=demo_cli.__doc__)
     ap.add_argument('--out', default='runs/demo'); ap.add_argument('--questions', type=int, default=40)
     ap.add_argument('--eval-questions', type=int, default=20); ap.add_argument('--steps', type=int, default=12)
-    ap.add_argument('--no-progress', action='store_true')
+    ap.add_argument('--scripted-questions', type=int, default=3, help='questions of the scripted multi-round debate')
+    ap.add_argument('--no-progress', action='store_true', help='no stage lines (only the report)')
     a = ap.parse_args(argv)
+    try: data = demo_data()
+    except DataError as e: print(f"dnr demo: error: {e}", file=sys.stderr); return 2
+    stdout, out = sys.stdout, Path(a.out)
     cfg = demo_config(a.out, a.questions, a.eval_questions, a.steps)
-    print(f"dnr demo: debates on {a.questions} MMLU-Pro physics questions (replayed real answers), tiny student "
+    print(f"dnr demo: debates on {a.questions} MMLU-Pro physics questions (replayed real answers from {data}), toy student "
           f"{Path(cfg.student).name}, {a.steps} SFT + {a.steps} T-DPO steps, evaluation on {a.eval_questions} test questions")
-    res = run_pipeline(cfg, progress=not a.no_progress)
-    print(f"figures and tables: {Path(cfg.out) / 'figures'}")
+    n = 5 + len(cfg.eval.models) + int(cfg.figures) + 1  # debate, build x2, sft, tdpo, evals, figures, scripted debate
+    log = _StageLines(stdout, n) if not a.no_progress else (lambda m: None)
+    with _quiet_stages(out / 'demo.log'):
+        res = run_pipeline(cfg, progress=False, log=log)
+        res['scripted_debate'] = _stage(out / 'scripted_debate', 'scripted debate',
+                                        lambda: scripted_debate(out / 'scripted_debate', a.scripted_questions), log)
+    print('\n'.join(_demo_report(out, res)))
     _print_summary(res, cfg.out)
     return 0

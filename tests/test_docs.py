@@ -1,4 +1,6 @@
-"""The docs pages (offline fallback of the Quarto site) load in headless Chromium without errors and show their figures.
+"""The docs pages (offline fallback of the Quarto site) load in headless Chromium without errors, show their figures,
+link every chapter from a sidebar, carry no build markup, and document models and long configs as field tables.
+Each page's screenshot is written to `_site_fallback/screenshots/<chapter>.png` for a reviewer to open.
 
 The pages come from `dev/render_docs.py` (nbdev's processing + execution of every chapter + nbconvert HTML).
 Building them executes every chapter once, which is the expensive part (it is a full notebook test run), so:
@@ -8,7 +10,7 @@ Building them executes every chapter once, which is the expensive part (it is a 
   (set DNR_DOCS_REBUILD=1 to force a rebuild, DNR_DOCS_NO_BUILD=1 to check what is there, as CI does after its build step).
 Needs Debian's `chromium` (`apt-get install -y chromium`) and Playwright from PyPI (no browser download).
 """
-import json, os, subprocess, sys
+import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -68,6 +70,22 @@ def test_chapter_page(chapter, manifest, browser):
                                      'els => els.map(e => [e.naturalWidth, e.naturalHeight, e.complete])')
     shown = [i for i in imgs if i[0] > 0 and i[1] > 0 and i[2]]
     assert len(shown) == e['images'] == len(imgs), f"{chapter}: {len(shown)} of {len(imgs)} images shown, {e['images']} image outputs"
+    # a sidebar linking every chapter (in nbs/sidebar.yml's order), this one marked, every link to an existing page
+    links = page.eval_on_selector_all('#dnr-nav a.chapter', 'els => els.map(e => [e.dataset.chapter, e.getAttribute("href"), e.classList.contains("current"), e.offsetWidth > 0])')
+    assert sorted(l[0] for l in links) == CHAPTERS, f"{chapter}: sidebar links {[l[0] for l in links]}"
+    assert [l[0] for l in links if l[2]] == [chapter] and all(l[3] for l in links), f"{chapter}: sidebar not shown or current not marked"
+    assert all((SITE / l[1]).exists() for l in links), f"{chapter}: sidebar links to missing pages"
+    # no build markup: directives, Pandoc attributes, show_doc calls, pydantic's generic signature
+    text = page.locator('body').inner_text()
+    for junk in (r'(?m)^\s*#\|\s*[\w-]+', r'\{target=', r'\bshow_doc\(', r'data:Any'):
+        m = re.search(junk, text)
+        assert not m, f"{chapter}: build markup {m.group(0)!r} in the page: ...{text[max(0, m.start() - 80):m.end() + 80]}..."
+    # API entries: no signature wall (long configs are field tables)
+    sigs = page.eval_on_selector_all('.jp-RenderedMarkdown h3 ~ pre', 'els => els.map(e => e.innerText.length)')
+    assert not sigs or max(sigs) < 1500, f"{chapter}: an API signature of {max(sigs)} characters"
+    (SITE / 'screenshots').mkdir(exist_ok=True)
+    page.set_viewport_size({'width': 1280, 'height': 900})
+    page.screenshot(path=str(SITE / 'screenshots' / f'{chapter}.png'), full_page=True)
     tracebacks = page.locator('.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
     assert not any('Traceback' in t for t in tracebacks), f"{chapter}: traceback in page"
     # blocked external requests (CDN scripts) are expected offline; page errors from them are not counted
@@ -79,3 +97,36 @@ def test_chapter_page(chapter, manifest, browser):
 def test_eval_chapter_has_its_figures(manifest):
     "Chapter 06 plots Table 1, the ablation, token cost, data scale and debate statistics."
     assert manifest['06_eval']['images'] >= 5
+
+
+def _fields(browser, chapter, name):
+    "The field column of the API entry `name`'s table in a chapter page."
+    page = browser.new_page()
+    page.route('http*://**', lambda route: route.abort())
+    page.goto((SITE / f'{chapter}.html').as_uri(), wait_until='load')
+    rows = page.evaluate("""name => { const h = [...document.querySelectorAll('.jp-RenderedMarkdown h3')].find(e => e.innerText.trim() == name);
+        const t = h && h.parentElement.querySelector('table'); return t ? [...t.querySelectorAll('tbody tr')].map(r => [...r.cells].map(c => c.innerText.trim())) : null }""", name)
+    page.close()
+    return rows
+
+
+def test_models_and_configs_are_field_tables(manifest, browser):
+    "Pydantic models list their fields with type, default and description; the T-DPO config lists its own fields."
+    crit = _fields(browser, '03_mag', 'Critique')
+    assert crit is not None, 'no field table for Critique'
+    assert [r[0] for r in crit][-2:] == ['from', 'to'] and ['text', 'str | None', 'required', 'extracted feedback'] in crit, crit
+    cfg = _fields(browser, '05_train', 'TreeDPOConfig')
+    assert cfg is not None and [r[0] for r in cfg] == ['beta', 'share', 'max_length', 'max_prompt_length'], cfg
+    assert cfg[0][2:] == ['0.1', 'DPO temperature'], cfg
+
+
+def test_quarto_sidebar_lists_every_chapter():
+    "The Quarto site's sidebar (nbs/sidebar.yml, kept by custom_sidebar = True) names every chapter notebook once."
+    import configparser, yaml
+    sb = yaml.safe_load((ROOT / 'nbs' / 'sidebar.yml').read_text())['website']['sidebar']['contents']
+    flat = [x for i in sb for x in ([i] if isinstance(i, str) else i['contents'])]
+    assert sorted(Path(x).stem for x in flat) == CHAPTERS and len(flat) == len(set(flat))
+    ini = configparser.ConfigParser(); ini.read(ROOT / 'settings.ini')
+    assert ini['DEFAULT']['custom_sidebar'] == 'True' and ini['DEFAULT']['renderer'] == 'dnr.showdoc.DocRenderer'
+    q = yaml.safe_load((ROOT / 'nbs' / '_quarto.yml').read_text())
+    assert 'sidebar.yml' in q['metadata-files']

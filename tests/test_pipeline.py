@@ -1,23 +1,52 @@
 """`dnr demo` and `dnr run` as a user runs them: the whole pipeline offline, resumable, with clear config errors."""
-import json, subprocess
+import json, os, re, subprocess
 from pathlib import Path
 import yaml
 from conftest import BIN, ROOT
 
-def dnr(*args, check=True):
-    return subprocess.run([str(BIN / 'dnr'), *map(str, args)], capture_output=True, text=True, check=check, timeout=600)
+def dnr(*args, check=True, env=None):
+    return subprocess.run([str(BIN / 'dnr'), *map(str, args)], capture_output=True, text=True, check=check, timeout=600, env=env)
 
 def test_demo_then_rerun_repeats_nothing(tmp_path):
+    "The demo as a user runs it, output piped (not a terminal): one line per stage, no library chatter, what it trained."
     out = tmp_path / 'demo'
-    s = json.loads(dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2, '--no-progress').stdout.strip().splitlines()[-1])
+    r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2)
+    s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s['questions'] == 16 and sum(s['stop_reasons'].values()) == 16
     assert s['sft_examples'] > 0 and s['tdpo_pairs'] > 0 and set(s['accuracy']) == {'base', 'sft', 'tdpo'}
     assert (out / 'figures' / 'table1.png').stat().st_size > 1000
+    # quiet: one progress line per stage (written without a terminal), nothing on stderr, no warnings, no bars
+    stages = [l for l in r.stdout.splitlines() if re.match(r'\[\d+/10\] ', l)]
+    assert len(stages) == 10 and all(re.search(r'done in [\d.]+s$', l) for l in stages), stages
+    assert r.stderr == '', r.stderr[-2000:]
+    assert not re.search(r'Warning|it/s\]|\{.loss.:', r.stdout), r.stdout
+    # Table 1: the paper's rows, then the toy student's base, SFT and T-DPO, labelled, as a Markdown table
+    md = (out / 'figures' / 'table1.md').read_text().splitlines()
+    assert md[0].startswith('| source | method |') and re.fullmatch(r'\|(---\|){2}(---:\|)+', md[1]), md[:2]
+    ours = [l.split('|')[2].strip() for l in md if l.startswith('| ours |')]
+    assert ours == ['No distillation (toy student, demo)', 'D&R SFT only (toy student, demo)', 'D&R (SFT + T-DPO) (toy student, demo)'], ours
+    assert '| ours | D&R (SFT + T-DPO) (toy student, demo) |' in r.stdout and 'Recorded debate (16 MMLU-Pro physics questions' in r.stdout
+    # a multi-round debate to explore, scripted and kept apart from the recorded one
+    from dnr.mag import read_mags
+    sm = read_mags(out / 'scripted_debate' / 'mags.jsonl')
+    assert max(len(m.rounds) for m in sm) > 1 and any(r.critiques for m in sm for r in m.rounds)
+    assert all(a.name.startswith('scripted-') for m in sm for a in m.agents)
+    assert not any(a.name.startswith('scripted') for m in read_mags(out / 'debate' / 'mags.jsonl') for a in m.agents)
+    assert 'SCRIPTED' in (out / 'scripted_debate' / 'README.txt').read_text()
     mtimes = {p: p.stat().st_mtime for p in out.rglob('*') if p.is_file()}
     r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2, '--no-progress')
     assert json.loads(r.stdout.strip().splitlines()[-1]) == s
-    changed = [p for p, t in mtimes.items() if p.stat().st_mtime != t and p.name != 'pipeline.yaml']
+    changed = [p for p, t in mtimes.items() if p.stat().st_mtime != t and p.name not in ('pipeline.yaml', 'demo.log')]
     assert not changed, changed
+
+def test_demo_without_data_says_where_data_comes_from(tmp_path):
+    "No DNR_DATA_DIR and nothing fetched: one error line naming `dnr data fetch` and DNR_DATA_DIR, no traceback."
+    env = {k: v for k, v in os.environ.items() if k != 'DNR_DATA_DIR'}
+    env['DNR_CACHE_DIR'] = str(tmp_path / 'cache')
+    r = dnr('demo', '--out', tmp_path / 'demo', check=False, env=env)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and 'dnr data fetch' in r.stderr and 'DNR_DATA_DIR' in r.stderr, r.stderr
+    assert not (tmp_path / 'demo').exists()
 
 def test_run_bad_config_names_file_and_field(tmp_path):
     cfg = yaml.safe_load((ROOT / 'configs' / 'pipeline_paper.yaml').read_text())
