@@ -753,11 +753,13 @@ def plot_data_scale(runs: list[dict], figsize=(6.5, 4)):
     groups = {}
     for s in _ours(runs, ds['dataset']):
         if 'n_debates' in s['tags']: groups.setdefault(s['tags'].get('method', s['label']), []).append(s)
-    for m, ss in sorted(groups.items()):
+    for i, (m, ss) in enumerate(sorted(groups.items())):
         ss = sorted(ss, key=lambda s: int(s['tags']['n_debates']))
-        x = [int(s['tags']['n_debates']) for s in ss]; y = [100 * s['accuracy'] for s in ss]
+        dx = 14 * (i - (len(groups) - 1) / 2)  # series side by side, so equal accuracies (SFT = T-DPO) stay visible
+        x = [int(s['tags']['n_debates']) + dx for s in ss]; y = [100 * s['accuracy'] for s in ss]
         lo = [y_ - 100 * s['ci95'][0] for y_, s in zip(y, ss)]; hi = [100 * s['ci95'][1] - y_ for y_, s in zip(y, ss)]
-        ax.errorbar(x, y, yerr=[lo, hi], marker='o', capsize=3, label=f'ours: {m}')
+        ax.errorbar(x, y, yerr=[lo, hi], marker='os^D'[i % 4], ls=['-', '--', '-.', ':'][i % 4], capsize=3,
+                    markerfacecolor='none' if i % 2 else None, label=f'ours: {m}')
     T1 = {r['key']: r for r in PAPER_RESULTS['table1']}
     for key, color in (('dnr', 'tab:blue'), ('magdi', 'tab:gray')):
         ax.axhline(T1[key]['physics'], color=color, ls=':', lw=1.2, label=f"paper Table 1, full data: {T1[key]['method']} {T1[key]['physics']}")
