@@ -26,6 +26,7 @@ def data(tmp_path_factory):
     d = tmp_path_factory.mktemp('data')
     (d / 'mags.jsonl').write_text(''.join(json.dumps(_demo_mag(str(i), seed=i)) + '\n' for i in range(6)))
     build_sft(d, d / 'sft'); build_tdpo(d, d / 'tdpo', tiny_model('random'))
+    build_tdpo(d, d / 'tdpo_drop', tiny_model('random'), unparsed='drop')  # nodes of unequal pair counts
     return d
 
 def test_sft_tdpo_resume_merge_serve(data, tmp_path, capsys):
@@ -35,7 +36,7 @@ def test_sft_tdpo_resume_merge_serve(data, tmp_path, capsys):
     assert s['steps'] == 8 and s['examples'] == 42 and (tmp_path / 'sft' / 'checkpoint-8').is_dir()
     t = _dnr('train', 'tdpo', '--config', 'configs/tdpo_tiny.yaml', '--model', model, '--adapter', str(tmp_path / 'sft'),
              '--data', str(data / 'tdpo'), '--output-dir', str(tmp_path / 'tdpo'), '--max-steps', '4')
-    assert t['steps'] == 4 and t['nodes'] == 12 and t['pairs'] == 36 and (tmp_path / 'tdpo' / 'ref_logps.jsonl').exists()
+    assert t['steps'] == 4 and t['nodes'] == 12 and t['pairs'] == 48  # the unparsed student kept as rejected and (tmp_path / 'tdpo' / 'ref_logps.jsonl').exists()
     # resume from checkpoint-4 up to 8 steps (in process: same code path as the CLI)
     assert train_cli(['tdpo', '--config', 'configs/tdpo_tiny.yaml', '--model', model, '--adapter', str(tmp_path / 'sft'),
                       '--data', str(data / 'tdpo'), '--output-dir', str(tmp_path / 'tdpo'), '--resume', '--max-steps', '8']) == 0
@@ -76,7 +77,7 @@ def test_same_loss_and_grads_as_trl(data, share, tol):
     "Tree-aware loss == TRL DPOTrainer's on the flat pairs (policy: random tiny model; reference: trained tiny model)."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from dnr.train import trl_pair_loss, tree_loss, max_grad_diff
-    nodes = [json.loads(l) for l in open(data / 'tdpo' / 'nodes.jsonl')][:3]
+    nodes = [json.loads(l) for l in open(data / 'tdpo_drop' / 'nodes.jsonl')][:3]
     tok = AutoTokenizer.from_pretrained(tiny_model('random'))
     def fresh():
         torch.manual_seed(0)
@@ -97,7 +98,7 @@ def test_first_step_equals_trl_with_shipped_defaults(data, tmp_path):
     from dnr.distill import nodes_to_pairs
     from dnr.train import LORA_DEFAULTS, TDPO_DEFAULTS, TreeDPOConfig, TreeDPOTrainer, tokenize_node
     assert LORA_DEFAULTS['lora_dropout'] == 0.05 and TDPO_DEFAULTS['per_device_train_batch_size'] == 1
-    nodes = [json.loads(l) for l in open(data / 'tdpo' / 'nodes.jsonl')][:3]
+    nodes = [json.loads(l) for l in open(data / 'tdpo_drop' / 'nodes.jsonl')][:3]
     tok = AutoTokenizer.from_pretrained(tiny_model('random'))
     toks = [tokenize_node(n, tok, TDPO_DEFAULTS['max_length']) for n in nodes]
     pairs = nodes_to_pairs(nodes)
