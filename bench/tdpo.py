@@ -7,6 +7,6 @@ Same as `dnr bench tdpo ...`. Prints pairs/s, tokens and peak memory of both; la
 pairs_per_s_ratio (ours / TRL) and max_abs_loss_diff.
 """
 import sys
-from dnr.train import bench_cli
+from dnr.bench import bench_cli
 
 if __name__ == '__main__': sys.exit(bench_cli(['tdpo', *sys.argv[1:]]))

@@ -18,7 +18,7 @@ COMMANDS = {  # name: (module, function, one-line help)
     'show': ('dnr.mag', 'show_cli', "read one debated question: answers, reflections, critiques (text or HTML)"),
     'build': ('dnr.distill', 'build_cli', 'build SFT data or T-DPO preference trees from a debate run'),
     'train': ('dnr.train', 'train_cli', 'train the student: SFT, then T-DPO (LoRA)'),
-    'bench': ('dnr.train', 'bench_cli', 'benchmark tree-aware T-DPO against TRL'),
+    'bench': ('dnr.bench', 'bench_cli', 'benchmark tree-aware T-DPO against TRL'),
     'eval': ('dnr.eval', 'eval_cli', 'evaluate a model on MMLU-Pro or MATH'),
     'figures': ('dnr.eval', 'figures_cli', "regenerate the paper's tables and figures from runs"),
     'run': ('dnr.pipeline', 'run_cli', 'run the whole pipeline from one config'),

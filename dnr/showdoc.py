@@ -4,11 +4,11 @@
 
 # %% ../nbs/showdoc.ipynb #9d46bcc0
 from __future__ import annotations
-import ast, dataclasses, inspect, io, tokenize
+import ast, dataclasses, inspect, io, re, tokenize
 from nbdev.showdoc import BasicMarkdownRenderer
 
 # %% auto #0
-__all__ = ['LONG_SIGNATURE', 'field_comments', 'model_fields_table', 'DocRenderer']
+__all__ = ['LONG_SIGNATURE', 'field_comments', 'docstring_fields', 'doc_summary', 'model_fields_table', 'DocRenderer']
 
 # %% ../nbs/showdoc.ipynb #808a6737
 def _class_source(c: type) -> str | None:
@@ -40,6 +40,31 @@ def field_comments(cls: type) -> dict[str, str]:
                 out[node.target.id] = comments[node.end_lineno]
     return out
 
+_PARAM = re.compile(r'^(\w+) \(.*\):\s*(.*)$')
+
+def docstring_fields(cls: type) -> dict[str, str]:
+    "Field descriptions from the `Parameters:` (or `Args:`) section of the docstrings of `cls` and the dnr classes it inherits from."
+    out, roots = {}, {cls.__module__.split('.')[0], 'dnr'}
+    for c in reversed([c for c in cls.__mro__ if c.__module__.split('.')[0] in roots]):
+        lines, i = inspect.cleandoc(c.__dict__.get('__doc__') or '').splitlines(), None
+        name = ind = None
+        for l in lines:
+            if i is None:
+                if re.match(r'^(Parameters|Args|Arguments|Attributes):\s*$', l): i = 0
+                continue
+            if not l.strip() or l.strip().startswith('>'): continue  # blank, or a TRL group heading
+            d = len(l) - len(l.lstrip())
+            if ind is None: ind = d
+            if d < ind: break  # the next section
+            if d == ind and (m := _PARAM.match(l.strip())): name = m[1]; out[name] = m[2].strip()
+            elif d > ind and name: out[name] = (out[name] + ' ' + l.strip()).strip()
+    return out
+
+def doc_summary(doc: str | None) -> str:
+    "A docstring without its `Parameters:` section (the field table shows it)."
+    doc = inspect.cleandoc(doc or '')
+    return re.split(r'(?m)^(?:Parameters|Args|Arguments|Attributes):\s*$', doc)[0].strip()
+
 def _type_str(t) -> str:
     s = inspect.formatannotation(t) if not isinstance(t, str) else t
     return s.replace('typing.', '')
@@ -50,7 +75,7 @@ def _default_str(v) -> str:
 
 def model_fields_table(cls: type) -> tuple[list[tuple[str, str, str, str]], str | None]:
     "Rows (field, type, default, description) of a pydantic model or dataclass, and the base it inherits other fields from."
-    notes, rows, base = field_comments(cls), [], None
+    notes, rows, base = {**docstring_fields(cls), **field_comments(cls)}, [], None
     if hasattr(cls, 'model_fields'):
         from pydantic_core import PydanticUndefined
         for name, f in cls.model_fields.items():
@@ -90,7 +115,7 @@ class DocRenderer(BasicMarkdownRenderer):
         doc += f"{'#' * self.title_level} {self.nm}\n\n"
         bases = ', '.join(b.__name__ for b in self.sym.__bases__ if b is not object)
         doc += f"```python\nclass {self.sym.__name__}({bases})\n```\n\n"
-        if self.docs: doc += f'*{self.docs}*\n\n'
+        if s := doc_summary(self.docs): doc += ''.join(f"*{' '.join(p.split())}*\n\n" for p in s.split('\n\n'))
         rows, base = model_fields_table(self.sym)
         doc += '| field | type | default | description |\n|---|---|---|---|\n'
         doc += ''.join(f'| `{_md_cell(n)}` | {_md_cell(t)} | {_md_cell(d)} | {_md_cell(x)} |\n' for n, t, d, x in rows)
