@@ -20,7 +20,8 @@ offline, so this script reproduces what matters for checking the pages here:
    of image outputs, error) which `tests/test_docs.py` checks in headless Chromium. What Quarto would do with the
    processed notebook is done here too: cell directives are applied and stripped (`#| echo: false` hides the
    input, as on every `show_doc` cell; `#| include: false` drops the cell; `#| output: false` its outputs), and
-   Pandoc link attributes (`[source](url){target="_blank" ...}`) become HTML links;
+   Pandoc link attributes (`[source](url){target="_blank" ...}`) become HTML links, and links between pages
+   (`[the paper page](paper.ipynb#numbers)`) point to the rendered `.html` page;
 4. every page gets the sidebar Quarto builds from `nbs/sidebar.yml`: the chapters in the same order and sections,
    titled as in their notebooks, the current one marked (re-written into every page of the folder on each build).
 
@@ -89,6 +90,7 @@ def render_one(nb_path: str, out_dir: str, proc_dir: str) -> dict:
 
 
 _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
+_NB_LINK = re.compile(r'\]\(([\w.-]+)\.ipynb(#[\w-]+)?\)')  # [text](paper.ipynb#numbers)
 _PANDOC_LINK = re.compile(r'\[([^\]]+)\]\(([^)\s]+)\)\{target="_blank"[^}]*\}')
 
 
@@ -110,6 +112,7 @@ def _quarto_like(nb) -> None:
                                                                     ''.join(md) if isinstance(md, list) else md)
         elif c.cell_type == 'markdown':
             c.source = _PANDOC_LINK.sub(r'<a href="\2" target="_blank" class="dnr-source">\1</a>', c.source)
+            c.source = _NB_LINK.sub(r'](\1.html\2)', c.source)  # links between pages, as Quarto rewrites them
         keep.append(c)
     nb.cells = keep
 

@@ -20,7 +20,7 @@ COMMANDS = {  # name: (module, function, one-line help)
     'train': ('dnr.train', 'train_cli', 'train the student: SFT, then T-DPO (LoRA)'),
     'bench': ('dnr.bench', 'bench_cli', 'benchmark tree-aware T-DPO against TRL'),
     'eval': ('dnr.eval', 'eval_cli', 'evaluate a model on MMLU-Pro or MATH'),
-    'figures': ('dnr.eval', 'figures_cli', "regenerate the paper's tables and figures from runs"),
+    'figures': ('dnr.report', 'figures_cli', "regenerate the paper's tables and figures from runs"),
     'run': ('dnr.pipeline', 'run_cli', 'run the whole pipeline from one config'),
     'demo': ('dnr.pipeline', 'demo_cli', 'the offline demo pipeline on real recorded answers and a tiny student'),
 }

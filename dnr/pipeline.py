@@ -66,7 +66,7 @@ class PipelineConfig(BaseModel):
     @field_validator('experiment')
     @classmethod
     def _experiment(cls, v):
-        from dnr.eval import PAPER_EXPERIMENTS
+        from dnr.report import PAPER_EXPERIMENTS
         if v is not None and v not in PAPER_EXPERIMENTS: raise ValueError(f"unknown experiment {v!r}; known: {sorted(PAPER_EXPERIMENTS)}")
         return v
 
@@ -151,7 +151,7 @@ def run_pipeline(cfg: PipelineConfig, # the run
     for m in cfg.eval.models:
         s[f'eval_{m}'] = _stage(out / 'eval' / m, f'eval {m}', lambda m=m: _evaluate(cfg, m, progress), log)
     if cfg.figures:
-        from dnr.eval import figures
+        from dnr.report import figures
         s['figures'] = _stage(out / 'figures', 'figures', lambda: {'written': figures([out / 'eval', deb], out / 'figures')}, log)
     return s
 
@@ -372,7 +372,7 @@ def _quiet_stages(log_file: Path):
 
 def _demo_report(out: Path, res: dict) -> list[str]:
     "What the demo shows after its stages: Table 1 (physics), the recorded debate's statistics, the scripted debate."
-    from dnr.eval import load_runs, table1_frame
+    from dnr.report import load_runs, table1_frame
     from dnr.mag import accuracy_table, read_mags
     t1 = table1_frame(load_runs([out / 'eval'])[0])['physics'].dropna()
     lines = ['', "Table 1, MMLU-Pro physics accuracy (%): the paper's Mistral-7B student, then this demo's toy student",

@@ -94,9 +94,9 @@ def test_chapter_page(chapter, manifest, browser):
     page.close()
 
 
-def test_eval_chapter_has_its_figures(manifest):
-    "Chapter 06 plots Table 1, the ablation, token cost, data scale and debate statistics."
-    assert manifest['06_eval']['images'] >= 5
+def test_report_chapter_has_its_figures(manifest):
+    "Chapter 06_report plots Table 1, the ablation, token cost, data scale and debate statistics."
+    assert manifest['06_report']['images'] >= 5
 
 
 def _fields(browser, chapter, name):

@@ -6,7 +6,7 @@ import pytest, yaml
 from conftest import BIN, ROOT
 from dnr.data import load_benchmark
 from dnr.debate import load_config as debate_config
-from dnr.eval import PAPER_EXPERIMENTS, PAPER_RESULTS, dataset_column, paper_number
+from dnr.report import PAPER_EXPERIMENTS, PAPER_RESULTS, dataset_column, paper_number
 from dnr.pipeline import load_pipeline_config
 
 PAPER = ROOT / 'configs' / 'paper'
@@ -32,7 +32,7 @@ def test_paper_config_loads_with_the_papers_settings(name):
     n_train = len(load_benchmark(d.dataset.name + (f':{d.dataset.category}' if d.dataset.category else ''), d.dataset.split))
     assert min(n_train, d.limit or n_train) == TRAIN_SIZES[col] and d.dataset.split == 'train'
     assert (cfg.eval.max_new_tokens, cfg.eval.temperature, cfg.eval.top_p) == (700, 0.3, 0.9)
-    # hyperparameters (paper.md §7, the authors' run_sft.sh / run_tdpo.sh)
+    # hyperparameters (nbs/paper.ipynb, the authors' run_sft.sh / run_tdpo.sh)
     assert cfg.sft['lora'] == {'r': 16, 'lora_alpha': 32, 'lora_dropout': 0.05, 'target_modules': ['q_proj', 'v_proj']}
     assert (cfg.sft['args']['learning_rate'], cfg.sft['args']['num_train_epochs']) == (2e-4, 2)
     t = cfg.tdpo['args']
