@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .data import read_config, validation_error
 
 # %% auto #0
-__all__ = ['EvalSpec', 'PipelineConfig', 'PipelineError', 'load_pipeline_config', 'run_pipeline', 'demo_config', 'run_cli',
-           'demo_cli']
+__all__ = ['EvalSpec', 'PipelineConfig', 'PipelineError', 'load_pipeline_config', 'PartialDebate', 'run_pipeline', 'demo_config',
+           'run_cli', 'demo_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -77,20 +77,36 @@ def _train_cfg(base: dict, **fill) -> dict:
     cfg.update(fill)
     return cfg
 
+class PartialDebate(RuntimeError):
+    "The debate stage ended with questions stopped on 'error' or 'budget'; `code` is `dnr debate`'s exit status."
+    def __init__(self, msg: str, code: int): super().__init__(msg); self.code = code
+
 def run_pipeline(cfg: PipelineConfig, # the run
                  progress: bool = True, # progress bars inside stages
                  log=print, # where stage messages go
+                 allow_partial: bool = False, # build and train on a debate whose questions did not all finish
                 ) -> dict:
-    "Run every stage not yet done; returns {stage: summary}."
-    from dnr.debate import load_config as debate_config, run_dir, run_sync
+    "Run every stage not yet done; returns {stage: summary}. Raises `PartialDebate` rather than build on an unfinished debate."
+    from dnr.debate import load_config as debate_config, run_dir, run_sync, select_questions, pool_specs
+    from dnr.agents import preflight
     from dnr.distill import build_sft, build_tdpo
     from dnr.train import train_sft, train_tdpo
     out, s = Path(cfg.out), {}
+    dcfg = debate_config(cfg.debate)  # validate before anything is written
+    if not (out / 'debate' / 'done.json').exists(): select_questions(dcfg); preflight(pool_specs(dcfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / 'pipeline.yaml').write_text(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
-    dcfg = debate_config(cfg.debate)
-    s['debate'] = _stage(out / 'debate', 'debate', lambda: run_sync(
-        run_dir(dcfg, out / 'debate', resume=True, progress=progress)), log)
+    def debate():
+        d = run_sync(run_dir(dcfg, out / 'debate', resume=True, progress=progress))
+        if d.get('stopped'):
+            code = 4 if d['stopped'].get('error') else 3
+            if not allow_partial:
+                raise PartialDebate(f"the debate in {out / 'debate'} did not finish ({d['stopped']}): {d['next']}; "
+                                    f"`dnr run` builds and trains only on a finished debate (or pass --allow-partial)", code)
+            log(f"[debate] partial: {d['stopped']} questions did not finish; going on because of --allow-partial")
+            d = {**d, 'partial': True}
+        return d
+    s['debate'] = _stage(out / 'debate', 'debate', debate, log)
     b = cfg.build
     s['build_sft'] = _stage(out / 'build' / 'sft', 'build sft', lambda: build_sft(
         out / 'debate', out / 'build' / 'sft', include_student=b.get('include_student', False)), log)
@@ -160,7 +176,8 @@ def _print_summary(res: dict, out) -> dict:
         print(f"  {k:<5} accuracy {100 * v['accuracy']:5.1f}%  95% CI [{100 * lo:.1f}, {100 * hi:.1f}]  "
               f"unparsed {100 * v['unparsed']:.0f}%  mean tokens {v.get('mean_total_tokens')}")
     d = res.get('debate', {})
-    summary = dict(out=str(out), questions=d.get('questions'), rounds_histogram=d.get('rounds_histogram'),
+    summary = dict(out=str(out), questions=d.get('questions'), partial_debate=d.get('stopped') if d.get('partial') else None,
+                   rounds_histogram=d.get('rounds_histogram'),
                    stop_reasons=d.get('stop_reasons'), provider_calls=d.get('provider_calls'), cost_usd=d.get('cost_usd'),
                    sft_examples=res.get('build_sft', {}).get('examples'), tdpo_pairs=res.get('build_tdpo', {}).get('pairs'),
                    accuracy={k: v.get('accuracy') for k, v in ev.items()},
@@ -169,15 +186,27 @@ def _print_summary(res: dict, out) -> dict:
     return summary
 
 def run_cli(argv: list[str] | None = None) -> int:
-    "`dnr run --config PIPELINE.yaml [--out DIR]`: every stage not yet done; last line is a JSON summary."
-    import argparse
-    ap = argparse.ArgumentParser(prog='dnr run', description=run_cli.__doc__)
+    "`dnr run --config PIPELINE.yaml [--out DIR] [--allow-partial] [--plan]`: every stage not yet done; last line is a JSON summary."
+    import argparse, sys
+    from dnr.debate import EXIT_CODES, format_plan, load_config as debate_config, plan_debate
+    ap = argparse.ArgumentParser(prog='dnr run', description=run_cli.__doc__,
+                                 epilog='exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) +
+                                 ' (3 and 4: nothing was built or trained unless --allow-partial).')
     ap.add_argument('--config', required=True); ap.add_argument('--out', help='override the config\'s out')
+    ap.add_argument('--allow-partial', action='store_true', help="build and train even if some debate questions stopped on "
+                    "'error' or 'budget' (recorded in the summary as partial_debate)")
+    ap.add_argument('--plan', action='store_true', help="print the debate's estimated requests, tokens and dollars and stop "
+                    "(no network, no key, nothing written; training and evaluation are local)")
     ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
-    try: cfg = load_pipeline_config(a.config, out=a.out)
-    except (PipelineError, FileNotFoundError) as e: print(f"dnr run: error: {e}", file=__import__('sys').stderr); return 2
-    _print_summary(run_pipeline(cfg, progress=not a.no_progress), cfg.out)
+    try:
+        cfg = load_pipeline_config(a.config, out=a.out)
+        if a.plan:
+            p = plan_debate(debate_config(cfg.debate)); print(format_plan(p)); print(json.dumps(p)); return 0
+        res = run_pipeline(cfg, progress=not a.no_progress, allow_partial=a.allow_partial)
+    except PartialDebate as e: print(f"dnr run: error: {e}", file=sys.stderr); return e.code
+    except (ValueError, FileNotFoundError) as e: print(f"dnr run: error: {e}", file=sys.stderr); return 2
+    _print_summary(res, cfg.out)
     return 0
 
 def demo_cli(argv: list[str] | None = None) -> int:
