@@ -435,7 +435,7 @@ async def _close_client(client):
         else: await client.close()
     except Exception: pass
 
-# %% ../nbs/01_agents.ipynb #85fc203e
+# %% ../nbs/01_agents.ipynb #e683dc6c
 def _host_port(url: str) -> tuple[str, int]:
     from urllib.parse import urlsplit
     u = urlsplit(url if '://' in url else f'http://{url}')
@@ -1060,7 +1060,8 @@ def chat_cli(argv: list[str] | None = None) -> int:
         preflight([s for s in specs if s.name in {r.get('agent') or default for r in reqs}])  # keys set, servers reachable
         pool = AgentPool(specs, cache=a.cache, budget_usd=a.budget, concurrency=a.concurrency)
     except AgentConfigError as e:
-        print(f"dnr chat: error: {e}", file=sys.stderr)
+        from dnr.cli import error_line
+        print(f"dnr chat: error: {error_line(e)}", file=sys.stderr)
         if handler: log.removeHandler(handler); handler.close()
         return 2
     progress = sys.stderr.isatty() if a.progress is None else a.progress

@@ -38,13 +38,15 @@ def usage() -> str:
         "Errors are one line `dnr <command>: error: ...`; `--debug` (anywhere) shows the traceback instead.\n\nexit status:\n" + \
         '\n'.join(f'  {k}  {v}' for k, v in EXIT_STATUS.items())
 
-# %% ../nbs/cli.ipynb #1aa9745e
+# %% ../nbs/cli.ipynb #57a425c7
 BAD_INPUT = (ValueError, OSError)  # config/argument/data errors (pydantic's and huggingface_hub's are ValueErrors), missing files
 
 def error_line(e: BaseException) -> str:
     "An exception's message on one line."
     msg = str(e).strip() or type(e).__name__
     if isinstance(e, OSError) and e.filename and e.strerror: msg = f"{e.filename}: {e.strerror}"
+    if type(e).__name__ == 'HFValidationError' and (m := __import__('re').search(r": '([^']+)'", msg)):  # a model path that is not there
+        msg = f"{m.group(1)}: no such local folder, and not a Hugging Face hub id either ({msg})"
     return '; '.join(l.strip() for l in msg.splitlines() if l.strip())
 
 # %% ../nbs/cli.ipynb #adfd3423

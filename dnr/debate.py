@@ -421,7 +421,7 @@ def run_sync(coro):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as ex: return ex.submit(asyncio.run, coro).result()
 
-# %% ../nbs/02_debate.ipynb #d4ad2adf
+# %% ../nbs/02_debate.ipynb #e9ab4294
 CHARS_PER_TOKEN = 4  # the plan's tokenizer approximation
 
 def _tok(text: str) -> int: return -(-len(text) // CHARS_PER_TOKEN)
@@ -539,7 +539,8 @@ def debate_cli(argv: list[str] | None = None) -> int:
         if not a.out: ap.error('--out is required (except with --plan)')
         s = run_sync(run_dir(cfg, a.out, resume=a.resume, retry_failed=a.retry_failed, progress=not a.no_progress))
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"dnr debate: error: {e}", file=sys.stderr); return 2
+        from dnr.cli import error_line
+        print(f"dnr debate: error: {error_line(e)}", file=sys.stderr); return 2
     print(f"debated {s['debated_now']} questions ({s['skipped']} already done); {s['finished']}/{s['questions']} finished; "
           f"{s['provider_calls']} provider calls, ${s['cost_usd']:.4f} now, ${s['cost_usd_run']:.4f} for the whole run")
     if s['stopped']: print(f"dnr debate: {sum(s['stopped'].values())} questions did not finish: {s['next']}", file=sys.stderr)

@@ -205,7 +205,9 @@ def run_cli(argv: list[str] | None = None) -> int:
             p = plan_debate(debate_config(cfg.debate)); print(format_plan(p)); print(json.dumps(p)); return 0
         res = run_pipeline(cfg, progress=not a.no_progress, allow_partial=a.allow_partial)
     except PartialDebate as e: print(f"dnr run: error: {e}", file=sys.stderr); return e.code
-    except (ValueError, FileNotFoundError) as e: print(f"dnr run: error: {e}", file=sys.stderr); return 2
+    except (ValueError, FileNotFoundError) as e:
+        from dnr.cli import error_line
+        print(f"dnr run: error: {error_line(e)}", file=sys.stderr); return 2
     _print_summary(res, cfg.out)
     return 0
 
