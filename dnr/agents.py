@@ -435,7 +435,7 @@ async def _close_client(client):
         else: await client.close()
     except Exception: pass
 
-# %% ../nbs/01_agents.ipynb #e683dc6c
+# %% ../nbs/01_agents.ipynb #482cf8b6
 def _host_port(url: str) -> tuple[str, int]:
     from urllib.parse import urlsplit
     u = urlsplit(url if '://' in url else f'http://{url}')

@@ -38,7 +38,7 @@ def usage() -> str:
         "Errors are one line `dnr <command>: error: ...`; `--debug` (anywhere) shows the traceback instead.\n\nexit status:\n" + \
         '\n'.join(f'  {k}  {v}' for k, v in EXIT_STATUS.items())
 
-# %% ../nbs/cli.ipynb #57a425c7
+# %% ../nbs/cli.ipynb #5a07b8b7
 BAD_INPUT = (ValueError, OSError)  # config/argument/data errors (pydantic's and huggingface_hub's are ValueErrors), missing files
 
 def error_line(e: BaseException) -> str:
