@@ -188,7 +188,7 @@ def _print_summary(res: dict, out) -> dict:
 def run_cli(argv: list[str] | None = None) -> int:
     "`dnr run --config PIPELINE.yaml [--out DIR] [--allow-partial] [--plan]`: every stage not yet done; last line is a JSON summary."
     import argparse, sys
-    from dnr.debate import EXIT_CODES, format_plan, load_config as debate_config, plan_debate
+    from dnr.debate import EXIT_CODES, _positive, format_plan, load_config as debate_config, plan_debate
     ap = argparse.ArgumentParser(prog='dnr run', description=run_cli.__doc__,
                                  epilog='exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) +
                                  ' (3 and 4: nothing was built or trained unless --allow-partial).')
@@ -197,12 +197,13 @@ def run_cli(argv: list[str] | None = None) -> int:
                     "'error' or 'budget' (recorded in the summary as partial_debate)")
     ap.add_argument('--plan', action='store_true', help="print the debate's estimated requests, tokens and dollars and stop "
                     "(no network, no key, nothing written; training and evaluation are local)")
+    ap.add_argument('--typical-tokens', type=_positive, help="with --plan: completion tokens per call (default: each agent's max_tokens)")
     ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
     try:
         cfg = load_pipeline_config(a.config, out=a.out)
         if a.plan:
-            p = plan_debate(debate_config(cfg.debate)); print(format_plan(p)); print(json.dumps(p)); return 0
+            p = plan_debate(debate_config(cfg.debate), typical_tokens=a.typical_tokens); print(format_plan(p)); print(json.dumps(p)); return 0
         res = run_pipeline(cfg, progress=not a.no_progress, allow_partial=a.allow_partial)
     except PartialDebate as e: print(f"dnr run: error: {e}", file=sys.stderr); return e.code
     except (ValueError, FileNotFoundError) as e:
