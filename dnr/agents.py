@@ -306,12 +306,13 @@ def endpoint_url(spec: AgentSpec) -> str:
     return spec.base_url or _DEFAULT_URL.get(spec.provider, spec.provider)
 
 def is_connect_error(e: BaseException) -> bool:
-    "True when the server could not be reached at all (connection refused, DNS failure), not for timeouts or HTTP errors."
-    import socket, httpx
+    "True when the server could not be reached at all (connection refused, DNS failure, no answer to the TCP handshake), not for read timeouts or HTTP errors."
+    import socket
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, (httpx.ConnectError, ConnectionRefusedError, socket.gaierror)): return True
+        if isinstance(e, (ConnectionRefusedError, socket.gaierror)): return True
+        if type(e).__name__ in ('ConnectError', 'ConnectTimeout') and type(e).__module__.split('.')[0] in ('httpx', 'httpx2', 'httpcore'): return True
         e = e.__cause__ or e.__context__
     return False
 
@@ -395,15 +396,23 @@ def _api_key(spec: AgentSpec) -> str:
     if spec.provider == 'openai_compatible' and not spec.api_key_env: return 'EMPTY'
     raise AgentConfigError(f"agent {spec.name!r}: environment variable {env} is not set (api_key_env names the variable holding the key)")
 
+def _timeout(spec: AgentSpec, hx=None):
+    "`spec.timeout` for the request, at most 10 s to open the connection (an unreachable host fails fast); `hx`: the SDK's httpx module."
+    if hx is None: import httpx as hx
+    return hx.Timeout(spec.timeout, connect=min(10.0, spec.timeout))
+
 def make_client(spec: AgentSpec):
     "The provider's async SDK client for `spec` (SDK retries off; dnr retries)."
     key = _api_key(spec)
     if spec.provider in ('openai', 'openai_compatible'):
         import openai
-        return openai.AsyncOpenAI(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
+        return openai.AsyncOpenAI(api_key=key, base_url=spec.base_url, max_retries=0, timeout=_timeout(spec))
     if spec.provider == 'anthropic':
         import anthropic
-        return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
+        try: import httpx2 as hx  # recent anthropic SDKs run on httpx2 and reject httpx objects
+        except ImportError: import httpx as hx
+        try: t = _timeout(spec, hx); return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=t)
+        except TypeError: return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
     if spec.provider == 'gemini':
         from google import genai
         from google.genai import types

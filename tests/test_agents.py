@@ -396,13 +396,16 @@ def test_cli_dead_server_is_refused_before_writing(tmp_path, capsys):
     assert rc == 2 and f'cannot connect to {url}' in err and not (tmp_path / 'o.jsonl').exists()
 
 
-@pytest.mark.parametrize('where', ['refused', 'dns'])
-def test_unreachable_server_fails_fast_with_url(where):
+@pytest.mark.parametrize('provider,where', [('openai_compatible', 'refused'), ('openai_compatible', 'dns'),
+                                            ('anthropic', 'refused'), ('gemini', 'dns')])
+def test_unreachable_server_fails_fast_with_url(provider, where, monkeypatch):
     """Connection refused / DNS failure: 3 short tries (not max_attempts=6 with long backoff), the URL in the error, and
     requests queued behind them fail without new tries. Rate limits keep their backoff (test_retries_are_bounded...)."""
     from dnr.tiny import free_port
+    monkeypatch.setenv(KEY_ENV, 'sk-test-key-0123456789')
     url = f'http://127.0.0.1:{free_port()}/v1' if where == 'refused' else 'http://no-such-host.invalid/v1'
-    with AgentPool([dict(name='s', provider='openai_compatible', model='m', base_url=url, retry_wait=5.0)], concurrency=2) as pool:
+    key = {} if provider == 'openai_compatible' else {'api_key_env': KEY_ENV}
+    with AgentPool([dict(name='s', provider=provider, model='m', base_url=url, retry_wait=5.0, **key)], concurrency=2) as pool:
         rs = pool.complete_many([{'agent': 's', 'messages': [{'role': 'user', 'content': f'Q{i}'}]} for i in range(6)], progress=False)
     assert all(r.error and f'cannot connect to {url}' in r.error for r in rs), rs[0].error
     assert pool.provider_calls == 3 * 2  # the two in flight tried 3 times each; the four queued ones not at all
