@@ -96,6 +96,11 @@ def test_full_run_and_resume_noop(tmp_path, qs, capsys):
         assert sorted(p.name for p in (tmp_path / 'run').iterdir()) == ['cache.sqlite', 'config.yaml', 'mags.jsonl', 'usage.json']
         usage = json.loads((tmp_path / 'run' / 'usage.json').read_text())
         assert usage['paid_calls'] == 33 and usage['invocations'] == 1 and usage['cost_usd'] == pytest.approx(s['cost_usd'])
+        # a plan from this finished run, for the same questions, predicts exactly what it asked for
+        rc, p, _, err = cli('--config', cfg, '--plan', '--plan-from', tmp_path / 'run')
+        items = [v for m in mags for r in m['rounds'] for v in [*r['answers'].values(), *r['reflections'].values(), *r['critiques']]]
+        assert rc == 0 and p['total']['requests'] == 33 and p['estimated_usd'] == pytest.approx(s['cost_usd'], abs=1e-4), err
+        assert p['total']['prompt_tokens'] == sum(v['prompt_tokens'] for v in items) and 'scaled to 3 questions' in p['assumption']
         # a finished run resumed: nothing to do, no call
         rc, s2, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')
         assert rc == 0 and s2['debated_now'] == 0 and s2['provider_calls'] == 0 and srv.model_calls == 33, err
