@@ -1013,14 +1013,23 @@ def read_requests(path: str | Path, # JSONL file of requests
     return out
 
 # %% ../nbs/01_agents.ipynb #1f13f25f
+def _at_least(lo, kind):
+    "An argparse type: a number of `kind` that is at least `lo`."
+    def parse(s):
+        try: v = kind(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
+        if v < lo: raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    return parse
+
 def _chat_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='dnr chat', description='Send a JSONL file of chat requests to an agent.')
     p.add_argument('--agent', required=True, help='agent YAML file (one agent, or several with --name / per-line "agent")')
     p.add_argument('--in', dest='inp', required=True, help='requests JSONL: {"id", "messages", "meta"?, "sample"?, "agent"?}')
     p.add_argument('--out', required=True, help='responses JSONL (input order)')
     p.add_argument('--cache', help='SQLite response cache (re-runs make no calls for cached requests)')
-    p.add_argument('--concurrency', type=int, default=16, help='requests in flight per endpoint (default 16)')
-    p.add_argument('--budget', type=float, help='hard dollar cap for this run')
+    p.add_argument('--concurrency', type=_at_least(1, int), default=16, help='requests in flight per endpoint (default 16)')
+    p.add_argument('--budget', type=_at_least(0, float), help='hard dollar cap for this run')
     p.add_argument('--name', help='agent to use when the YAML holds several')
     p.add_argument('--log', help='log file (retries, errors); keys are never logged')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: if stderr is a terminal)')
