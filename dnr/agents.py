@@ -13,12 +13,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 import tenacity
 
 # %% auto #0
-__all__ = ['log', 'PROVIDERS', 'NO_RECORDING', 'BUDGET_ERROR', 'AgentConfigError', 'AgentSpec', 'load_agents', 'Completion',
-           'cache_key', 'legacy_cache_key', 'ResponseCache', 'MalformedResponse', 'is_retryable', 'retry_after',
-           'retry_wait', 'openai_params', 'parse_openai', 'anthropic_params', 'parse_anthropic', 'gemini_request',
-           'parse_gemini', 'make_client', 'call_provider', 'replay_answer', 'RateLimiter', 'BudgetExceeded',
-           'AgentPool', 'price', 'acomplete', 'acomplete_many', 'run_sync', 'complete', 'complete_many', 'aclose',
-           'close', 'raise_if_over_budget', 'usage_table', 'acollect_batches', 'read_requests', 'chat_cli']
+__all__ = ['log', 'PROVIDERS', 'NO_RECORDING', 'BUDGET_ERROR', 'CONNECT_ATTEMPTS', 'CONNECT_WAIT', 'AgentConfigError',
+           'AgentSpec', 'load_agents', 'Completion', 'cache_key', 'legacy_cache_key', 'ResponseCache',
+           'MalformedResponse', 'is_retryable', 'retry_after', 'retry_wait', 'endpoint_url', 'is_connect_error',
+           'openai_params', 'parse_openai', 'anthropic_params', 'parse_anthropic', 'gemini_request', 'parse_gemini',
+           'make_client', 'call_provider', 'preflight', 'replay_answer', 'RateLimiter', 'BudgetExceeded', 'AgentPool',
+           'price', 'acomplete', 'acomplete_many', 'run_sync', 'complete', 'complete_many', 'aclose', 'close',
+           'raise_if_over_budget', 'usage_table', 'acollect_batches', 'read_requests', 'chat_cli']
 
 # %% ../nbs/01_agents.ipynb #d04ba503
 log = logging.getLogger('dnr.agents')
@@ -164,6 +165,7 @@ CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, agent TEXT, provider
 CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, provider TEXT, agent TEXT, status TEXT, n INTEGER, created REAL, updated REAL);
 CREATE TABLE IF NOT EXISTS batch_items (key TEXT PRIMARY KEY, custom_id TEXT, batch_id TEXT);
 CREATE INDEX IF NOT EXISTS batch_items_batch ON batch_items(batch_id);
+CREATE TABLE IF NOT EXISTS reservations (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT, agent TEXT, invocation TEXT, usd REAL, created REAL);
 """
 
 class ResponseCache:
@@ -185,10 +187,38 @@ class ResponseCache:
         rows = self._q('SELECT record FROM responses WHERE key=?' + (' AND agent=?' if agent else ''), (key, agent) if agent else (key,))
         return json.loads(rows[0][0]) if rows else None
 
-    def put(self, key: str, spec: AgentSpec, record: dict):
-        "Store (commit immediately) one finished response."
-        self._q('INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)',
-                (key, spec.name, spec.provider, spec.model, time.time(), json.dumps(record)))
+    def put(self, key: str, spec: AgentSpec, record: dict,
+            release: int | str | None = None, # a reservation id to drop in the same transaction; 'key': all of `key`'s
+           ):
+        "Store (commit immediately) one finished response, and settle its budget reservation atomically."
+        with self._lock:
+            self._con.execute('BEGIN IMMEDIATE')
+            try:
+                self._con.execute('INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)',
+                                  (key, spec.name, spec.provider, spec.model, time.time(), json.dumps(record)))
+                if release == 'key': self._con.execute('DELETE FROM reservations WHERE key=?', (key,))
+                elif release is not None: self._con.execute('DELETE FROM reservations WHERE id=?', (release,))
+                self._con.execute('COMMIT')
+            except BaseException: self._con.execute('ROLLBACK'); raise
+
+    def reserve(self, key: str, spec: AgentSpec, invocation: str, usd: float) -> int:
+        "Record the worst-case cost of a paid call about to be sent; returns the reservation id."
+        with self._lock:
+            cur = self._con.execute('INSERT INTO reservations (key, agent, invocation, usd, created) VALUES (?,?,?,?,?)',
+                                    (key, spec.name, invocation, usd, time.time()))
+            return cur.lastrowid
+
+    def release(self, rid: int):
+        "Drop a reservation (the call failed: nothing to pay)."
+        self._q('DELETE FROM reservations WHERE id=?', (rid,))
+
+    def ledger(self, invocation: str | None = None, # the current invocation: its own reservations are not stale
+              ) -> dict:
+        "What the run paid: `paid_usd` and `paid_calls` over every stored reply, `unsettled_usd` of calls in flight when an earlier invocation was killed."
+        (usd, n), = self._q("SELECT COALESCE(SUM(json_extract(record, '$.cost_usd')), 0), "
+                           "COALESCE(SUM(json_extract(record, '$.cost_usd') > 0), 0) FROM responses")
+        (stale,), = self._q('SELECT COALESCE(SUM(usd), 0) FROM reservations WHERE invocation IS NOT ?', (invocation,))
+        return {'paid_usd': float(usd), 'paid_calls': int(n), 'unsettled_usd': float(stale)}
 
     def __len__(self): return self._q('SELECT COUNT(*) FROM responses')[0][0]
 
@@ -274,10 +304,33 @@ def retry_wait(base: float = 0.5, # backoff base in seconds
         return min(ra, 120.0) + random.uniform(0, 0.05 * max(ra, 1.0)) if ra is not None else expo(rs)
     return wait
 
-def _error_text(e: BaseException) -> str:
-    "`Type: provider message` for an exception (SDK errors carry the provider's message)."
+_DEFAULT_URL = {'openai': 'https://api.openai.com/v1', 'anthropic': 'https://api.anthropic.com',
+                'gemini': 'https://generativelanguage.googleapis.com'}
+CONNECT_ATTEMPTS, CONNECT_WAIT = 3, 0.25  # connection refused / DNS failure: 3 tries, 0.25 s then 0.5 s apart
+
+def endpoint_url(spec: AgentSpec) -> str:
+    "The URL requests of `spec` go to (its base_url, or the provider's public API)."
+    return spec.base_url or _DEFAULT_URL.get(spec.provider, spec.provider)
+
+def is_connect_error(e: BaseException) -> bool:
+    "True when the server could not be reached at all (connection refused, DNS failure, no answer to the TCP handshake), not for read timeouts or HTTP errors."
+    import socket
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (ConnectionRefusedError, socket.gaierror)): return True
+        if type(e).__name__ in ('ConnectError', 'ConnectTimeout') and type(e).__module__.split('.')[0] in ('httpx', 'httpx2', 'httpcore'): return True
+        e = e.__cause__ or e.__context__
+    return False
+
+def _error_text(e: BaseException, spec: AgentSpec | None = None) -> str:
+    "`Type: provider message` for an exception (SDK errors carry the provider's message); unreachable servers are named by URL."
     if isinstance(e, json.JSONDecodeError): return f"MalformedResponse: response body is not valid JSON ({e.msg} at char {e.pos})"
     msg = getattr(e, 'message', None) or str(e) or repr(e)
+    if spec is not None and is_connect_error(e):
+        cause = e.__cause__ or e.__context__
+        return (f"{type(e).__name__}: cannot connect to {endpoint_url(spec)} ({cause or msg}); "
+                f"gave up after {CONNECT_ATTEMPTS} tries - is the server running and the URL right?")[:2000]
     return f"{type(e).__name__}: {msg}"[:2000]
 
 # %% ../nbs/01_agents.ipynb #92da363c
@@ -350,15 +403,23 @@ def _api_key(spec: AgentSpec) -> str:
     if spec.provider == 'openai_compatible' and not spec.api_key_env: return 'EMPTY'
     raise AgentConfigError(f"agent {spec.name!r}: environment variable {env} is not set (api_key_env names the variable holding the key)")
 
+def _timeout(spec: AgentSpec, hx=None):
+    "`spec.timeout` for the request, at most 10 s to open the connection (an unreachable host fails fast); `hx`: the SDK's httpx module."
+    if hx is None: import httpx as hx
+    return hx.Timeout(spec.timeout, connect=min(10.0, spec.timeout))
+
 def make_client(spec: AgentSpec):
     "The provider's async SDK client for `spec` (SDK retries off; dnr retries)."
     key = _api_key(spec)
     if spec.provider in ('openai', 'openai_compatible'):
         import openai
-        return openai.AsyncOpenAI(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
+        return openai.AsyncOpenAI(api_key=key, base_url=spec.base_url, max_retries=0, timeout=_timeout(spec))
     if spec.provider == 'anthropic':
         import anthropic
-        return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
+        try: import httpx2 as hx  # recent anthropic SDKs run on httpx2 and reject httpx objects
+        except ImportError: import httpx as hx
+        try: t = _timeout(spec, hx); return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=t)
+        except TypeError: return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
     if spec.provider == 'gemini':
         from google import genai
         from google.genai import types
@@ -389,6 +450,33 @@ async def _close_client(client):
         if hasattr(client, 'aio'): await client.aio.aclose()
         else: await client.close()
     except Exception: pass
+
+# %% ../nbs/01_agents.ipynb #482cf8b6
+def _host_port(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+    u = urlsplit(url if '://' in url else f'http://{url}')
+    if not u.hostname: raise AgentConfigError(f"base_url {url!r}: no host in the URL")
+    return u.hostname, u.port or (443 if u.scheme == 'https' else 80)
+
+def preflight(specs, # AgentSpecs (or anything `load_agents` reads)
+              probe: bool = True, # also open a TCP connection to each endpoint
+              timeout: float = 2.0, # seconds per probe
+             ) -> list[str]:
+    "Check keys (by variable name) and that each HTTP endpoint is reachable; raises `AgentConfigError`, returns the URLs probed."
+    import socket
+    specs, urls = load_agents(specs), []
+    for s in specs:
+        if s.provider in ('replay', 'hf'): continue
+        _api_key(s)
+        if (u := endpoint_url(s)) not in urls: urls.append(u)
+    if probe:
+        for u in urls:
+            host, port = _host_port(u)
+            try: socket.create_connection((host, port), timeout=timeout).close()
+            except OSError as e:
+                who = [s.name for s in specs if s.provider not in ('replay', 'hf') and endpoint_url(s) == u]
+                raise AgentConfigError(f"agents {who}: cannot connect to {u} ({e.strerror or e}); is the server running and the URL right?") from None
+    return urls
 
 # %% ../nbs/01_agents.ipynb #00753283
 @functools.lru_cache(maxsize=4)
@@ -494,7 +582,9 @@ def _zero() -> dict: return {k: 0.0 if k == 'cost_usd' else 0 for k in _USAGE}
 
 class _LoopState:
     "Per-event-loop objects: SDK clients, semaphores, rate limiters, hf runners, batchers, in-flight requests."
-    def __init__(self): self.clients, self.sems, self.limiters, self.hf, self.batchers, self.inflight = {}, {}, {}, {}, {}, {}
+    def __init__(self):
+        self.clients, self.sems, self.limiters, self.hf, self.batchers, self.inflight = {}, {}, {}, {}, {}, {}
+        self.down = {}  # endpoint -> error text, once it could not be reached after the connection retries
 
 class BudgetExceeded(RuntimeError):
     "Raised by `AgentPool.raise_if_over_budget`."
@@ -507,12 +597,17 @@ class AgentPool:
                  budget_usd: float | None = None, # hard dollar cap for this pool's paid calls
                  concurrency: int | dict = 16, # requests in flight per endpoint (or {provider: n})
                  progress: bool = True, # tqdm bars in *_many for 20+ requests
+                 ledger: bool = False, # the budget covers everything the cache's ledger holds (earlier, killed invocations too)
                 ):
         self.specs = {a.name: a for a in load_agents(agents)}
         self.cache = cache if isinstance(cache, ResponseCache) else ResponseCache(cache) if cache else None
         if self.cache is None and any(a.batch for a in self.specs.values()): raise AgentConfigError("batch agents need cache= (batch ids are kept there)")
+        if ledger and self.cache is None: raise AgentConfigError("ledger=True needs cache= (the ledger is kept there)")
         self.budget_usd, self.concurrency, self.progress = budget_usd, concurrency, progress
-        self.budget_exceeded, self._spent, self._reserved = False, 0.0, 0.0
+        self.ledger, self.invocation, self._rids = ledger, f"{os.getpid()}-{time.time_ns()}", {}
+        led = self.cache.ledger(self.invocation) if ledger else {'paid_usd': 0.0, 'unsettled_usd': 0.0}
+        self.spent_before = led['paid_usd'] + led['unsettled_usd']  # counted against budget_usd
+        self.budget_exceeded, self._spent, self._reserved = False, self.spent_before, 0.0
         self.usage = {'total': _zero(), 'agents': {}, 'rounds': {}}
         self._lock, self._states, self._hf, self._bg = threading.RLock(), weakref.WeakKeyDictionary(), {}, None
         self._secrets = set()
@@ -581,15 +676,17 @@ def price(spec: AgentSpec, parsed: dict, batch: bool = False) -> float:
            + parsed['completion_tokens'] * spec.price_out) / 1e6
     return usd * (spec.batch_discount if batch else 1)
 
-def _reserve(self, spec: AgentSpec, est: float) -> str | None:
-    "Reserve `est` dollars for a paid call; returns an error text if the budget does not allow it."
-    if self.budget_usd is None or est <= 0: return None
-    with self._lock:
-        if self.budget_exceeded or self._spent + self._reserved + est > self.budget_usd:
-            self.budget_exceeded = True
-            return (f"{BUDGET_ERROR}: spent ${self._spent:.4f} (+${self._reserved:.4f} in flight) of ${self.budget_usd:.4f}; "
-                    f"no new paid calls (re-run with a higher budget to continue; finished replies are cached)")
-        self._reserved += est
+def _reserve(self, spec: AgentSpec, est: float, key: str | None = None) -> str | None:
+    "Reserve `est` dollars for a paid call (in the ledger too with `ledger=True`); returns an error text if the budget does not allow it."
+    if est <= 0: return None
+    if self.budget_usd is not None:
+        with self._lock:
+            if self.budget_exceeded or self._spent + self._reserved + est > self.budget_usd:
+                self.budget_exceeded = True
+                return (f"{BUDGET_ERROR}: spent ${self._spent:.4f} (+${self._reserved:.4f} in flight) of ${self.budget_usd:.4f}; "
+                        f"no new paid calls (re-run with a higher budget to continue; finished replies are cached)")
+            self._reserved += est
+    if self.ledger and key is not None: self._rids[key] = self.cache.reserve(key, spec, self.invocation, est)
     return None
 
 def _settle(self, est: float, spent: float):
@@ -597,11 +694,24 @@ def _settle(self, est: float, spent: float):
         if self.budget_usd is not None and est > 0: self._reserved -= est
         self._spent += spent
 
+def _unreachable(rs) -> bool:
+    "tenacity stop: the server cannot be reached at all, and the short connection retries are used up."
+    return bool(rs.outcome and rs.outcome.failed and is_connect_error(rs.outcome.exception())
+                and rs.attempt_number >= CONNECT_ATTEMPTS)
+
+def _connect_wait(inner: Callable) -> Callable:
+    "tenacity wait: short fixed steps after a refused connection or DNS failure, `inner` otherwise."
+    def wait(rs) -> float:
+        if rs.outcome and rs.outcome.failed and is_connect_error(rs.outcome.exception()):
+            return CONNECT_WAIT * 2 ** (rs.attempt_number - 1)
+        return inner(rs)
+    return wait
+
 async def _with_retries(self, spec: AgentSpec, fn: Callable, meta: dict | None = None, count: bool = True):
     "Run `await fn()` with dnr's bounded retry policy; each attempt counts as a provider call."
     async for attempt in tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(spec.max_attempts) | tenacity.stop_before_delay(spec.max_retry_s),
-            wait=retry_wait(spec.retry_wait, spec.retry_wait_max), retry=tenacity.retry_if_exception(is_retryable), reraise=True,
+            stop=tenacity.stop_after_attempt(spec.max_attempts) | tenacity.stop_before_delay(spec.max_retry_s) | _unreachable,
+            wait=_connect_wait(retry_wait(spec.retry_wait, spec.retry_wait_max)), retry=tenacity.retry_if_exception(is_retryable), reraise=True,
             before_sleep=lambda rs: log.info("agent %s: %s; retry %d/%d in %.1fs", spec.name,
                                              self._scrub(_error_text(rs.outcome.exception()))[:200], rs.attempt_number,
                                              spec.max_attempts - 1, rs.next_action.sleep)):
@@ -653,7 +763,7 @@ async def _fresh(self, spec: AgentSpec, messages: list[dict], key: str, meta: di
     est, rec = _estimate_usd(spec, messages), None
     try:
         if spec.batch:
-            if err := self._reserve(spec, est): return Completion(error=err)
+            if err := self._reserve(spec, est, key): return Completion(error=err)
             try: rec = await self._batcher(spec).get(key, messages)
             finally: self._settle(est, rec['cost_usd'] if rec else 0.0)
         elif spec.provider == 'hf':
@@ -665,7 +775,8 @@ async def _fresh(self, spec: AgentSpec, messages: list[dict], key: str, meta: di
             sem, limiter = self._limits(spec)
             tokens = sum(len(m['content']) for m in messages) / 4 + spec.max_tokens
             async with sem:
-                if err := self._reserve(spec, est): return Completion(error=err)
+                if down := self._state().down.get(spec.endpoint): return Completion(error=down)  # fail fast: no new tries
+                if err := self._reserve(spec, est, key): return Completion(error=err)
                 async def once():
                     await limiter.acquire(tokens)
                     return await call_provider(client, spec, messages)
@@ -674,10 +785,12 @@ async def _fresh(self, spec: AgentSpec, messages: list[dict], key: str, meta: di
             rec = {**parsed, 'cost_usd': price(spec, parsed)}
             self._settle(0.0, rec['cost_usd'])
     except Exception as e:
-        msg = self._scrub(_error_text(e))
+        if (rid := self._rids.pop(key, None)) is not None: self.cache.release(rid)
+        msg = self._scrub(_error_text(e, spec))
+        if is_connect_error(e): self._state().down.setdefault(spec.endpoint, msg)
         log.warning("agent %s: request failed: %s", spec.name, msg[:300])
         return Completion(error=msg)
-    if self.cache is not None: self.cache.put(key, spec, rec)
+    if self.cache is not None: self.cache.put(key, spec, rec, release=self._rids.pop(key, None))
     return Completion(**rec)
 
 AgentPool.acomplete, AgentPool._fresh = acomplete, _fresh
@@ -859,7 +972,7 @@ class _Batcher:
             r = res.get(cid)
             if isinstance(r, dict):
                 rec = {**r, 'cost_usd': price(self.spec, r, batch=True)}
-                self.pool.cache.put(k, self.spec, rec); self._resolve(k, rec)
+                self.pool.cache.put(k, self.spec, rec, release='key'); self._resolve(k, rec)
             else: self._resolve(k, exc=RuntimeError(r or res.get(None) or f"custom_id {cid} missing from batch {bid} results"))
         self.pool.cache.set_batch_status(bid, 'collected')
         log.info("agent %s: collected batch %s", self.spec.name, bid)
@@ -908,14 +1021,23 @@ def read_requests(path: str | Path, # JSONL file of requests
     return out
 
 # %% ../nbs/01_agents.ipynb #1f13f25f
+def _at_least(lo, kind):
+    "An argparse type: a number of `kind` that is at least `lo`."
+    def parse(s):
+        try: v = kind(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
+        if v < lo: raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    return parse
+
 def _chat_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='dnr chat', description='Send a JSONL file of chat requests to an agent.')
     p.add_argument('--agent', required=True, help='agent YAML file (one agent, or several with --name / per-line "agent")')
     p.add_argument('--in', dest='inp', required=True, help='requests JSONL: {"id", "messages", "meta"?, "sample"?, "agent"?}')
     p.add_argument('--out', required=True, help='responses JSONL (input order)')
     p.add_argument('--cache', help='SQLite response cache (re-runs make no calls for cached requests)')
-    p.add_argument('--concurrency', type=int, default=16, help='requests in flight per endpoint (default 16)')
-    p.add_argument('--budget', type=float, help='hard dollar cap for this run')
+    p.add_argument('--concurrency', type=_at_least(1, int), default=16, help='requests in flight per endpoint (default 16)')
+    p.add_argument('--budget', type=_at_least(0, float), help='hard dollar cap for this run')
     p.add_argument('--name', help='agent to use when the YAML holds several')
     p.add_argument('--log', help='log file (retries, errors); keys are never logged')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bar (default: if stderr is a terminal)')
@@ -961,9 +1083,11 @@ def chat_cli(argv: list[str] | None = None) -> int:
             ag = r.get('agent') or default
             if ag is None: raise AgentConfigError(f"{a.agent} holds {len(names)} agents {names}: pick one with --name or give 'agent' per request (request id {r['id']!r})")
             if ag not in names: raise AgentConfigError(f"{a.inp}: request id {r['id']!r}: field 'agent': unknown agent {ag!r}; agents: {names}")
+        preflight([s for s in specs if s.name in {r.get('agent') or default for r in reqs}])  # keys set, servers reachable
         pool = AgentPool(specs, cache=a.cache, budget_usd=a.budget, concurrency=a.concurrency)
     except AgentConfigError as e:
-        print(f"dnr chat: error: {e}", file=sys.stderr)
+        from dnr.cli import error_line
+        print(f"dnr chat: error: {error_line(e)}", file=sys.stderr)
         if handler: log.removeHandler(handler); handler.close()
         return 2
     progress = sys.stderr.isatty() if a.progress is None else a.progress

@@ -4,10 +4,10 @@
 
 # %% ../nbs/cli.ipynb #a0f00fb6
 from __future__ import annotations
-import importlib, sys
+import importlib, os, sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'usage', 'main']
+__all__ = ['COMMANDS', 'EXIT_STATUS', 'BAD_INPUT', 'usage', 'error_line', 'main']
 
 # %% ../nbs/cli.ipynb #3da642f1
 COMMANDS = {  # name: (module, function, one-line help)
@@ -23,13 +23,32 @@ COMMANDS = {  # name: (module, function, one-line help)
     'figures': ('dnr.report', 'figures_cli', "regenerate the paper's tables and figures from runs"),
     'run': ('dnr.pipeline', 'run_cli', 'run the whole pipeline from one config'),
     'demo': ('dnr.pipeline', 'demo_cli', 'the offline demo pipeline on real recorded answers and a tiny student'),
+    'repair': ('dnr.mag', 'repair_cli', "make a run's mags.jsonl valid again (torn tail, bad lines), keeping a copy"),
 }
+
+EXIT_STATUS = {0: 'success', 1: 'failure: an unexpected error (a bug; --debug shows the traceback) or a command\'s own '
+               'failure such as failed requests in `dnr chat`', 2: 'bad input: a config, argument or data error, named by '
+               'file, line and field', 3: '`dnr debate`/`dnr run`: questions stopped at the budget (raise it, then --resume)',
+               4: '`dnr debate`/`dnr run`: questions stopped on provider errors (fix the cause, then --resume)'}
 
 def usage() -> str:
     "The top-level help text."
     w = max(map(len, COMMANDS))
     return 'usage: dnr <command> [options]\n\ncommands:\n' + '\n'.join(
-        f'  {k:<{w}}  {h}' for k, (_, _, h) in COMMANDS.items()) + "\n\n`dnr <command> --help` describes a command."
+        f'  {k:<{w}}  {h}' for k, (_, _, h) in COMMANDS.items()) + "\n\n`dnr <command> --help` describes a command. " \
+        "Errors are one line `dnr <command>: error: ...`; `--debug` (anywhere) shows the traceback instead.\n\nexit status:\n" + \
+        '\n'.join(f'  {k}  {v}' for k, v in EXIT_STATUS.items())
+
+# %% ../nbs/cli.ipynb #5a07b8b7
+BAD_INPUT = (ValueError, OSError)  # config/argument/data errors (pydantic's and huggingface_hub's are ValueErrors), missing files
+
+def error_line(e: BaseException) -> str:
+    "An exception's message on one line."
+    msg = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename and e.strerror: msg = f"{e.filename}: {e.strerror}"
+    if type(e).__name__ == 'HFValidationError' and (m := __import__('re').search(r": '([^']+)'", msg)):  # a model path that is not there
+        msg = f"{m.group(1)}: no such local folder, and not a Hugging Face hub id either ({msg})"
+    return '; '.join(l.strip() for l in msg.splitlines() if l.strip())
 
 # %% ../nbs/cli.ipynb #adfd3423
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         from dnr import __version__; print(__version__); return 0
     if argv[0] not in COMMANDS:
         print(f"dnr: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr); return 2
-    mod, fn, _ = COMMANDS[argv[0]]
-    rc = getattr(importlib.import_module(mod), fn)(argv[1:])
+    cmd, args = argv[0], [a for a in argv[1:] if a != '--debug']
+    debug = len(args) < len(argv) - 1 or os.environ.get('DNR_DEBUG', '') not in ('', '0')
+    mod, fn, _ = COMMANDS[cmd]
+    try: rc = getattr(importlib.import_module(mod), fn)(args)
+    except KeyboardInterrupt:
+        if debug: raise
+        print(f"dnr {cmd}: interrupted", file=sys.stderr); return 130
+    except BAD_INPUT as e:
+        if debug: raise
+        print(f"dnr {cmd}: error: {error_line(e)}", file=sys.stderr); return 2
+    except Exception as e:
+        if debug: raise
+        print(f"dnr {cmd}: error: {type(e).__name__}: {error_line(e)} (unexpected: run again with --debug for the traceback)",
+              file=sys.stderr); return 1
     return int(rc or 0)
 
 # %% ../nbs/cli.ipynb #44df8594

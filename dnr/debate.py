@@ -15,9 +15,10 @@ from .data import (Question, load_benchmark, grade_response, round0_prompt, deba
 from .agents import AgentSpec, AgentPool, Completion, load_agents
 
 # %% auto #0
-__all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'DatasetConfig', 'DebateConfig', 'ConfigError', 'load_config',
-           'offline_config', 'shuffled_order', 'consensus_answer', 'grade_debate_answer', 'answer_counts', 'Debate',
-           'run_debate', 'debate_questions', 'pool_specs', 'run_dir', 'run_sync', 'debate_cli']
+__all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig', 'DebateConfig',
+           'ConfigError', 'load_config', 'offline_config', 'shuffled_order', 'consensus_answer', 'grade_debate_answer',
+           'answer_counts', 'Debate', 'run_debate', 'debate_questions', 'pool_specs', 'select_questions',
+           'read_run_mags', 'run_dir', 'run_sync', 'plan_debate', 'format_plan', 'debate_cli']
 
 # %% ../nbs/02_debate.ipynb #af9b72f0
 class DatasetConfig(BaseModel):
@@ -45,8 +46,8 @@ class DebateConfig(BaseModel):
     batch: bool = False  # gather each stage's requests across questions into provider batches
     final_round_end: bool = False  # the authors' unused round end after the last round
     grading: Literal['strict', 'lenient'] = 'strict'  # strict: only an answer after `Final answer:` counts (the authors' rule)
-    budget_usd: float | None = None  # AgentPool budget
-    limit: int | None = None  # debate only the first N questions
+    budget_usd: float | None = Field(None, ge=0)  # the run's dollar cap (every invocation's spending counts, see `run_dir`)
+    limit: int | None = Field(None, ge=1)  # debate only the first N questions
 
     def n_samples(self, agent: str) -> int:
         return self.samples if isinstance(self.samples, int) else self.samples.get(agent, 1)
@@ -309,6 +310,8 @@ def pool_specs(cfg: DebateConfig) -> list[AgentSpec]:
             else AgentSpec(**a) for a in cfg.agents]
 
 # %% ../nbs/02_debate.ipynb #8a5923a5
+STOPPED = ('error', 'budget')  # stop reasons of questions that did not finish: `--resume` debates them again
+
 def _summary_counts(mags: list) -> dict:
     hist, reasons = Counter(), Counter()
     for m in mags: hist[len(m.rounds)] += 1; reasons[m.stop_reason] += 1
@@ -320,55 +323,117 @@ def _pool_usage(pool) -> Any:
     if hasattr(u, 'to_dict'): return u.to_dict()
     return u
 
+def select_questions(cfg: DebateConfig) -> list[Question]:
+    "The questions a run debates (dataset, split, category, ids, limit); bad values raise `ConfigError` naming the field."
+    d = cfg.dataset
+    try: qs = load_benchmark(d.name, d.split, d.category, d.path)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"field 'dataset' (name={d.name!r}, split={d.split!r}, category={d.category!r}): {e}") from None
+    if d.ids is not None:
+        by = {q.id: q for q in qs}
+        if missing := [i for i in d.ids if i not in by]: raise ConfigError(f"field 'dataset.ids': unknown question ids {missing[:5]}")
+        qs = [by[i] for i in d.ids]
+    if not qs: raise ConfigError(f"field 'dataset': no questions in {d.name} split={d.split!r} category={d.category!r}")
+    return qs[:cfg.limit] if cfg.limit is not None else qs
+
+def read_run_mags(path: str | Path) -> tuple[list, int]:
+    "The MAGs of a run's `mags.jsonl` and the byte size of a torn last line (the file is not changed); a bad line raises naming `dnr repair`."
+    from dnr.mag import MAGError, validate_mag
+    path = Path(path)
+    if not path.exists(): return [], 0
+    data = path.read_bytes()
+    torn, hint = len(data) - (data.rfind(b'\n') + 1), f"`dnr repair {path.parent}` sets bad lines aside (keeping a copy of the file)"
+    out = []
+    for i, line in enumerate(data[:len(data) - torn].decode('utf-8').splitlines(), 1):
+        if not line.strip(): continue
+        try: out.append(validate_mag(json.loads(line), where=f"{path}:{i}"))
+        except json.JSONDecodeError as e: raise MAGError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); {hint}") from None
+        except MAGError as e: raise MAGError(f"{e}; {hint}") from None
+    return out, torn
+
+def _write_usage(out: Path, pool: AgentPool, invocations: int, summary: dict | None = None) -> dict:
+    "usage.json from the run's ledger (every invocation, killed ones included), plus this invocation's pool usage."
+    led = pool.cache.ledger(pool.invocation)
+    u = dict(invocations=invocations, cost_usd=round(led['paid_usd'], 6), paid_calls=led['paid_calls'],
+             unsettled_usd=round(led['unsettled_usd'], 6), budget_usd=pool.budget_usd,
+             last=dict(summary or {}, pool_usage=_pool_usage(pool)))
+    (out / 'usage.json').write_text(json.dumps(u, default=str, indent=1))
+    return u
+
+def _next_step(stopped: Counter, cfg: DebateConfig, out) -> str | None:
+    "What to do about questions that did not finish."
+    if not stopped: return None
+    parts = []
+    if stopped['budget']: parts.append(f"{stopped['budget']} stopped at the budget (${cfg.budget_usd}): raise budget_usd in the config "
+                                       f"or pass --budget-usd")
+    if stopped['error']: parts.append(f"{stopped['error']} stopped on provider errors (the 'error' fields in {Path(out) / 'mags.jsonl'}): fix the cause")
+    return '; '.join(parts) + f"; then `dnr debate --out {out} --resume` (same config) debates them again"
+
 async def run_dir(cfg: DebateConfig, # the run's config
                   out: str | Path, # RUN_DIR
                   resume: bool = False, # continue an existing run
-                  retry_failed: bool = False, # re-debate questions that stopped with 'error' or 'budget'
-                  progress: bool = True) -> dict:
-    "Run (or resume) a debate into a run folder; returns the JSON summary."
-    import yaml
-    from dnr.mag import append_mag, read_mags, repair_tail, write_mags
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+                  retry_failed: bool = True, # re-debate questions that stopped with 'error' or 'budget'
+                  progress: bool = True, # show a progress bar
+                  probe: bool = True, # check that every HTTP endpoint accepts a connection before starting
+                  log=None, # where notes about changed files go (default: stderr)
+                 ) -> dict:
+    "Run (or resume) a debate into a run folder; returns the JSON summary. Everything is validated before anything is written."
+    import shutil, yaml
+    from dnr.mag import append_mag, read_mags, repair_mags, write_mags
+    from dnr.agents import preflight
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(out)
     snap, mags_path = out / 'config.yaml', out / 'mags.jsonl'
+    # 1. validate: config snapshot, questions, existing MAG lines, agents' keys and endpoints
     cur = cfg.model_dump(mode='json')
     if snap.exists():
         if not resume: raise ConfigError(f"{out} already holds a run (config.yaml); pass --resume to continue it")
         old = yaml.safe_load(snap.read_text())
         old.setdefault('grading', 'lenient')  # runs from before `grading` existed graded leniently
         free = ('limit', 'batch', 'concurrency', 'questions_in_flight', 'budget_usd')  # may change between invocations
-        old, cur = ({k: v for k, v in x.items() if k not in free} for x in (old, cur))
-        if old != cur:
-            diff = sorted(k for k in set(old) | set(cur) if old.get(k) != cur.get(k))
+        old, cur_ = ({k: v for k, v in x.items() if k not in free} for x in (old, cur))
+        if old != cur_:
+            diff = sorted(k for k in set(old) | set(cur_) if old.get(k) != cur_.get(k))
             raise ConfigError(f"{snap}: the config differs from this run's snapshot in {diff}; use a new --out")
-    else: snap.write_text(yaml.safe_dump(cur, sort_keys=False))
-    repair_tail(mags_path)
-    done = read_mags(mags_path) if mags_path.exists() else []
-    if retry_failed and any(m.stop_reason in ('error', 'budget') for m in done):
-        done = [m for m in done if m.stop_reason not in ('error', 'budget')]; write_mags(mags_path, done)
-    d = cfg.dataset
-    qs = load_benchmark(d.name, d.split, d.category, d.path)
-    if d.ids is not None:
-        by = {q.id: q for q in qs}
-        if missing := [i for i in d.ids if i not in by]: raise ConfigError(f"dataset.ids: unknown question ids {missing[:5]}")
-        qs = [by[i] for i in d.ids]
-    if cfg.limit is not None: qs = qs[:cfg.limit]
+    qs = select_questions(cfg)
+    specs = pool_specs(cfg)
+    done, torn = read_run_mags(mags_path)
+    stopped_before = [m for m in done if m.stop_reason in STOPPED] if retry_failed else []
+    if stopped_before: done = [m for m in done if m.stop_reason not in STOPPED]
     finished = {m.question_id for m in done}
     todo = [q for q in qs if q.id not in finished]
-    pool = AgentPool(pool_specs(cfg), cache=out / 'cache.sqlite', budget_usd=cfg.budget_usd, concurrency=cfg.concurrency)
-    t0 = time.time()
-    try: new = await run_debate(todo, cfg, pool, on_finish=lambda m: append_mag(mags_path, m), progress=progress)
-    finally: await pool.aclose(); pool.close()
-    allm = read_mags(mags_path)
-    ids = {q.id for q in qs}
-    mine = [m for m in allm if m.question_id in ids]
-    summary = dict(questions=len(qs), finished=len(mine), debated_now=len(new), skipped=len(qs) - len(todo),
-                   **_summary_counts(mine), provider_calls=pool.provider_calls, cache_hits=pool.cache_hits,
-                   cost_usd=round(pool.cost_usd, 6), cost_usd_run=round(sum(m.usage.get('cost_usd', 0) for m in allm), 6),
-                   seconds=round(time.time() - t0, 2), out=str(out))
+    if todo: preflight(specs, probe=probe)
+    # 2. write
+    out.mkdir(parents=True, exist_ok=True)
+    if not snap.exists(): snap.write_text(yaml.safe_dump(cur, sort_keys=False))
+    if torn:
+        r = repair_mags(mags_path)
+        log(f"dnr debate: {mags_path}: cut a torn last line ({torn} bytes, left by a killed writer); the original file is kept as {r['backup']}")
+    if stopped_before:
+        with open(out / 'mags.stopped.jsonl', 'a', encoding='utf-8') as f: f.writelines(m.to_line() + '\n' for m in stopped_before)
+        write_mags(mags_path, done)
+        log(f"dnr debate: debating again {len(stopped_before)} questions that stopped on error or budget "
+            f"(their earlier lines moved to {out / 'mags.stopped.jsonl'})")
+    pool = AgentPool(specs, cache=out / 'cache.sqlite', budget_usd=cfg.budget_usd, concurrency=cfg.concurrency, ledger=True)
     prev = json.loads((out / 'usage.json').read_text()) if (out / 'usage.json').exists() else {}
-    (out / 'usage.json').write_text(json.dumps(dict(
-        invocations=prev.get('invocations', 0) + 1, provider_calls=prev.get('provider_calls', 0) + pool.provider_calls,
-        cost_usd=prev.get('cost_usd', 0) + pool.cost_usd, last=dict(summary, pool_usage=_pool_usage(pool))), default=str, indent=1))
+    inv = prev.get('invocations', 0) + 1
+    t0 = time.time()
+    try:
+        _write_usage(out, pool, inv)  # counts this invocation even if it is killed
+        new = await run_debate(todo, cfg, pool, on_finish=lambda m: append_mag(mags_path, m), progress=progress)
+        allm = read_mags(mags_path)
+        ids = {q.id for q in qs}
+        mine = [m for m in allm if m.question_id in ids]
+        stopped = Counter(m.stop_reason for m in mine if m.stop_reason in STOPPED)
+        led = pool.cache.ledger(pool.invocation)
+        summary = dict(questions=len(qs), finished=len(mine) - sum(stopped.values()), stopped=dict(sorted(stopped.items())),
+                       debated_now=len(new), skipped=len(qs) - len(todo), **_summary_counts(mine),
+                       provider_calls=pool.provider_calls, cache_hits=pool.cache_hits, cost_usd=round(pool.cost_usd, 6),
+                       cost_usd_run=round(led['paid_usd'], 6), unsettled_usd=round(led['unsettled_usd'], 6),
+                       budget_usd=cfg.budget_usd, seconds=round(time.time() - t0, 2), out=str(out),
+                       next=_next_step(stopped, cfg, out))
+        _write_usage(out, pool, inv, summary)
+    finally: await pool.aclose(); pool.close()
     return summary
 
 # %% ../nbs/02_debate.ipynb #5a3ae713
@@ -379,27 +444,128 @@ def run_sync(coro):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as ex: return ex.submit(asyncio.run, coro).result()
 
+# %% ../nbs/02_debate.ipynb #e9ab4294
+CHARS_PER_TOKEN = 4  # the plan's tokenizer approximation
+
+def _tok(text: str) -> int: return -(-len(text) // CHARS_PER_TOKEN)
+
+def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, rounds, samples, limit)
+                from_run: str | Path | None = None, # a finished run folder: use its per-question calls and tokens
+                typical_tokens: int | None = None, # completion tokens per call (default: each agent's max_tokens)
+                questions: list[Question] | None = None, # default: `select_questions(cfg)`
+               ) -> dict:
+    "Requests, tokens and dollars per agent and in total for a run, from stated assumptions (no network, no key)."
+    from dnr.agents import price
+    qs = questions if questions is not None else select_questions(cfg)
+    specs, N = pool_specs(cfg), len(qs)
+    n = len(specs)
+    rows = {s.name: dict(requests=0, prompt_tokens=0, completion_tokens=0) for s in specs}
+    if from_run is not None:
+        from dnr.mag import read_mags
+        mags = read_mags(Path(from_run) / 'mags.jsonl')
+        if not mags: raise ConfigError(f"{from_run}: no MAG lines to take round statistics from")
+        for m in mags:
+            for r in m.rounds:
+                items = [*r.answers.items(), *r.reflections.items(), *((c.from_, c) for c in r.critiques)]
+                for a, v in items:
+                    if a in rows and getattr(v, 'response', None) is not None:
+                        rows[a]['requests'] += 1; rows[a]['prompt_tokens'] += v.prompt_tokens; rows[a]['completion_tokens'] += v.completion_tokens
+        scale = N / len(mags)
+        rows = {a: {k: round(v * scale) for k, v in r.items()} for a, r in rows.items()}
+        assumption = f"per-question calls and tokens of the {len(mags)} debates in {from_run}, scaled to {N} questions"
+    else:
+        R = cfg.max_rounds
+        fb = max(((n - k) * ('self_reflection' in cfg.feedback) + k * (n - k) * ('critique' in cfg.feedback)) for k in range(n + 1))
+        ends = R + (1 if cfg.final_round_end else 0)  # round ends that run when every question goes to the last round
+        for s in specs:
+            comp = typical_tokens or s.max_tokens
+            ans = 'x' * (comp * CHARS_PER_TOKEN)  # a placeholder answer of the assumed length
+            fbk = 'y' * (comp * CHARS_PER_TOKEN)
+            k = cfg.n_samples(s.name)
+            entries = [dict(reasoning=ans, answer='A', reflection=None, feedback=[]) for _ in range(n)]
+            entries[0]['feedback'] = [fbk] * fb  # the round end's feedback texts, all shown in the next round
+            for q in qs:
+                last = format_last_round(entries)
+                p0, pr = _tok(round0_prompt(q)), _tok(debate_prompt(q, last))
+                pfb = max(_tok(self_reflection_prompt(q, ans, 'A')), _tok(critique_prompt(q, ans, 'A', ans, 'B')))
+                a_calls, f_calls = k * (R + 1), fb * ends / n
+                rows[s.name]['requests'] += a_calls + f_calls
+                rows[s.name]['prompt_tokens'] += k * (p0 + R * pr) + f_calls * pfb
+                rows[s.name]['completion_tokens'] += (a_calls + f_calls) * comp
+            rows[s.name] = {k_: round(v) for k_, v in rows[s.name].items()}
+        assumption = (f"upper bound: all {N} questions run rounds 0..{R}; each round end makes {fb} feedback calls "
+                      f"(the most any right/wrong split gives) spread over the {n} agents; every sample drawn; "
+                      f"completions of {'max_tokens' if typical_tokens is None else typical_tokens} tokens")
+    for s in specs:
+        r = rows[s.name]
+        r['usd'] = round(price(s, dict(prompt_tokens=r['prompt_tokens'], completion_tokens=r['completion_tokens'], cached_tokens=0),
+                               batch=s.batch), 4)
+    total = {k: sum(r[k] for r in rows.values()) for k in ('requests', 'prompt_tokens', 'completion_tokens')}
+    total['usd'] = round(sum(r['usd'] for r in rows.values()), 4)
+    return dict(questions=N, agents=rows, total=total, tokenizer=f'{CHARS_PER_TOKEN} characters per token',
+                assumption=assumption, budget_usd=cfg.budget_usd, estimated_usd=total['usd'])
+
+def format_plan(p: dict) -> str:
+    "The plan as a table."
+    lines = [f"plan for {p['questions']} questions ({p['assumption']}; tokens at {p['tokenizer']})",
+             f"{'agent':<16} {'requests':>9} {'prompt tok':>12} {'completion tok':>15} {'USD':>10}"]
+    for a, r in [*p['agents'].items(), ('total', p['total'])]:
+        lines.append(f"{a:<16} {r['requests']:>9,} {r['prompt_tokens']:>12,} {r['completion_tokens']:>15,} {r['usd']:>10,.2f}")
+    if p.get('budget_usd') is not None: lines.append(f"budget_usd in the config: {p['budget_usd']}")
+    return '\n'.join(lines)
+
 # %% ../nbs/02_debate.ipynb #46f18cd1
-def debate_cli(argv: list[str] | None = None) -> int:
-    "`dnr debate --config CONFIG.yaml --out RUN_DIR [--limit N] [--resume]`; last line is a JSON summary."
+EXIT_CODES = {0: 'every question finished', 1: 'unexpected failure (a bug: run with --debug for the traceback)',
+              2: 'bad input (config, arguments, data, keys, unreachable server); nothing was written',
+              3: 'some questions stopped at the budget (raise it and --resume)',
+              4: 'some questions stopped on provider errors (fix the cause and --resume)'}
+
+def _positive(s: str) -> int:
     import argparse
-    ap = argparse.ArgumentParser(prog='dnr debate', description=debate_cli.__doc__)
+    try: n = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if n < 1: raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+def _debate_parser():
+    import argparse
+    ap = argparse.ArgumentParser(prog='dnr debate', description='Run D&R debates into a run folder and record one MAG line per question.',
+                                 epilog='exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) + '.')
     ap.add_argument('--config', help='debate config YAML (default: the offline replay config on MMLU-Pro physics)')
-    ap.add_argument('--out', required=True, help='run folder (config snapshot, mags.jsonl, cache.sqlite, usage.json)')
-    ap.add_argument('--limit', type=int, help='debate only the first N questions')
-    ap.add_argument('--resume', action='store_true', help='continue the run in --out (finished questions are skipped)')
-    ap.add_argument('--retry-failed', action='store_true', help="with --resume: re-debate questions that stopped with 'error' or 'budget'")
+    ap.add_argument('--out', help='run folder (config snapshot, mags.jsonl, cache.sqlite, usage.json); not needed with --plan')
+    ap.add_argument('--limit', type=_positive, help='debate only the first N questions (N >= 1)')
+    ap.add_argument('--resume', action='store_true', help="continue the run in --out: finished questions are skipped, "
+                    "questions that stopped on 'error' or 'budget' are debated again")
+    ap.add_argument('--no-retry-failed', dest='retry_failed', action='store_false',
+                    help="with --resume: keep questions that stopped on 'error' or 'budget' as they are")
+    ap.add_argument('--retry-failed', action='store_true', help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    ap.add_argument('--budget-usd', type=float, help="the run's dollar cap (overrides budget_usd; counts every invocation's spending)")
+    ap.add_argument('--plan', action='store_true', help='print the estimated requests, tokens and dollars per agent and stop '
+                    '(no network, no key, nothing written)')
+    ap.add_argument('--plan-from', help='with --plan: take calls and tokens per question from this finished run folder')
+    ap.add_argument('--typical-tokens', type=_positive, help="with --plan: completion tokens per call (default: each agent's max_tokens)")
     ap.add_argument('--batch', action='store_true', help="gather each stage's requests into provider batches")
     ap.add_argument('--no-progress', action='store_true')
+    return ap
+
+def debate_cli(argv: list[str] | None = None) -> int:
+    "`dnr debate --config CONFIG.yaml --out RUN_DIR [--limit N] [--resume] [--budget-usd X] [--plan]`; last line is a JSON summary."
+    ap = _debate_parser()
     a = ap.parse_args(argv)
     try:
         cfg = load_config(a.config) if a.config else load_config(offline_config())
-        upd = {k: v for k, v in dict(limit=a.limit, batch=True if a.batch else None).items() if v is not None}
-        if upd: cfg = cfg.model_copy(update=upd)
+        upd = {k: v for k, v in dict(limit=a.limit, batch=True if a.batch else None, budget_usd=a.budget_usd).items() if v is not None}
+        if upd: cfg = load_config({**cfg.model_dump(mode='json'), **upd})
+        if a.plan:
+            p = plan_debate(cfg, from_run=a.plan_from, typical_tokens=a.typical_tokens)
+            print(format_plan(p)); print(json.dumps(p)); return 0
+        if not a.out: ap.error('--out is required (except with --plan)')
         s = run_sync(run_dir(cfg, a.out, resume=a.resume, retry_failed=a.retry_failed, progress=not a.no_progress))
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"dnr debate: error: {e}", file=sys.stderr); return 2
+        from dnr.cli import error_line
+        print(f"dnr debate: error: {error_line(e)}", file=sys.stderr); return 2
     print(f"debated {s['debated_now']} questions ({s['skipped']} already done); {s['finished']}/{s['questions']} finished; "
-          f"{s['provider_calls']} provider calls, ${s['cost_usd']:.4f}")
+          f"{s['provider_calls']} provider calls, ${s['cost_usd']:.4f} now, ${s['cost_usd_run']:.4f} for the whole run")
+    if s['stopped']: print(f"dnr debate: {sum(s['stopped'].values())} questions did not finish: {s['next']}", file=sys.stderr)
     print(json.dumps(s))
-    return 0
+    return 4 if s['stopped'].get('error') else 3 if s['stopped'] else 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_mag.ipynb #5173c8ed
 from __future__ import annotations
-import json, os, re
+import json, os, re, sys, time
 from pathlib import Path
 from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -12,10 +12,11 @@ from .data import repair_tail  # re-exported: the run-file repair used by debate
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'STOP_REASONS', 'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Round', 'MAG', 'MAGError',
-           'validate_mag', 'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags', 'from_dr_authors',
-           'to_dr_authors', 'from_magdi', 'load_foreign', 'answers_frame', 'accuracy_table', 'stops_table',
-           'flips_table', 'usage_table', 'plot_run', 'debate_graph', 'draw_debate', 'debate_svg', 'transcript',
-           'transcript_html', 'save_html', 'load_mag', 'show_cli', 'mag_flips', 'filter_mags', 'Explorer', 'explore']
+           'validate_mag', 'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags', 'repair_mags',
+           'repair_cli', 'from_dr_authors', 'to_dr_authors', 'from_magdi', 'load_foreign', 'answers_frame',
+           'accuracy_table', 'stops_table', 'flips_table', 'usage_table', 'plot_run', 'debate_graph', 'draw_debate',
+           'debate_svg', 'transcript', 'transcript_html', 'save_html', 'load_mag', 'show_cli', 'mag_flips',
+           'filter_mags', 'Explorer', 'explore']
 
 # %% ../nbs/03_mag.ipynb #8b27399f
 SCHEMA_VERSION = 1
@@ -180,7 +181,8 @@ def iter_mags(path: str | Path, # a JSONL file of MAG lines
             try: d = json.loads(line)
             except json.JSONDecodeError as e:
                 raise MAGError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno})"
-                               + ('; the line is truncated (killed writer?), run repair_tail' if not line.endswith('\n') else '')) from None
+                               + (f'; the line is truncated (killed writer?): `dnr repair {Path(path).parent}` cuts it, keeping a copy'
+                                  if not line.endswith('\n') else '')) from None
             yield validate_mag(d, where=f"{path}:{i}") if validate else d
 
 def read_mags(path: str | Path, validate: bool = True) -> list[MAG]:
@@ -194,6 +196,46 @@ def write_mags(path: str | Path, mags: Iterable[dict | MAG]) -> Path:
         for m in mags: f.write(validate_mag(m).to_line() + '\n')
     os.replace(tmp, path)
     return path
+
+# %% ../nbs/03_mag.ipynb #313de4f1
+def repair_mags(path: str | Path, # a `mags.jsonl` file
+               ) -> dict:
+    "Keep a copy of the file beside it, then keep only its valid MAG lines (a torn tail cut, bad lines set aside in `*.rejected`)."
+    import shutil
+    path = Path(path)
+    if not path.is_file(): raise MAGError(f"{path}: no such MAG file")
+    data = path.read_bytes()
+    torn = len(data) - (data.rfind(b'\n') + 1)
+    good, bad = [], []
+    for i, line in enumerate(data[:len(data) - torn].decode('utf-8', errors='replace').splitlines(keepends=True), 1):
+        if not line.strip(): continue
+        try: validate_mag(json.loads(line)); good.append(line)
+        except (json.JSONDecodeError, MAGError): bad.append((i, line))
+    if not torn and not bad: return dict(path=str(path), kept=len(good), torn_bytes=0, bad_lines=[], backup=None, rejected=None)
+    backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    shutil.copy2(path, backup)
+    rejected = None
+    if bad:
+        rejected = path.with_name(path.name + '.rejected')
+        with open(rejected, 'a', encoding='utf-8') as f: f.writelines(l if l.endswith('\n') else l + '\n' for _, l in bad)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(''.join(good), encoding='utf-8'); os.replace(tmp, path)
+    return dict(path=str(path), kept=len(good), torn_bytes=torn, bad_lines=[i for i, _ in bad], backup=str(backup),
+                rejected=str(rejected) if rejected else None)
+
+def repair_cli(argv: list[str] | None = None) -> int:
+    "`dnr repair RUN`: make a run's `mags.jsonl` valid again, keeping a copy of the original; prints a JSON summary."
+    import argparse
+    ap = argparse.ArgumentParser(prog='dnr repair', description=repair_cli.__doc__)
+    ap.add_argument('run', help='run folder (or its mags.jsonl)')
+    a = ap.parse_args(argv)
+    p = Path(a.run); p = p / 'mags.jsonl' if p.is_dir() else p
+    r = repair_mags(p)
+    if r['backup']: print(f"dnr repair: {p}: kept {r['kept']} lines, cut a torn tail of {r['torn_bytes']} bytes, set aside lines "
+                          f"{r['bad_lines']} ({r['rejected']}); the original is {r['backup']}", file=sys.stderr)
+    else: print(f"dnr repair: {p}: all {r['kept']} lines valid, nothing changed", file=sys.stderr)
+    print(json.dumps(r))
+    return 0
 
 # %% ../nbs/03_mag.ipynb #f35d9705
 _OUT_RE = re.compile(r'^(.+)_output_(\d+)$')

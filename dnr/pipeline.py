@@ -13,8 +13,8 @@ from .data import read_config, validation_error
 
 # %% auto #0
 __all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineError', 'load_pipeline_config',
-           'run_pipeline', 'eval_tags', 'demo_data', 'demo_config', 'ScriptedDebaters', 'scripted_debate', 'run_cli',
-           'demo_cli']
+           'PartialDebate', 'run_pipeline', 'eval_tags', 'demo_data', 'demo_config', 'ScriptedDebaters',
+           'scripted_debate', 'run_cli', 'demo_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -93,6 +93,10 @@ def load_pipeline_config(src: str | Path | dict, # YAML file or dict
             f = Path(d[k])
             if not f.is_absolute() and not f.exists() and here is not None and (here / f).exists(): f = here / f
             d[k] = read_config(f, PipelineError)[0]
+    for k in ('sft', 'tdpo'):  # training configs are checked now, not after a paid debate
+        if isinstance(d.get(k), dict):
+            from dnr.train import check_train_config
+            check_train_config(d[k], k, f"{name}: field '{k}'")
     if isinstance(d.get('build'), dict):
         try: BuildSpec.model_validate(d['build'])
         except ValidationError as e:
@@ -122,21 +126,38 @@ def _train_cfg(base: dict, **fill) -> dict:
     cfg.update(fill)
     return cfg
 
+class PartialDebate(RuntimeError):
+    "The debate stage ended with questions stopped on 'error' or 'budget'; `code` is `dnr debate`'s exit status."
+    def __init__(self, msg: str, code: int): super().__init__(msg); self.code = code
+
 def run_pipeline(cfg: PipelineConfig, # the run
                  progress: bool = True, # progress bars inside stages
                  log=print, # where stage messages go
+                 allow_partial: bool = False, # build and train on a debate whose questions did not all finish
                 ) -> dict:
-    "Run every stage not yet done; returns {stage: summary}."
-    from dnr.debate import load_config as debate_config, run_dir, run_sync
+    "Run every stage not yet done; returns {stage: summary}. Raises `PartialDebate` rather than build on an unfinished debate."
+    from dnr.debate import load_config as debate_config, run_dir, run_sync, select_questions, pool_specs
+    from dnr.agents import preflight
     from dnr.distill import build_sft, build_tdpo
     from dnr.train import train_sft, train_tdpo
     out, s = Path(cfg.out), {}
+    def finished(d: dict) -> dict:
+        if d.get('stopped'):
+            code = 4 if d['stopped'].get('error') else 3
+            if not allow_partial:
+                raise PartialDebate(f"the debate in {deb} did not finish ({d['stopped']}): {d['next']}; "
+                                    f"`dnr run` builds and trains only on a finished debate (or pass --allow-partial)", code)
+            log(f"[debate] partial: {d['stopped']} questions did not finish; going on because of --allow-partial")
+            d = {**d, 'partial': True}
+        return d
+    dcfg = debate_config(cfg.debate)  # validate before anything is written
+    deb = _debate_dir(cfg)
+    if cfg.debate_from: s['debate'] = finished(_borrowed_debate(deb))
+    elif not (deb / 'done.json').exists(): select_questions(dcfg); preflight(pool_specs(dcfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / 'pipeline.yaml').write_text(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
-    dcfg = debate_config(cfg.debate)
-    deb = _debate_dir(cfg)
-    if cfg.debate_from: s['debate'] = {'debate_from': str(deb)}
-    else: s['debate'] = _stage(deb, 'debate', lambda: run_sync(run_dir(dcfg, deb, resume=True, progress=progress)), log)
+    if not cfg.debate_from:
+        s['debate'] = _stage(deb, 'debate', lambda: finished(run_sync(run_dir(dcfg, deb, resume=True, progress=progress))), log)
     b = cfg.build
     s['build_sft'] = _stage(out / 'build' / 'sft', 'build sft', lambda: build_sft(
         deb, out / 'build' / 'sft', include_student=b.get('include_student', False), debates=b.get('debates')), log)
@@ -161,6 +182,14 @@ def _debate_dir(cfg: PipelineConfig) -> Path:
     d = Path(cfg.debate_from)
     if not (d / 'mags.jsonl').exists(): raise PipelineError(f"debate_from: {d} has no mags.jsonl (run that debate first)")
     return d
+
+def _borrowed_debate(d: Path) -> dict:
+    "The `debate_from` run's state: its questions stopped on 'error' or 'budget' are counted, so no one trains on them by accident."
+    from collections import Counter
+    from dnr.data import read_jsonl
+    stopped = Counter(m.get('stop_reason') for _, m in read_jsonl(d / 'mags.jsonl') if m.get('stop_reason') in ('error', 'budget'))
+    return {'debate_from': str(d), 'stopped': dict(stopped),
+            'next': f"finish that debate first (`dnr debate --resume` on {d}, or `dnr run` on its pipeline config)"}
 
 # %% ../nbs/07_pipeline.ipynb #712f60c7
 _METHOD = {'base': ('vanilla', 'No distillation'), 'sft': ('dnr_sft', 'D&R SFT only'), 'tdpo': ('dnr', 'D&R (SFT + T-DPO)')}
@@ -300,7 +329,8 @@ def _print_summary(res: dict, out) -> dict:
         print(f"  {k:<5} accuracy {100 * v['accuracy']:5.1f}%  95% CI [{100 * lo:.1f}, {100 * hi:.1f}]  "
               f"unparsed {100 * v['unparsed']:.0f}%  mean tokens {v.get('mean_total_tokens')}")
     d = res.get('debate', {})
-    summary = dict(out=str(out), questions=d.get('questions'), rounds_histogram=d.get('rounds_histogram'),
+    summary = dict(out=str(out), questions=d.get('questions'), partial_debate=d.get('stopped') if d.get('partial') else None,
+                   rounds_histogram=d.get('rounds_histogram'),
                    stop_reasons=d.get('stop_reasons'), provider_calls=d.get('provider_calls'), cost_usd=d.get('cost_usd'),
                    sft_examples=res.get('build_sft', {}).get('examples'), tdpo_pairs=res.get('build_tdpo', {}).get('pairs'),
                    accuracy={k: v.get('accuracy') for k, v in ev.items()},
@@ -309,15 +339,30 @@ def _print_summary(res: dict, out) -> dict:
     return summary
 
 def run_cli(argv: list[str] | None = None) -> int:
-    "`dnr run --config PIPELINE.yaml [--out DIR]`: every stage not yet done; last line is a JSON summary."
-    import argparse
-    ap = argparse.ArgumentParser(prog='dnr run', description=run_cli.__doc__)
+    "`dnr run --config PIPELINE.yaml [--out DIR] [--allow-partial] [--plan]`: every stage not yet done; last line is a JSON summary."
+    import argparse, sys
+    from dnr.debate import EXIT_CODES, _positive, format_plan, load_config as debate_config, plan_debate
+    ap = argparse.ArgumentParser(prog='dnr run', description=run_cli.__doc__,
+                                 epilog='exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) +
+                                 ' (3 and 4: nothing was built or trained unless --allow-partial).')
     ap.add_argument('--config', required=True); ap.add_argument('--out', help='override the config\'s out')
+    ap.add_argument('--allow-partial', action='store_true', help="build and train even if some debate questions stopped on "
+                    "'error' or 'budget' (recorded in the summary as partial_debate)")
+    ap.add_argument('--plan', action='store_true', help="print the debate's estimated requests, tokens and dollars and stop "
+                    "(no network, no key, nothing written; training and evaluation are local)")
+    ap.add_argument('--typical-tokens', type=_positive, help="with --plan: completion tokens per call (default: each agent's max_tokens)")
     ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
-    try: cfg = load_pipeline_config(a.config, out=a.out)
-    except (PipelineError, FileNotFoundError) as e: print(f"dnr run: error: {e}", file=__import__('sys').stderr); return 2
-    _print_summary(run_pipeline(cfg, progress=not a.no_progress), cfg.out)
+    try:
+        cfg = load_pipeline_config(a.config, out=a.out)
+        if a.plan:
+            p = plan_debate(debate_config(cfg.debate), typical_tokens=a.typical_tokens); print(format_plan(p)); print(json.dumps(p)); return 0
+        res = run_pipeline(cfg, progress=not a.no_progress, allow_partial=a.allow_partial)
+    except PartialDebate as e: print(f"dnr run: error: {e}", file=sys.stderr); return e.code
+    except (ValueError, FileNotFoundError) as e:
+        from dnr.cli import error_line
+        print(f"dnr run: error: {error_line(e)}", file=sys.stderr); return 2
+    _print_summary(res, cfg.out)
     return 0
 
 # %% ../nbs/07_pipeline.ipynb #1aa2b067

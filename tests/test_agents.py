@@ -276,6 +276,28 @@ def test_budget_stops_paid_calls_and_rerun_continues(tmp_path, capsys):
     assert s2['cost_usd'] == pytest.approx(0.06)
 
 
+def test_ledger_budget_is_the_runs(tmp_path):
+    "ledger=True: a second pool on the same cache counts what the first paid (and a killed pool's reservations)."
+    long_reply = lambda p, r: Reply(echo_responder(p, r), completion_tokens=1000, finish_reason='length')
+    spec = dict(name='t', provider='openai_compatible', model='m', price_out=10.0, max_tokens=1000)  # $0.01 per reply
+    reqs = [{'agent': 't', 'messages': [{'role': 'user', 'content': f'Question {i}'}]} for i in range(10)]
+    with ScriptedServer(long_reply) as srv:
+        spec['base_url'] = srv.openai_url
+        with AgentPool([spec], cache=tmp_path / 'c.db', budget_usd=0.035, concurrency=1, ledger=True) as p1:
+            r1 = p1.complete_many(reqs[:5], progress=False)
+        assert [r.ok for r in r1] == [True] * 3 + [False] * 2 and srv.model_calls == 3
+        with AgentPool([spec], cache=tmp_path / 'c.db', budget_usd=0.035, concurrency=1, ledger=True) as p2:
+            r2 = p2.complete_many(reqs[5:], progress=False)  # the same cap: nothing new
+            assert p2.spent_before == pytest.approx(0.03) and srv.model_calls == 3 and all(not r.ok for r in r2)
+        # an invocation killed with a call in flight: its reservation counts at its worst case
+        ResponseCache(tmp_path / 'c.db').reserve('in-flight-key', AgentSpec(**spec), 'killed-invocation', 0.01)
+        with AgentPool([spec], cache=tmp_path / 'c.db', budget_usd=0.055, concurrency=1, ledger=True) as p3:
+            r3 = p3.complete_many(reqs[5:], progress=False)  # 0.03 paid + 0.01 unsettled: room for one more
+            led = p3.cache.ledger(p3.invocation)
+        assert sum(r.ok for r in r3) == 1 and srv.model_calls == 4
+        assert led == {'paid_usd': pytest.approx(0.04), 'paid_calls': 4, 'unsettled_usd': pytest.approx(0.01)}
+
+
 # ---------------------------------------------------------------- batch APIs: submit, persist, restart, resume by id
 
 @pytest.mark.parametrize('provider', ['openai', 'anthropic'])
@@ -364,16 +386,29 @@ def test_cli_bad_input_names_file_line_field(tmp_path, capsys):
     assert rc == 2 and 'b.yaml:1' in err and 'needs base_url' in err
 
 
-def test_cli_connection_errors_are_written_not_dropped(tmp_path, capsys):
-    "A dead endpoint: every request is written with its error, in order, after bounded retries."
+def test_cli_dead_server_is_refused_before_writing(tmp_path, capsys):
+    "`dnr chat` against a server that is down: exit 2 at once, naming the URL; no output file."
     from dnr.tiny import free_port
-    a = agent_yaml(tmp_path / 'a.yaml', name='s', provider='openai_compatible', model='m', base_url=f'http://127.0.0.1:{free_port()}/v1',
-                   max_attempts=2, retry_wait=0.05)
+    url = f'http://127.0.0.1:{free_port()}/v1'
+    a = agent_yaml(tmp_path / 'a.yaml', name='s', provider='openai_compatible', model='m', base_url=url)
     req = write_requests(tmp_path / 'r.jsonl', 5)
-    rc, s, _, _ = call_chat(['--agent', a, '--in', req, '--out', tmp_path / 'o.jsonl'], capsys)
-    out = [json.loads(l) for l in (tmp_path / 'o.jsonl').read_text().splitlines()]
-    assert rc == 1 and s['errors'] == 5 and s['provider_calls'] == 10
-    assert [o['id'] for o in out] == [f'q{i}' for i in range(5)] and all('Connection' in o['error'] for o in out)
+    rc, s, _, err = call_chat(['--agent', a, '--in', req, '--out', tmp_path / 'o.jsonl'], capsys)
+    assert rc == 2 and f'cannot connect to {url}' in err and not (tmp_path / 'o.jsonl').exists()
+
+
+@pytest.mark.parametrize('provider,where', [('openai_compatible', 'refused'), ('openai_compatible', 'dns'),
+                                            ('anthropic', 'refused'), ('gemini', 'dns')])
+def test_unreachable_server_fails_fast_with_url(provider, where, monkeypatch):
+    """Connection refused / DNS failure: 3 short tries (not max_attempts=6 with long backoff), the URL in the error, and
+    requests queued behind them fail without new tries. Rate limits keep their backoff (test_retries_are_bounded...)."""
+    from dnr.tiny import free_port
+    monkeypatch.setenv(KEY_ENV, 'sk-test-key-0123456789')
+    url = f'http://127.0.0.1:{free_port()}/v1' if where == 'refused' else 'http://no-such-host.invalid/v1'
+    key = {} if provider == 'openai_compatible' else {'api_key_env': KEY_ENV}
+    with AgentPool([dict(name='s', provider=provider, model='m', base_url=url, retry_wait=5.0, **key)], concurrency=2) as pool:
+        rs = pool.complete_many([{'agent': 's', 'messages': [{'role': 'user', 'content': f'Q{i}'}]} for i in range(6)], progress=False)
+    assert all(r.error and f'cannot connect to {url}' in r.error for r in rs), rs[0].error
+    assert pool.provider_calls == 3 * 2  # the two in flight tried 3 times each; the four queued ones not at all
 
 
 # ---------------------------------------------------------------- benchmark smoke test

@@ -95,7 +95,12 @@ def test_full_run_and_resume_noop(tmp_path, qs, capsys):
         assert abs(sum(m['usage']['cost_usd'] for m in mags) - s['cost_usd']) < 1e-6
         assert sorted(p.name for p in (tmp_path / 'run').iterdir()) == ['cache.sqlite', 'config.yaml', 'mags.jsonl', 'usage.json']
         usage = json.loads((tmp_path / 'run' / 'usage.json').read_text())
-        assert usage['provider_calls'] == 33 and usage['invocations'] == 1
+        assert usage['paid_calls'] == 33 and usage['invocations'] == 1 and usage['cost_usd'] == pytest.approx(s['cost_usd'])
+        # a plan from this finished run, for the same questions, predicts exactly what it asked for
+        rc, p, _, err = cli('--config', cfg, '--plan', '--plan-from', tmp_path / 'run')
+        items = [v for m in mags for r in m['rounds'] for v in [*r['answers'].values(), *r['reflections'].values(), *r['critiques']]]
+        assert rc == 0 and p['total']['requests'] == 33 and p['estimated_usd'] == pytest.approx(s['cost_usd'], abs=1e-4), err
+        assert p['total']['prompt_tokens'] == sum(v['prompt_tokens'] for v in items) and 'scaled to 3 questions' in p['assumption']
         # a finished run resumed: nothing to do, no call
         rc, s2, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')
         assert rc == 0 and s2['debated_now'] == 0 and s2['provider_calls'] == 0 and srv.model_calls == 33, err
@@ -147,35 +152,154 @@ def test_kill_and_resume_repeats_no_call(tmp_path, qs):
 
 
 def test_torn_line_is_repaired_and_bad_lines_reported(tmp_path, qs):
+    """A torn tail is cut only with a copy of the original beside it and a line saying so; a bad line in the middle stops
+    the run before anything changes, naming `dnr repair RUN`, which sets it aside (again keeping a copy)."""
     with ScriptedServer(Agents(qs)) as srv:
         cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url)
         assert cli('--config', cfg, '--out', tmp_path / 'run', '--limit', '1')[0] == 0
         f = tmp_path / 'run' / 'mags.jsonl'
         with open(f, 'a') as fh: fh.write('{"schema_version": 1, "question_id": "89')  # a writer killed mid-line
+        torn = f.read_bytes()
         rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--limit', '2')
         assert rc == 0 and s['finished'] == 2 and s['skipped'] == 1, err
         assert len(mag_lines(tmp_path / 'run')) == 2
+        backups = list((tmp_path / 'run').glob('mags.jsonl.bak-*'))
+        assert len(backups) == 1 and backups[0].read_bytes() == torn and f'the original file is kept as {backups[0]}' in err
         lines = f.read_text().splitlines(); d = json.loads(lines[1]); d['rounds'][0]['answers']['student']['correct'] = 'maybe'
-        f.write_text(lines[0] + '\n' + json.dumps(d) + '\n')
+        bad = lines[0] + '\n' + json.dumps(d) + '\n' + '{"torn'
+        f.write_text(bad)
         rc, _, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--limit', '2')
         assert rc == 2 and f"{f}:2: invalid MAG" in err and "field 'rounds.0.answers.student.correct'" in err
+        assert f"dnr repair {tmp_path / 'run'}" in err and f.read_text() == bad  # nothing changed
+        p = subprocess.run([str(DNR), 'repair', str(tmp_path / 'run')], capture_output=True, text=True, env=ENV, cwd=ROOT)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        assert p.returncode == 0 and r['bad_lines'] == [2] and r['kept'] == 1 and Path(r['backup']).read_text() == bad
+        assert len(mag_lines(tmp_path / 'run')) == 1 and json.loads(Path(r['rejected']).read_text()) == d
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--limit', '2')
+        assert rc == 0 and s['finished'] == 2 and s['debated_now'] == 1, err
 
 
-def test_budget_then_retry_failed(tmp_path, qs):
-    "A run cut short by its budget, resumed with --retry-failed and a larger budget: same total calls as one full run."
-    with ScriptedServer(Agents(qs)) as srv:
-        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url, budget_usd=0.01)
+class Metered:
+    "Wraps a responder and adds up what the server would bill ($1 / $2 per million prompt / completion tokens), hung calls included."
+    def __init__(self, inner): self.inner, self.usd, self.lock = inner, 0.0, threading.Lock()
+    def __call__(self, provider, req):
+        from dnr.servers import success_body
+        rep = self.inner(provider, req)
+        u = success_body(provider, req, rep)['usage']
+        with self.lock: self.usd += (u['prompt_tokens'] * 1.0 + u['completion_tokens'] * 2.0) / 1e6
+        return rep
+
+
+def test_budget_is_the_runs_and_stopped_questions_fail(tmp_path, qs):
+    """A run cut short by its budget exits 3 and says how to go on; a plain --resume stops at the same cap (nothing
+    new); --budget-usd raises it and the resume (which re-debates budget-stopped questions by default) finishes."""
+    with ScriptedServer(Metered(Agents(qs))) as srv:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url, budget_usd=0.0025, agent_kw=dict(max_tokens=40))
         rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run')
-        assert rc == 0 and s['stop_reasons'].get('budget', 0) > 0 and s['cost_usd'] <= 0.01, (s, err)
-        first = srv.model_calls
-        rc, s2, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')  # plain resume: failed lines stay
-        assert rc == 0 and s2['debated_now'] == 0 and srv.model_calls == first, err
-        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url, budget_usd=1.0)
-        rc, s3, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--retry-failed')
-        assert rc == 0, err
+        assert rc == 3 and s['stopped'].get('budget', 0) > 0 and s['finished'] + s['stopped']['budget'] == 3, (s, err)
+        assert 'did not finish' in err and '--budget-usd' in err and '--resume' in err
+        first, usd = srv.model_calls, srv.responder.usd
+        assert usd <= 0.0025
+        rc, s2, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')  # the same cap: the run's spending stays under it
+        assert rc == 3 and srv.responder.usd <= 0.0025 and s2['cost_usd_run'] == pytest.approx(srv.responder.usd), (s2, err)
+        rc, s2, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')
+        assert rc == 3 and srv.responder.usd <= 0.0025  # resumed again and again: never past the cap
+
+        rc, s3, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--budget-usd', 1)
+        assert rc == 0 and s3['stopped'] == {} and s3['next'] is None, err
         assert s3['stop_reasons'] == {'all_correct': 2, 'max_rounds': 1} and s3['finished'] == 3
         assert srv.model_calls == 33  # every call answered before is served from the cache
         assert sorted(m['question_id'] for m in mag_lines(tmp_path / 'run')) == sorted(q.id for q in qs[:3])
+        usage = json.loads((tmp_path / 'run' / 'usage.json').read_text())
+        assert usage['invocations'] == 4 and usage['cost_usd'] == pytest.approx(srv.responder.usd)
+        assert usage['cost_usd'] == pytest.approx(sum(m['usage']['cost_usd'] for m in mag_lines(tmp_path / 'run')))
+
+
+@pytest.mark.parametrize('seed', [1, 2])
+def test_kill_at_random_point_never_exceeds_budget(tmp_path, qs, seed):
+    """kill -9 at a random point of a budgeted run, resume with the same cap: the server never bills more than the cap
+    (calls in flight at the kill count at their worst case); raising the cap finishes the run, and usage.json equals
+    the ledger and the sum over the MAG lines."""
+    import random
+    cap = 0.0035
+    K = random.Random(seed).randint(3, 20)  # calls answered before the kill
+    agents = Agents(qs, hang_after=K)
+    with ScriptedServer(Metered(agents)) as srv:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url, budget_usd=cap, agent_kw=dict(max_tokens=40))
+        p = subprocess.Popen(cli_args('--config', cfg, '--out', tmp_path / 'run'), env=ENV, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        t0 = time.time()
+        while srv.model_calls <= K and time.time() - t0 < 60 and p.poll() is None: time.sleep(0.02)
+        time.sleep(random.Random(seed).uniform(0, 0.5))
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        agents.hang_after = None
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')
+        assert rc in (0, 3), err
+        assert srv.responder.usd <= cap + 1e-12, (srv.responder.usd, s)
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume', '--budget-usd', 1)
+        assert rc == 0 and s['finished'] == 3, err
+    mags = mag_lines(tmp_path / 'run')
+    usage = json.loads((tmp_path / 'run' / 'usage.json').read_text())
+    assert usage['cost_usd'] == pytest.approx(sum(m['usage']['cost_usd'] for m in mags))
+    assert usage['cost_usd'] <= srv.responder.usd + 1e-12  # the ledger has every reply that came back; hung ones never did
+
+
+def test_errors_exit_4_and_resume_retries_them(tmp_path, qs):
+    "A question that ends on a provider error makes `dnr debate` exit 4 after writing what finished; --resume retries it."
+    from dnr.servers import Fail
+    broken = {'on': True}
+    base = Agents(qs)
+    def responder(provider, req):
+        if broken['on'] and qs[2].question[:80] in req['messages'][-1]['content']: return Fail(400, 'context too long')
+        return base(provider, req)
+    with ScriptedServer(responder) as srv:
+        cfg = write_config(tmp_path / 'debate.yaml', srv.openai_url)
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run')
+        assert rc == 4 and s['stopped'] == {'error': 1} and s['finished'] == 2 and 'context too long' in (tmp_path / 'run' / 'mags.jsonl').read_text()
+        assert 'provider errors' in err
+        broken['on'] = False
+        rc, s, _, err = cli('--config', cfg, '--out', tmp_path / 'run', '--resume')
+        assert rc == 0 and s['finished'] == 3 and s['debated_now'] == 1 and s['stopped'] == {}, err
+        assert 'debating again 1 questions' in err and (tmp_path / 'run' / 'mags.stopped.jsonl').exists()
+
+
+def test_validate_then_write(tmp_path, capsys, qs):
+    "Bad dataset, category, split, limit, a missing key or a server that is down: exit 2, nothing written; fixed, the same --out works."
+    from dnr.tiny import free_port
+    out = tmp_path / 'run'
+    with ScriptedServer(Agents(qs)) as srv:
+        good = yaml.safe_load(write_config(tmp_path / 'good.yaml', srv.openai_url, limit=1).read_text())
+        for bad, msg in [(dict(dataset=dict(name='mmlu_pr', split='train')), "unknown dataset 'mmlu_pr'"),
+                         (dict(dataset=dict(name='mmlu_pro', category='physcs')), "unknown MMLU-Pro category 'physcs'"),
+                         (dict(dataset=dict(name='mmlu_pro', category='physics', split='trian')), "split must be"),
+                         (dict(limit=0), "field 'limit'"),
+                         (dict(agents=[{**good['agents'][0], 'provider': 'openai', 'api_key_env': 'DNR_UNSET_KEY'}]),
+                          'environment variable DNR_UNSET_KEY is not set'),
+                         (dict(agents=[{**good['agents'][0], 'base_url': f'http://127.0.0.1:{free_port()}/v1'}]), 'cannot connect to http://127.0.0.1:')]:
+            f = tmp_path / 'bad.yaml'; f.write_text(yaml.safe_dump({**good, **bad}))
+            rc, err = cli_inproc(capsys, '--config', f, '--out', out)
+            assert rc == 2 and msg in err and not out.exists(), (bad, err)
+        with pytest.raises(SystemExit) as e: cli_inproc(capsys, '--config', tmp_path / 'good.yaml', '--out', out, '--limit', '-1')
+        assert e.value.code == 2 and 'must be at least 1' in capsys.readouterr().err and not out.exists()
+        rc, s, _, err = cli('--config', tmp_path / 'good.yaml', '--out', out)  # fixed: the same --out works
+        assert rc == 0 and s['finished'] == 1, err
+
+
+def test_plan_needs_no_network_or_key(tmp_path, capsys):
+    "--plan on agents with unset keys and a dead server: a table and a JSON last line; nothing written."
+    from dnr.debate import debate_cli
+    from dnr.tiny import free_port
+    dead = f'http://127.0.0.1:{free_port()}/v1'
+    cfg = write_config(tmp_path / 'debate.yaml', dead, agent_kw=dict(provider='openai', api_key_env='DNR_UNSET_KEY', max_tokens=100), limit=5)
+    rc = debate_cli(['--config', str(cfg), '--plan', '--out', str(tmp_path / 'run')])
+    out = capsys.readouterr().out.strip().splitlines()
+    p = json.loads(out[-1])
+    assert rc == 0 and not (tmp_path / 'run').exists() and p['questions'] == 5
+    assert set(p['agents']) == {'teacher-a', 'teacher-b', 'student'} and p['estimated_usd'] == p['total']['usd'] > 0
+    # upper bound: rounds 0..3 with 3 answer calls each, plus 3 round ends of at most 4 feedback calls (3 agents), per question
+    assert p['total']['requests'] == 5 * (3 * 4 + 3 * 4) and p['total']['completion_tokens'] == p['total']['requests'] * 100
+    assert any(l.startswith('teacher-a') for l in out) and 'upper bound' in p['assumption']
 
 
 def test_bad_config_names_file_and_field(tmp_path, capsys):

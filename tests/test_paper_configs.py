@@ -109,10 +109,20 @@ def test_pipeline_builds_from_another_runs_debates(tmp_path):
                                 'experiment': 'ablation_sft_only', 'train': ['sft'], 'build': {**base['build'], 'debates': 5},
                                 'eval': {**base['eval'], 'models': ['sft']}, 'figures': False})
     res = run_pipeline(cfg, progress=False, log=lambda *a: None)
-    assert res['debate'] == {'debate_from': str(tmp_path / 'deb')} and not (tmp_path / 'scale' / 'debate').exists()
+    assert res['debate']['debate_from'] == str(tmp_path / 'deb') and res['debate']['stopped'] == {}
+    assert not (tmp_path / 'scale' / 'debate').exists()
     assert res['build_sft']['mags'] == 5 and res['build_sft']['debates'] == 5
     assert 'tdpo' not in res and 'build_tdpo' not in res and not (tmp_path / 'scale' / 'tdpo').exists()
     tags = json.loads((tmp_path / 'scale' / 'eval' / 'sft' / 'summary.json').read_text())['tags']
     assert tags == {'method': 'dnr_sft', 'stage': 'sft', 'experiment': 'ablation_sft_only', 'n_debates': 5}
+    # a borrowed debate with a question stopped on the budget is not trained on, and nothing is written
+    from dnr.pipeline import PartialDebate
+    (tmp_path / 'part').mkdir()
+    rows = [json.loads(l) for l in (tmp_path / 'deb' / 'mags.jsonl').read_text().splitlines()]
+    rows[3]['stop_reason'] = 'budget'
+    (tmp_path / 'part' / 'mags.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    part = load_pipeline_config({**cfg.model_dump(), 'out': str(tmp_path / 'p'), 'debate_from': str(tmp_path / 'part')})
+    with pytest.raises(PartialDebate, match="did not finish .*'budget': 1") as e: run_pipeline(part, progress=False, log=lambda *a: None)
+    assert e.value.code == 3 and not (tmp_path / 'p').exists()
     bad = load_pipeline_config({**base, 'out': str(tmp_path / 'b'), 'debate_from': str(tmp_path / 'nothing')})
     with pytest.raises(ValueError, match='debate_from: .*nothing has no mags.jsonl'): run_pipeline(bad, progress=False, log=lambda *a: None)

@@ -62,3 +62,45 @@ def test_paper_pipeline_config_is_valid():
     try: cfg = load_pipeline_config('configs/pipeline_paper.yaml')
     finally: os.chdir(cwd)
     assert cfg.debate['max_rounds'] == 3 and cfg.sft['args']['learning_rate'] == 2e-4 and cfg.tdpo['args']['beta'] == 0.1
+
+
+def _partial_config(tmp_path, url, **debate):
+    from dnr.tiny import tiny_model
+    agents = [dict(name=n, role='student' if n == 'student' else 'teacher', provider='openai_compatible', model=n,
+                   base_url=url, price_in=1.0, price_out=2.0) for n in ('teacher-a', 'student')]
+    cfg = dict(out=str(tmp_path / 'run'), student=str(tiny_model('trained')),
+               debate=dict(dataset=dict(name='mmlu_pro', category='physics', split='train'), agents=agents, max_rounds=1, limit=2, **debate))
+    f = tmp_path / 'p.yaml'; f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+def test_run_refuses_partial_debate_unless_allowed(tmp_path, monkeypatch):
+    "A debate with errored questions: `dnr run` exits 4 and builds nothing; --allow-partial goes on and records it."
+    from dnr.servers import ScriptedServer, Fail
+    from dnr import pipeline
+    with ScriptedServer(lambda p, r: Fail(400, 'context too long')) as srv:
+        f = _partial_config(tmp_path, srv.openai_url)
+        r = dnr('run', '--config', f, '--no-progress', check=False)
+        assert r.returncode == 4 and 'did not finish' in r.stderr and '--allow-partial' in r.stderr, r.stderr
+        assert not (tmp_path / 'run' / 'build').exists() and not (tmp_path / 'run' / 'debate' / 'done.json').exists()
+        class Reached(Exception): pass
+        def stop(*a, **k): raise Reached
+        monkeypatch.setattr('dnr.distill.build_sft', stop)  # the build stage is reached: enough for this test
+        cfg = pipeline.load_pipeline_config(f)
+        try: pipeline.run_pipeline(cfg, progress=False, log=lambda m: None, allow_partial=True)
+        except Reached: pass
+        else: raise AssertionError('the build stage was not reached')
+        done = json.loads((tmp_path / 'run' / 'debate' / 'done.json').read_text())
+        assert done['partial'] and done['stopped'] == {'error': 2}
+
+
+def test_run_plan_and_validation_before_writing(tmp_path):
+    "`dnr run --plan`: no network, no key; a dead server or a typo is refused before `out` exists."
+    from dnr.tiny import free_port
+    dead = f'http://127.0.0.1:{free_port()}/v1'
+    f = _partial_config(tmp_path, dead)
+    r = dnr('run', '--config', f, '--plan', check=False)
+    p = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 0 and p['questions'] == 2 and p['estimated_usd'] > 0 and not (tmp_path / 'run').exists()
+    r = dnr('run', '--config', f, check=False)
+    assert r.returncode == 2 and f'cannot connect to {dead}' in r.stderr and not (tmp_path / 'run').exists()
