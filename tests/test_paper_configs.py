@@ -126,3 +126,14 @@ def test_pipeline_builds_from_another_runs_debates(tmp_path):
     assert e.value.code == 3 and not (tmp_path / 'p').exists()
     bad = load_pipeline_config({**base, 'out': str(tmp_path / 'b'), 'debate_from': str(tmp_path / 'nothing')})
     with pytest.raises(ValueError, match='debate_from: .*nothing has no mags.jsonl'): run_pipeline(bad, progress=False, log=lambda *a: None)
+
+@pytest.mark.parametrize('name', ['debate_cs', 'debate_physics', 'debate_biology', 'debate_math', 'single_teacher_claude_physics'])
+def test_paper_budgets_come_from_the_plan(name):
+    "Each paid config's cap is its `--plan` estimate (400-token completions) plus a 15% margin, rounded up to $5."
+    import math
+    from dnr.debate import load_config as debate_config, plan_debate
+    f = PAPER / f'{name}.yaml'
+    cfg = debate_config(f) if name.startswith('debate_') else debate_config(load_pipeline_config(f).debate)
+    usd = plan_debate(cfg, typical_tokens=400)['estimated_usd']
+    assert cfg.budget_usd == max(5, 5 * math.ceil(usd * 1.15 / 5)), (cfg.budget_usd, usd)
+    assert f"estimates ${usd:.2f}" in f.read_text()
