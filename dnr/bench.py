@@ -146,13 +146,14 @@ def run_bench(model_path, # model folder
 # %% ../nbs/bench.ipynb #a70007b7
 def bench_cli(argv: list[str] | None = None) -> int:
     "`dnr bench tdpo`: TRL DPOTrainer vs the tree-aware trainer on one tree; last line JSON."
+    from dnr.debate import _positive
     p = argparse.ArgumentParser(prog='dnr bench', description='Benchmark tree-aware T-DPO against TRL DPOTrainer.')
     p.add_argument('what', choices=['tdpo'])
     p.add_argument('--model', help='model folder (default: a random Qwen2 of --hidden/--layers with the tiny tokenizer)')
-    p.add_argument('--hidden', type=int, default=256); p.add_argument('--layers', type=int, default=4)
-    p.add_argument('--nodes', type=int, default=32); p.add_argument('--context-tokens', type=int, default=600)
-    p.add_argument('--answer-tokens', type=int, default=300); p.add_argument('--agents', type=int, default=4)
-    p.add_argument('--pairs-per-step', type=int, default=8); p.add_argument('--nodes-per-step', type=int, default=2)
+    p.add_argument('--hidden', type=_positive, default=256); p.add_argument('--layers', type=_positive, default=4)
+    p.add_argument('--nodes', type=_positive, default=32); p.add_argument('--context-tokens', type=_positive, default=600)
+    p.add_argument('--answer-tokens', type=_positive, default=300); p.add_argument('--agents', type=_positive, default=4)
+    p.add_argument('--pairs-per-step', type=_positive, default=8); p.add_argument('--nodes-per-step', type=_positive, default=2)
     p.add_argument('--share', choices=['context', 'responses'], default='context')
     p.add_argument('--quick', action='store_true', help='tiny model and tree (a smoke test, < 30 s)')
     p.add_argument('--checkpointing', action='store_true', help='activation (gradient) checkpointing in both trainers')

@@ -138,13 +138,17 @@ def validation_error(where: str, # what was read: 'file', 'file:line', '<dict>'
 
 def _field_error(path, line, err: ValidationError) -> Exception: return validation_error(f'{path}:{line}', err)
 
-def repair_tail(path: str | Path) -> int:
+def repair_tail(path: str | Path, # a JSONL file written one line at a time
+                backup: bool = True, # keep the original beside it (`NAME.bak-TIME-PID`) before cutting
+               ) -> int:
     "Cut a torn last line (no trailing newline) left by a killed writer; returns the number of bytes removed."
+    import shutil, time
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0: return 0
     with open(path, 'rb+') as f:
         data = f.read()
         if data.endswith(b'\n'): return 0
+        if backup: shutil.copy2(path, path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"))
         keep = data.rfind(b'\n') + 1
         f.truncate(keep)
     return len(data) - keep

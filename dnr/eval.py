@@ -312,10 +312,11 @@ def grade_recorded(df, # `dnr.data.load_recorded_answers()` (or a subset)
 # %% ../nbs/06_eval.ipynb #f46978df
 def read_predictions(path: str | Path, # predictions.jsonl
                     ) -> dict[str, dict]:
-    "question_id -> record from a predictions file (missing file: empty); a torn last line from a crash is cut off."
+    "question_id -> record from a predictions file (missing file: empty); a torn last line from a crash is cut off, the original kept beside it."
     p = Path(path)
     if not p.exists(): return {}
-    repair_tail(p)
+    if n := repair_tail(p):
+        print(f"dnr eval: {p}: cut a torn last line ({n} bytes, left by a killed writer); the original is kept as {p.name}.bak-*", file=sys.stderr)
     out = {}
     for i, r in read_jsonl(p):
         if 'question_id' not in r: raise ValueError(f"{p}:{i}: field 'question_id': missing")

@@ -442,10 +442,11 @@ def demo_cli(argv: list[str] | None = None) -> int:
     "`dnr demo [--out runs/demo] [--questions 40]`: the offline demo pipeline (no keys); last line is a JSON summary."
     import argparse, sys
     from dnr.data import DataError
+    from dnr.debate import _positive
     ap = argparse.ArgumentParser(prog='dnr demo', description=demo_cli.__doc__)
-    ap.add_argument('--out', default='runs/demo'); ap.add_argument('--questions', type=int, default=40)
-    ap.add_argument('--eval-questions', type=int, default=20); ap.add_argument('--steps', type=int, default=12)
-    ap.add_argument('--scripted-questions', type=int, default=3, help='questions of the scripted multi-round debate')
+    ap.add_argument('--out', default='runs/demo'); ap.add_argument('--questions', type=_positive, default=40)
+    ap.add_argument('--eval-questions', type=_positive, default=20); ap.add_argument('--steps', type=_positive, default=12)
+    ap.add_argument('--scripted-questions', type=_positive, default=3, help='questions of the scripted multi-round debate')
     ap.add_argument('--no-progress', action='store_true', help='no stage lines (only the report)')
     a = ap.parse_args(argv)
     try: data = demo_data()

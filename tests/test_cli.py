@@ -36,7 +36,8 @@ def test_every_command_reports_bad_input_on_one_line(tmp_path, capsys):
         'eval': (['--model', missing, '--dataset', 'mmlu_pro:physics', '--out', tmp_path / 'e'], str(missing)),
         'figures': ([missing, '--out', tmp_path / 'f'], str(missing)),
         'run': (['--config', bad_yaml], str(bad_yaml)),
-        'demo': (['--questions', 0, '--out', tmp_path / 'demo'], 'limit'),
+        'demo': (['--questions', 0, '--out', tmp_path / 'demo'], '--questions'),
+        'show': ([missing], str(missing)),
         'repair': ([missing], str(missing)),
     }
     from dnr.cli import COMMANDS
@@ -46,6 +47,8 @@ def test_every_command_reports_bad_input_on_one_line(tmp_path, capsys):
         line = one_error_line(err, cmd)
         assert rc == 2 and name in line, (cmd, rc, err)
     assert not (tmp_path / 'run').exists() and not (tmp_path / 'demo').exists()
+    rc, err = run(capsys, 'bench', 'tdpo', '--nodes', 0)  # numbers that must be positive say which argument
+    assert rc == 2 and 'argument --nodes: must be at least 1, got 0' in one_error_line(err, 'bench')
 
 
 def test_debug_shows_the_traceback_and_help_documents_exit_codes(tmp_path):
