@@ -243,7 +243,7 @@ def test_cache_safe_under_concurrent_processes(tmp_path):
         ps = [subprocess.Popen([sys.executable, '-c', code, '--agent', str(a), '--in', str(tmp_path / f'r{i}.jsonl'), '--out',
                                 str(tmp_path / f'o{i}.jsonl'), '--cache', str(db), '--concurrency', '16'], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
-        assert [p.wait(60) for p in ps] == [0, 0]
+        assert [p.wait(60) for p in ps] == [0, 0], [p.stderr.read().decode()[-3000:] for p in ps]
     con = sqlite3.connect(db)
     assert con.execute('SELECT COUNT(*) FROM responses').fetchone()[0] == 80
     assert con.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'

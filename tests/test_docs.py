@@ -33,11 +33,13 @@ def _stale() -> bool:
 
 @pytest.fixture(scope='module')
 def manifest():
-    if _stale() and not os.environ.get('DNR_DOCS_NO_BUILD'):
-        env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
-        env.setdefault('DNR_DATA_DIR', str(ROOT.parent / 'shared' / 'data'))
-        p = subprocess.run([sys.executable, str(ROOT / 'dev' / 'render_docs.py')], cwd=ROOT, env=env, capture_output=True, text=True)
-        print(p.stdout[-3000:], p.stderr[-3000:])
+    from filelock import FileLock
+    with FileLock(str(ROOT / '.docs-build.lock')):  # one build: pytest-xdist workers would otherwise rebuild the site under each other
+        if _stale() and not os.environ.get('DNR_DOCS_NO_BUILD'):
+            env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
+            env.setdefault('DNR_DATA_DIR', str(ROOT.parent / 'shared' / 'data'))
+            p = subprocess.run([sys.executable, str(ROOT / 'dev' / 'render_docs.py')], cwd=ROOT, env=env, capture_output=True, text=True)
+            print(p.stdout[-3000:], p.stderr[-3000:])
     return {e['chapter']: e for e in json.loads((SITE / 'manifest.json').read_text())['chapters']}
 
 
@@ -116,8 +118,8 @@ def test_models_and_configs_are_field_tables(manifest, browser):
     assert crit is not None, 'no field table for Critique'
     assert [r[0] for r in crit][-2:] == ['from', 'to'] and ['text', 'str | None', 'required', 'extracted feedback'] in crit, crit
     cfg = _fields(browser, '05_train', 'TreeDPOConfig')
-    assert cfg is not None and [r[0] for r in cfg] == ['beta', 'share', 'max_length', 'max_prompt_length'], cfg
-    assert cfg[0][2:] == ['0.1', 'DPO temperature'], cfg
+    assert cfg is not None and [r[0] for r in cfg] == ['beta', 'share', 'max_length', 'max_prompt_length', 'loss_average', 'disable_dropout'], cfg
+    assert cfg[0][2] == '0.1' and cfg[0][3].startswith('DPO temperature') and all(r[3] for r in cfg), cfg  # every field described
 
 
 def test_quarto_sidebar_lists_every_chapter():
