@@ -1,27 +1,9 @@
 """CLI tests for chapter 06 (dnr.eval): `dnr eval` as a subprocess on real data and the tiny model (`dnr figures`: tests/test_report.py)."""
-import json, os, subprocess, sys
-from pathlib import Path
+import json
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, 'DNR_DATA_DIR': os.environ.get('DNR_DATA_DIR', str(ROOT.parent / 'shared' / 'data')),
-       'DNR_CACHE_DIR': os.environ.get('DNR_CACHE_DIR', str(ROOT / '.cache')), 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
-os.environ.update({k: ENV[k] for k in ('DNR_DATA_DIR', 'DNR_CACHE_DIR', 'HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE')})
-
-
-def dnr(cmd, *args, check=True, timeout=300):
-    "Run `dnr <cmd> ...` (the console script once dnr.cli dispatches it; until then the *_cli function) in a subprocess."
-    exe = Path(sys.executable).with_name('dnr')
-    cli = ROOT / 'dnr' / 'cli.py'
-    if exe.exists() and cli.exists() and f"'{cmd}'" in cli.read_text(): argv = [str(exe), cmd, *args]
-    else: argv = [sys.executable, '-c', f"import sys; from dnr.eval import {cmd}_cli as f; sys.exit(f(sys.argv[1:]))", *args]
-    p = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=timeout, cwd=ROOT)
-    if check and p.returncode != 0: raise AssertionError(f"rc={p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
-
-
-def last_json(p): return json.loads(p.stdout.strip().splitlines()[-1])
+from conftest import ROOT, dnr, last_json
 
 
 @pytest.fixture(scope='module')
