@@ -13,12 +13,14 @@ from .data import (Question, load_benchmark, grade_response, round0_prompt, deba
                       critique_prompt, self_reflection_test_prompt, critique_test_prompt, format_last_round,
                       extract_feedback, read_config, validation_error, extract_answer, extract_authors, answer_labels, grade)
 from .agents import AgentSpec, AgentPool, Completion, load_agents
+from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
+                     repair_mags, validate_mag, write_mags)
 
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig', 'DebateConfig',
-           'ConfigError', 'load_config', 'offline_config', 'shuffled_order', 'consensus_answer', 'grade_debate_answer',
-           'answer_counts', 'Debate', 'run_debate', 'debate_questions', 'pool_specs', 'select_questions',
-           'read_run_mags', 'run_dir', 'run_sync', 'plan_debate', 'format_plan', 'debate_cli']
+           'ConfigError', 'load_config', 'offline_config', 'shuffled_order', 'stop_reason', 'consensus_answer',
+           'grade_debate_answer', 'answer_counts', 'Debate', 'run_debate', 'debate_questions', 'pool_specs',
+           'select_questions', 'read_run_mags', 'run_dir', 'run_sync', 'plan_debate', 'format_plan', 'debate_cli']
 
 # %% ../nbs/03_debate.ipynb #af9b72f0
 class DatasetConfig(BaseModel):
@@ -130,20 +132,35 @@ def _usage(c: Completion | None) -> dict:
     return dict(prompt_tokens=c.prompt_tokens or 0, completion_tokens=c.completion_tokens or 0,
                 cached_tokens=c.cached_tokens or 0, cost_usd=c.cost_usd or 0.0)
 
-def _failure(err: str | None) -> str | None:
-    "Map a completion error to a stop reason."
+def _failure(err: str | None) -> StopReason | None:
+    "The stop reason a failed call's error stands for (None: no error)."
     if not err: return None
     e = err.lower()
     return 'no_recording' if 'no recording' in e else 'budget' if 'budget' in e else 'error'
 
-def consensus_answer(answers: dict[str, dict], # agent -> answer dict of one round
+_FAILURES = ('no_recording', 'budget', 'error')  # when several calls failed, the first of these present is the reason
+
+def stop_reason(rnd: Round, # the round just answered
+                cfg: DebateConfig, # its `stop` rule and `max_rounds`
+                feedback_errors: list[str | None] = (), # errors of the round end's calls, once it ran
+               ) -> StopReason | None:
+    "Why a debate stops after `rnd`: a failed call (answers or round end), else the `stop` rule, else `max_rounds`; None to go on."
+    fails = {_failure(e) for e in [*(a.error for a in rnd.answers.values()), *feedback_errors]}
+    if failed := next((f for f in _FAILURES if f in fails), None): return failed
+    ans = list(rnd.answers.values())
+    if cfg.stop == 'all_correct' and all(a.correct for a in ans): return 'all_correct'
+    if cfg.stop == 'consensus' and None not in (x := [a.answer for a in ans]) and len(set(x)) == 1: return 'consensus'
+    if rnd.round >= cfg.max_rounds: return 'max_rounds'
+    return None
+
+def consensus_answer(answers: dict[str, Answer], # agent -> answer of one round
                      order: list[str], # agent order for tie-breaking
                     ) -> str | None:
     "Majority answer of a round (ties go to the answer given first in `order`); None if nothing parsed."
-    votes = Counter(answers[a]['answer'] for a in order if a in answers and answers[a]['answer'] is not None)
+    votes = Counter(answers[a].answer for a in order if a in answers and answers[a].answer is not None)
     if not votes: return None
     top = max(votes.values())
-    return next(answers[a]['answer'] for a in order if a in answers and votes.get(answers[a]['answer']) == top)
+    return next(answers[a].answer for a in order if a in answers and votes.get(answers[a].answer) == top)
 
 # %% ../nbs/03_debate.ipynb #02a93395
 def grade_debate_answer(q: Question, # the question
@@ -185,7 +202,7 @@ class Debate:
         if self.batcher: return await self.batcher.submit(agent, msgs, meta, sample)
         return await self.pool.acomplete(agent, msgs, meta=meta, sample=sample)
 
-    async def answer(self, q: Question, agent: str, prompt: str, r: int) -> dict:
+    async def answer(self, q: Question, agent: str, prompt: str, r: int) -> Answer:
         "One agent's answer: up to `samples` tries, keeping the first parseable one; tokens and dollars of all tries."
         tries, grading = [], self.cfg.grading
         for s in range(self.cfg.n_samples(agent)):
@@ -195,112 +212,94 @@ class Debate:
             if c.content is None or answer_counts(g, grading): break
         s, c, g = next((t for t in tries if answer_counts(t[2], grading)), tries[0])
         u = {k: sum(_usage(t[1])[k] for t in tries) for k in _usage(None)}
-        return dict(response=c.content, reasoning=g['reasoning'], answer=g['answer'], status=g['status'], parse=g['parse'],
-                    correct=g['correct'], **u, error=c.error if c.content is None else None, sample=s)
+        return Answer(response=c.content, **g, **u, error=c.error if c.content is None else None, sample=s)
 
-    async def _feedback(self, q, agent, prompt, r, kind, to=None) -> dict:
+    async def _feedback(self, q, agent, prompt, r, kind, to=None) -> Reflection | Critique:
         c = await self._complete(agent, prompt, dict(question_id=q.id, round=r, kind=kind, agent=agent, **({'to': to} if to else {})))
-        text = extract_feedback(c.content) if c.content is not None else None
-        return dict(text=text, response=c.content, **_usage(c), error=c.error if c.content is None else None)
+        fb = dict(text=extract_feedback(c.content) if c.content is not None else None, response=c.content, **_usage(c),
+                  error=c.error if c.content is None else None)
+        return Critique(from_=agent, to=to, **fb) if to else Reflection(**fb)
 
-    async def round_end(self, q: Question, rnd: dict) -> list[str]:
-        "Self-reflections of wrong agents and critiques from right to wrong agents, stored in `rnd`; returns failures."
-        r, ans, fb, test = rnd['round'], rnd['answers'], self.cfg.feedback, self.cfg.mode == 'test'
+    async def round_end(self, q: Question, rnd: Round) -> list[str | None]:
+        "Self-reflections of wrong agents and critiques from right to wrong agents, stored in `rnd`; returns the calls' errors."
+        r, ans, fb, test = rnd.round, rnd.answers, self.cfg.feedback, self.cfg.mode == 'test'
         if test:  # no gold: everyone reflects; everyone critiques agents whose answer differs from its own
             reflect = self.names
-            pairs = [(a, b) for a in self.names for b in self.names if a != b and ans[a]['answer'] != ans[b]['answer']]
+            pairs = [(a, b) for a in self.names for b in self.names if a != b and ans[a].answer != ans[b].answer]
         else:
-            reflect = [a for a in self.names if not ans[a]['correct']]
-            pairs = [(a, b) for a in self.names if ans[a]['correct'] for b in self.names if not ans[b]['correct']]
+            reflect = [a for a in self.names if not ans[a].correct]
+            pairs = [(a, b) for a in self.names if ans[a].correct for b in self.names if not ans[b].correct]
         jobs = []
         if 'self_reflection' in fb:
             for a in reflect:
-                p = (self_reflection_test_prompt if test else self_reflection_prompt)(q, ans[a]['reasoning'], ans[a]['answer'])
-                jobs.append(('reflection', a, None, self._feedback(q, a, p, r, 'reflection')))
+                p = (self_reflection_test_prompt if test else self_reflection_prompt)(q, ans[a].reasoning, ans[a].answer)
+                jobs.append((a, self._feedback(q, a, p, r, 'reflection')))
         if 'critique' in fb:
             for a, b in pairs:
-                p = (critique_test_prompt if test else critique_prompt)(q, ans[a]['reasoning'], ans[a]['answer'],
-                                                                        ans[b]['reasoning'], ans[b]['answer'])
-                jobs.append(('critique', a, b, self._feedback(q, a, p, r, 'critique', to=b)))
-        res = await asyncio.gather(*(j[-1] for j in jobs))
-        fails = [f for x in res if (f := _failure(x['error']))]
-        for (kind, a, b, _), x in zip(jobs, res):
-            if _failure(x['error']) == 'no_recording': continue  # nothing was asked: no placeholder in the MAG
-            if kind == 'reflection': rnd['reflections'][a] = x
-            else: rnd['critiques'].append({'from': a, 'to': b, **x})
-        return fails
+                p = (critique_test_prompt if test else critique_prompt)(q, ans[a].reasoning, ans[a].answer,
+                                                                        ans[b].reasoning, ans[b].answer)
+                jobs.append((a, self._feedback(q, a, p, r, 'critique', to=b)))
+        res = await asyncio.gather(*(j for _, j in jobs))
+        for (a, _), x in zip(jobs, res):
+            if _failure(x.error) == 'no_recording': continue  # nothing was asked: no placeholder in the MAG
+            if isinstance(x, Critique): rnd.critiques.append(x)
+            else: rnd.reflections[a] = x
+        return [x.error for x in res]
 
-    def last_round(self, q: Question, prev: dict, r: int) -> tuple[str, list[str]]:
+    def last_round(self, q: Question, prev: Round, r: int) -> tuple[str, list[str]]:
         "The shuffled 'Last Round Answers' block shown in round `r`, and its order."
         order = shuffled_order(self.names, self.cfg.seed, q.id, r)
-        entries = [dict(reasoning=prev['answers'][a]['reasoning'], answer=prev['answers'][a]['answer'],
-                        reflection=(prev['reflections'].get(a) or {}).get('text'),
-                        feedback=[c['text'] for c in prev['critiques'] if c['to'] == a]) for a in order]
+        entries = [dict(reasoning=prev.answers[a].reasoning, answer=prev.answers[a].answer,
+                        reflection=prev.reflections[a].text if a in prev.reflections else None,
+                        feedback=[c.text for c in prev.critiques if c.to == a]) for a in order]
         return format_last_round(entries), order
 
-    def stop_reason(self, rnd: dict) -> str | None:
-        "Why the debate stops after this round's answers, or None to continue."
-        errs = [_failure(v['error']) for v in rnd['answers'].values() if v['error']]
-        if errs: return 'no_recording' if 'no_recording' in errs else 'budget' if 'budget' in errs else 'error'
-        ans, stop = rnd['answers'], self.cfg.stop
-        if stop == 'all_correct' and all(v['correct'] for v in ans.values()): return 'all_correct'
-        if stop == 'consensus' and None not in (a := [v['answer'] for v in ans.values()]) and len(set(a)) == 1: return 'consensus'
-        if rnd['round'] >= self.cfg.max_rounds: return 'max_rounds'
-        return None
-
-    async def debate(self, q: Question) -> dict:
-        "Debate one question; returns its MAG line (a dict in the `dnr.mag` format)."
-        rounds, stop = [], None
+    async def debate(self, q: Question) -> MAG:
+        "Debate one question; returns its `MAG`."
+        rounds = []
         for r in range(self.cfg.max_rounds + 1):
             if r == 0: last, order, prompt = None, [], round0_prompt(q)
             else:
                 last, order = self.last_round(q, rounds[-1], r)
                 prompt = debate_prompt(q, last)
             res = await asyncio.gather(*(self.answer(q, a, prompt, r) for a in self.names))
-            rnd = dict(round=r, last_round=last, order=order, answers=dict(zip(self.names, res)), reflections={}, critiques=[])
-            rounds.append(rnd)
-            stop = self.stop_reason(rnd)
+            rounds.append(rnd := Round(round=r, last_round=last, order=order, answers=dict(zip(self.names, res))))
+            stop = stop_reason(rnd, self.cfg)
             if stop and not (stop == 'max_rounds' and self.cfg.final_round_end): break
-            fails = await self.round_end(q, rnd)
-            if fails: stop = 'no_recording' if 'no_recording' in fails else 'budget' if 'budget' in fails else 'error'; break
-            if stop: break
+            if stop := stop_reason(rnd, self.cfg, await self.round_end(q, rnd)): break
         return self.mag(q, rounds, stop)
 
-    def mag(self, q: Question, rounds: list[dict], stop: str) -> dict:
-        "Assemble the MAG line."
-        items = [v for r in rounds for v in [*r['answers'].values(), *r['reflections'].values(), *r['critiques']]]
-        usage = {k: sum(x[k] for x in items) for k in ('prompt_tokens', 'completion_tokens', 'cached_tokens', 'cost_usd')}
-        return dict(schema_version=1, question_id=q.id, dataset=q.dataset, category=q.category, question=q.text,
-                    options=q.options, gold=q.gold, kind=q.kind,
-                    agents=[dict(name=a.name, role=a.role, model=a.model) for a in self.specs], rounds=rounds,
-                    stop_reason=stop, consensus=consensus_answer(rounds[-1]['answers'], self.names),
-                    usage={'calls': len(items), **usage})
+    def mag(self, q: Question, rounds: list[Round], stop: StopReason) -> MAG:
+        "Assemble the `MAG`, with the calls, tokens and dollars of all its answers and feedback."
+        items = [v for r in rounds for v in [*r.answers.values(), *r.reflections.values(), *r.critiques]]
+        usage = {k: sum(getattr(x, k) for x in items) for k in ('prompt_tokens', 'completion_tokens', 'cached_tokens', 'cost_usd')}
+        return MAG(question_id=q.id, dataset=q.dataset, category=q.category, question=q.text, options=q.options, gold=q.gold,
+                   kind=q.kind, agents=[AgentInfo(name=a.name, role=a.role, model=a.model) for a in self.specs], rounds=rounds,
+                   stop_reason=stop, consensus=consensus_answer(rounds[-1].answers, self.names), usage={'calls': len(items), **usage})
 
 # %% ../nbs/03_debate.ipynb #0365fa98
 async def run_debate(questions: list[Question], # questions to debate
                      cfg: DebateConfig, # the protocol
                      pool: AgentPool, # the agents
-                     on_finish=None, # called with each finished MAG dict
+                     on_finish=None, # called with each finished `MAG`
                      progress: bool = True, # show a tqdm bar
                      engine: Debate | None = None, # an existing engine (to inspect its call counts afterwards)
-                    ) -> list[dict]:
-    "Debate `questions` concurrently; returns their MAG dicts in input order."
+                    ) -> list[MAG]:
+    "Debate `questions` concurrently; returns their `MAG`s in input order."
     from tqdm.auto import tqdm
-    from dnr.mag import validate_mag
     eng = engine or Debate(cfg, pool)
     n_flight = len(questions) if cfg.batch else (cfg.questions_in_flight or 4 * cfg.concurrency)
     sem, bar = asyncio.Semaphore(max(1, n_flight)), tqdm(total=len(questions), desc='debate', disable=not progress or None)
     async def one(q):
         async with sem:
             m = await eng.debate(q)
-        validate_mag(m, where=f'question {q.id}')
         if on_finish: on_finish(m)
         bar.update(1)
         return m
     try: return list(await asyncio.gather(*(one(q) for q in questions)))
     finally: bar.close()
 
-def debate_questions(questions, cfg, pool, **kw) -> list[dict]:
+def debate_questions(questions, cfg, pool, **kw) -> list[MAG]:
     "Synchronous `run_debate` on the pool's background loop (works in scripts and notebooks)."
     return pool.run_sync(run_debate(questions, cfg, pool, **kw))
 
@@ -338,7 +337,6 @@ def select_questions(cfg: DebateConfig) -> list[Question]:
 
 def read_run_mags(path: str | Path) -> tuple[list, int]:
     "The MAGs of a run's `mags.jsonl` and the byte size of a torn last line (the file is not changed); a bad line raises naming `dnr repair`."
-    from dnr.mag import MAGError, validate_mag
     path = Path(path)
     if not path.exists(): return [], 0
     data = path.read_bytes()
@@ -379,7 +377,6 @@ async def run_dir(cfg: DebateConfig, # the run's config
                  ) -> dict:
     "Run (or resume) a debate into a run folder; returns the JSON summary. Everything is validated before anything is written."
     import shutil, yaml
-    from dnr.mag import append_mag, read_mags, repair_mags, write_mags
     from dnr.agents import preflight
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
@@ -461,7 +458,6 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
     n = len(specs)
     rows = {s.name: dict(requests=0, prompt_tokens=0, completion_tokens=0) for s in specs}
     if from_run is not None:
-        from dnr.mag import read_mags
         mags = read_mags(Path(from_run) / 'mags.jsonl')
         if not mags: raise ConfigError(f"{from_run}: no MAG lines to take round statistics from")
         for m in mags:

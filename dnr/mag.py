@@ -6,21 +6,22 @@
 from __future__ import annotations
 import json, os, re, sys, time
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from .data import repair_tail  # re-exported: the run-file repair used by debates
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'STOP_REASONS', 'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Round', 'MAG', 'MAGError',
-           'validate_mag', 'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags', 'repair_mags',
-           'repair_cli', 'from_dr_authors', 'to_dr_authors', 'from_magdi', 'load_foreign', 'answers_frame',
-           'accuracy_table', 'stops_table', 'flips_table', 'usage_table', 'plot_run', 'debate_graph', 'draw_debate',
-           'debate_svg', 'transcript', 'transcript_html', 'save_html', 'load_mag', 'show_cli', 'mag_flips',
-           'filter_mags', 'Explorer', 'explore']
+__all__ = ['SCHEMA_VERSION', 'StopReason', 'STOP_REASONS', 'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Round', 'MAG',
+           'MAGError', 'validate_mag', 'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags',
+           'repair_mags', 'repair_cli', 'from_dr_authors', 'to_dr_authors', 'from_magdi', 'load_foreign',
+           'answers_frame', 'accuracy_table', 'stops_table', 'flips_table', 'usage_table', 'plot_run', 'debate_graph',
+           'draw_debate', 'debate_svg', 'transcript', 'transcript_html', 'save_html', 'load_mag', 'show_cli',
+           'mag_flips', 'filter_mags', 'Explorer', 'explore']
 
 # %% ../nbs/02_mag.ipynb #8b27399f
 SCHEMA_VERSION = 1
-STOP_REASONS = ('all_correct', 'consensus', 'max_rounds', 'no_recording', 'error', 'budget')
+StopReason = Literal['all_correct', 'consensus', 'max_rounds', 'no_recording', 'error', 'budget']  # why a debate stopped
+STOP_REASONS = get_args(StopReason)
 
 class _Base(BaseModel):
     model_config = ConfigDict(extra='forbid', populate_by_name=True)
@@ -87,7 +88,7 @@ class MAG(_Base):
     kind: Literal['choice', 'math', 'number', 'yesno'] = 'choice'
     agents: list[AgentInfo]
     rounds: list[Round]
-    stop_reason: Literal[STOP_REASONS]
+    stop_reason: StopReason  # decided by `dnr.debate.stop_reason`
     consensus: str | None = None  # majority answer of the last round (test-time variant)
     source: str = 'dnr'  # 'dnr', 'dr_authors' or 'magdi'
     usage: dict[str, Any] = {}
