@@ -1,7 +1,7 @@
 """Edit notebooks as plain text, keeping cell ids (so exports and merges stay stable).
 
-    python dev/nb.py pull nbs/02_debate.ipynb ...   # -> dev/src/02_debate.txt
-    python dev/nb.py push dev/src/02_debate.txt ... # -> nbs/02_debate.ipynb (then nbdev_clean)
+    python dev/nb.py pull nbs/03_debate.ipynb ...   # -> dev/src/03_debate.txt
+    python dev/nb.py push dev/src/03_debate.txt ... # -> nbs/03_debate.ipynb (then nbdev_clean)
 
 In the text form each cell starts with a marker line `# %% code <id>` or `# %% markdown <id>` and holds
 its source verbatim. A new cell takes `# %% code new` (or `markdown new`): push gives it a fresh id.

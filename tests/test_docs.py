@@ -114,7 +114,7 @@ def _fields(browser, chapter, name):
 
 def test_models_and_configs_are_field_tables(manifest, browser):
     "Pydantic models list their fields with type, default and description; the T-DPO config lists its own fields."
-    crit = _fields(browser, '03_mag', 'Critique')
+    crit = _fields(browser, '02_mag', 'Critique')
     assert crit is not None, 'no field table for Critique'
     assert [r[0] for r in crit][-2:] == ['from', 'to'] and ['text', 'str | None', 'required', 'extracted feedback'] in crit, crit
     cfg = _fields(browser, '05_train', 'TreeDPOConfig')
