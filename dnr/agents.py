@@ -13,12 +13,13 @@ import tenacity
 from fastcore.basics import patch
 from .providers import (AgentConfigError, MalformedResponse, is_retryable, retry_after, retry_wait, endpoint_url, is_connect_error,
     CONNECT_ATTEMPTS, CONNECT_WAIT, openai_params, parse_openai, anthropic_params, parse_anthropic, gemini_request, parse_gemini,
-    make_client, call_provider, _api_key, _close_client, _error_text, _HFModel, _HFRunner)
+    make_client, call_provider, price, _api_key, _close_client, _error_text, _HFModel, _HFRunner)
 from .cache import ResponseCache, cache_key, legacy_cache_key, _check_messages
+from .batches import _Batcher
 
 # %% auto #0
 __all__ = ['log', 'PROVIDERS', 'NO_RECORDING', 'BUDGET_ERROR', 'AgentSpec', 'load_agents', 'Completion', 'preflight',
-           'replay_answer', 'RateLimiter', 'BudgetExceeded', 'AgentPool', 'price', 'read_requests', 'chat_cli']
+           'replay_answer', 'RateLimiter', 'BudgetExceeded', 'AgentPool', 'read_requests', 'chat_cli']
 
 # %% ../nbs/01_agents.ipynb #d04ba503
 log = logging.getLogger('dnr.agents')
@@ -291,13 +292,6 @@ def _estimate_usd(spec: AgentSpec, messages: list[dict]) -> float:
     usd = (chars / 3 * spec.price_in + spec.max_tokens * spec.price_out) / 1e6
     return usd * (spec.batch_discount if spec.batch else 1)
 
-def price(spec: AgentSpec, parsed: dict, batch: bool = False) -> float:
-    "Dollar cost of a reply's token counts."
-    pc = spec.price_cached if spec.price_cached is not None else spec.price_in
-    usd = ((parsed['prompt_tokens'] - parsed['cached_tokens']) * spec.price_in + parsed['cached_tokens'] * pc
-           + parsed['completion_tokens'] * spec.price_out) / 1e6
-    return usd * (spec.batch_discount if batch else 1)
-
 @patch
 def _reserve(self: AgentPool, spec: AgentSpec, est: float, key: str | None = None) -> str | None:
     "Reserve `est` dollars for a paid call (in the ledger too with `ledger=True`); returns an error text if the budget does not allow it."
@@ -514,107 +508,6 @@ def usage_table(self: AgentPool):
     return pd.DataFrame(rows).set_index('scope')
 
 # %% ../nbs/01_agents.ipynb #58007e90
-_CID = 48  # custom ids: the first 48 hex chars of the cache key (Anthropic allows 64 of [a-zA-Z0-9_-])
-
-class _Batcher:
-    "Collects one agent's requests into provider batch jobs, persists their ids, polls, maps results back."
-    def __init__(self, pool: AgentPool, spec: AgentSpec):
-        self.pool, self.spec, self.pending, self.waiters, self.watchers, self.timer = pool, spec, [], {}, {}, None
-
-    def cancel(self):
-        for t in self.watchers.values(): t.cancel()
-        if self.timer: self.timer.cancel()
-
-    async def get(self, key: str, messages: list[dict]) -> dict:
-        "The priced record for `key`, once its batch has finished."
-        if key not in self.waiters:
-            self.waiters[key] = asyncio.get_running_loop().create_future()
-            if bid := self.pool.cache.batch_of(key): self.watch(bid)
-            else:
-                self.pending.append((key, messages))
-                if len(self.pending) >= self.spec.batch_size: asyncio.ensure_future(self.flush())
-                elif self.timer is None: self.timer = asyncio.get_running_loop().call_later(
-                    self.spec.batch_window, lambda: asyncio.ensure_future(self.flush()))
-        return await asyncio.shield(self.waiters[key])
-
-    async def flush(self):
-        "Submit everything pending as one batch."
-        if self.timer: self.timer.cancel(); self.timer = None
-        items, self.pending = self.pending, []
-        if not items: return
-        try:
-            bid = await self.pool._with_retries(self.spec, lambda: self._submit(items), count=False)
-            self.pool.cache.add_batch(bid, self.spec, [(k, k[:_CID]) for k, _ in items])
-            log.info("agent %s: submitted batch %s with %d requests", self.spec.name, bid, len(items))
-        except Exception as e:
-            for k, _ in items: self._resolve(k, exc=e)
-            return
-        self.watch(bid)
-
-    async def _submit(self, items) -> str:
-        client, sp = self.pool._client(self.spec), self.spec
-        if sp.provider == 'openai':
-            data = ''.join(json.dumps({'custom_id': k[:_CID], 'method': 'POST', 'url': '/v1/chat/completions',
-                                       'body': openai_params(sp, m)}) + '\n' for k, m in items).encode()
-            f = await client.files.create(file=('dnr-batch.jsonl', io.BytesIO(data)), purpose='batch')
-            return (await client.batches.create(input_file_id=f.id, endpoint='/v1/chat/completions',
-                                                completion_window='24h', metadata={'dnr_agent': sp.name})).id
-        return (await client.messages.batches.create(
-            requests=[{'custom_id': k[:_CID], 'params': anthropic_params(sp, m)} for k, m in items])).id
-
-    def watch(self, bid: str):
-        if bid not in self.watchers or self.watchers[bid].done(): self.watchers[bid] = asyncio.ensure_future(self._poll(bid))
-
-    async def _check(self, bid: str) -> dict | None:
-        "None while the batch runs; when it has ended {custom_id: parsed dict | error text}."
-        client, out = self.pool._client(self.spec), {}
-        if self.spec.provider == 'openai':
-            b = await client.batches.retrieve(bid)
-            if b.status not in ('completed', 'failed', 'expired', 'cancelled'): return None
-            for fid in (b.output_file_id, b.error_file_id):
-                if not fid: continue
-                for line in (await client.files.content(fid)).text.splitlines():
-                    if not line.strip(): continue
-                    r = json.loads(line); resp = r.get('response') or {}
-                    if resp.get('status_code') == 200:
-                        try: out[r['custom_id']] = parse_openai(resp['body'])
-                        except MalformedResponse as e: out[r['custom_id']] = _error_text(e)
-                    else:
-                        err = (resp.get('body') or {}).get('error') or r.get('error') or {}
-                        out[r['custom_id']] = f"batch item {resp.get('status_code')}: {err.get('message', err)}"
-            if b.status != 'completed' and not out: out[None] = f"batch {bid} {b.status}: {b.errors}"
-            return out
-        b = await client.messages.batches.retrieve(bid)
-        if b.processing_status != 'ended': return None
-        async for r in await client.messages.batches.results(bid):
-            if r.result.type == 'succeeded': out[r.custom_id] = parse_anthropic(r.result.message)
-            else:
-                err = getattr(r.result, 'error', None)
-                out[r.custom_id] = f"batch item {r.result.type}: {getattr(getattr(err, 'error', None), 'message', err)}"
-        return out
-
-    async def _poll(self, bid: str):
-        try:
-            while (res := await self.pool._with_retries(self.spec, lambda: self._check(bid), count=False)) is None:
-                await asyncio.sleep(self.spec.poll_s)
-        except Exception as e:
-            for k, _ in self.pool.cache.batch_items(bid): self._resolve(k, exc=e)
-            return
-        for k, cid in self.pool.cache.batch_items(bid):
-            r = res.get(cid)
-            if isinstance(r, dict):
-                rec = {**r, 'cost_usd': price(self.spec, r, batch=True)}
-                self.pool.cache.put(k, self.spec, rec, release='key'); self._resolve(k, rec)
-            else: self._resolve(k, exc=RuntimeError(r or res.get(None) or f"custom_id {cid} missing from batch {bid} results"))
-        self.pool.cache.set_batch_status(bid, 'collected')
-        log.info("agent %s: collected batch %s", self.spec.name, bid)
-
-    def _resolve(self, key, rec=None, exc=None):
-        f = self.waiters.pop(key, None)
-        if f is None or f.done(): return
-        if exc is not None: f.set_exception(exc)
-        else: self.pool._add(self.spec, None, provider_calls=1); f.set_result(rec)
-
 @patch
 def _batcher(self: AgentPool, spec: AgentSpec) -> _Batcher:
     st = self._state()

@@ -13,7 +13,7 @@ if TYPE_CHECKING: from dnr.agents import AgentSpec  # only for annotations: this
 # %% auto #0
 __all__ = ['CONNECT_ATTEMPTS', 'CONNECT_WAIT', 'AgentConfigError', 'MalformedResponse', 'is_retryable', 'retry_after',
            'retry_wait', 'endpoint_url', 'is_connect_error', 'openai_params', 'parse_openai', 'anthropic_params',
-           'parse_anthropic', 'gemini_request', 'parse_gemini', 'make_client', 'call_provider']
+           'parse_anthropic', 'gemini_request', 'parse_gemini', 'price', 'make_client', 'call_provider']
 
 # %% ../nbs/01a_providers.ipynb #81d6e63c
 _KEY_ENV = {'openai': 'OPENAI_API_KEY', 'anthropic': 'ANTHROPIC_API_KEY', 'gemini': 'GEMINI_API_KEY'}
@@ -159,6 +159,14 @@ def parse_gemini(r) -> dict:
             'completion_tokens': ((u and u.candidates_token_count) or 0) + ((u and u.thoughts_token_count) or 0),
             'cached_tokens': (u and u.cached_content_token_count) or 0,
             'finish_reason': {'STOP': 'stop', 'MAX_TOKENS': 'length'}.get(fr, str(fr).lower() if fr else None)}
+
+# %% ../nbs/01a_providers.ipynb #e50cfeb2
+def price(spec: AgentSpec, parsed: dict, batch: bool = False) -> float:
+    "Dollar cost of a reply's token counts."
+    pc = spec.price_cached if spec.price_cached is not None else spec.price_in
+    usd = ((parsed['prompt_tokens'] - parsed['cached_tokens']) * spec.price_in + parsed['cached_tokens'] * pc
+           + parsed['completion_tokens'] * spec.price_out) / 1e6
+    return usd * (spec.batch_discount if batch else 1)
 
 # %% ../nbs/01a_providers.ipynb #1fe4f288
 def _api_key(spec: AgentSpec) -> str:
