@@ -7,110 +7,21 @@ from __future__ import annotations
 import argparse, asyncio, functools, io, json, logging, os, sys, threading, time, weakref
 from pathlib import Path
 from typing import Any, Callable, Literal
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel
 import tenacity
 from fastcore.basics import patch
-from .providers import (AgentConfigError, MalformedResponse, is_retryable, retry_after, retry_wait, endpoint_url, is_connect_error,
+from .providers import (AgentConfigError, PROVIDERS, AgentSpec, load_agents, MalformedResponse, is_retryable, retry_after, retry_wait, endpoint_url, is_connect_error,
     CONNECT_ATTEMPTS, CONNECT_WAIT, openai_params, parse_openai, anthropic_params, parse_anthropic, gemini_request, parse_gemini,
     make_client, call_provider, price, _api_key, _close_client, _error_text, _HFModel, _HFRunner)
 from .cache import ResponseCache, cache_key, legacy_cache_key, _check_messages
 from .batches import _Batcher
 
 # %% auto #0
-__all__ = ['log', 'PROVIDERS', 'NO_RECORDING', 'BUDGET_ERROR', 'AgentSpec', 'load_agents', 'Completion', 'preflight',
-           'replay_answer', 'RateLimiter', 'BudgetExceeded', 'AgentPool', 'read_requests', 'chat_cli']
+__all__ = ['log', 'NO_RECORDING', 'BUDGET_ERROR', 'Completion', 'preflight', 'replay_answer', 'RateLimiter', 'BudgetExceeded',
+           'AgentPool', 'read_requests', 'chat_cli']
 
 # %% ../nbs/01_agents.ipynb #d04ba503
 log = logging.getLogger('dnr.agents')
-
-# %% ../nbs/01_agents.ipynb #f7aeb603
-PROVIDERS = ('openai', 'anthropic', 'gemini', 'openai_compatible', 'hf', 'replay')
-
-class AgentSpec(BaseModel):
-    "One debate agent: who it is, how to reach it, how to sample, and what it costs."
-    model_config = ConfigDict(extra='forbid', protected_namespaces=())
-    name: str  # unique name used in MAG files (e.g. 'gpt-4o')
-    role: Literal['teacher', 'student'] = 'teacher'
-    provider: Literal['openai', 'anthropic', 'gemini', 'openai_compatible', 'hf', 'replay']
-    model: str  # provider model id; a model folder for 'hf'; the recorded model name for 'replay'
-    base_url: str | None = None  # API endpoint (required for 'openai_compatible')
-    api_key_env: str | None = None  # NAME of the environment variable holding the key
-    temperature: float = 0.3  # D&R samples every agent at 0.3
-    top_p: float | None = None
-    max_tokens: int = 1000  # D&R: max 1000 output tokens
-    price_in: float = 0.0  # $ per million prompt tokens
-    price_out: float = 0.0  # $ per million completion tokens
-    price_cached: float | None = None  # $ per million cached prompt tokens (default: price_in)
-    extra: dict[str, Any] = {}  # extra request parameters passed to the provider as is (part of the cache key)
-    concurrency: int | None = None  # max requests in flight to this agent's endpoint (default: the pool's)
-    rpm: float | None = None  # requests per minute limit for this endpoint
-    tpm: float | None = None  # (estimated) tokens per minute limit for this endpoint
-    timeout: float = 120.0  # seconds per HTTP request
-    max_attempts: int = 6  # retries are bounded by count ...
-    max_retry_s: float = 300.0  # ... and by total time
-    retry_wait: float = 0.5  # backoff: attempt n waits a random time in [0, min(retry_wait_max, retry_wait * 2**n)]
-    retry_wait_max: float = 30.0
-    batch: bool = False  # use the provider's batch API (openai, anthropic): half price, results within 24 h
-    batch_discount: float = 0.5  # price factor for batch requests
-    batch_size: int = 10_000  # flush a batch at this many requests ...
-    batch_window: float = 2.0  # ... or this many seconds after its first request
-    poll_s: float = 30.0  # seconds between batch status polls
-    path: str | None = None  # 'replay': recorded answers file (default: dnr.data's)
-    hf_batch_size: int = 8  # 'hf': prompts generated together
-    device: str = 'cpu'  # 'hf': torch device
-
-    @model_validator(mode='after')
-    def _check(self):
-        if self.provider == 'openai_compatible' and not self.base_url: raise ValueError("openai_compatible needs base_url")
-        if self.batch and self.provider not in ('openai', 'anthropic'): raise ValueError(f"batch=True needs provider openai or anthropic, not {self.provider}")
-        return self
-
-    @property
-    def endpoint(self) -> str:
-        "The rate-limit group: requests to the same provider endpoint share concurrency and rate limits."
-        return f"{self.provider}|{self.base_url or ''}"
-
-# %% ../nbs/01_agents.ipynb #3e212ec9
-def _yaml_lines(text: str) -> list[tuple[int, dict]]:
-    "For each agent entry in a YAML document: (line of the entry, {key: line of the key})."
-    try: node = yaml.compose(text)
-    except yaml.YAMLError: return []
-    if isinstance(node, yaml.MappingNode):
-        d = {k.value: v for k, v in node.value}
-        node = d['agents'] if 'agents' in d else yaml.SequenceNode('tag:yaml.org,2002:seq', [node])
-    if not isinstance(node, yaml.SequenceNode): return []
-    return [(it.start_mark.line + 1, {k.value: k.start_mark.line + 1 for k, _ in it.value} if isinstance(it, yaml.MappingNode) else {})
-            for it in node.value]
-
-def load_agents(src, # YAML path, or a list of dicts / AgentSpec
-               ) -> list[AgentSpec]:
-    "Agent specs from a YAML file or a list; errors name file, line and field."
-    where, lines = None, []
-    if isinstance(src, (str, Path)):
-        path = Path(src)
-        if not path.is_file(): raise AgentConfigError(f"{path}: agent file not found")
-        text = path.read_text(encoding='utf-8')
-        try: src = yaml.safe_load(text)
-        except yaml.YAMLError as e: raise AgentConfigError(f"{path}: invalid YAML: {e}") from None
-        where, lines = str(path), _yaml_lines(text)
-    if isinstance(src, (dict, AgentSpec)): src = src['agents'] if isinstance(src, dict) and 'agents' in src else [src]
-    if not isinstance(src, list) or not src:
-        raise AgentConfigError(f"{where or 'agents'}: expected a list of agents or a mapping with an 'agents:' list")
-    specs = []
-    for i, a in enumerate(src):
-        line, keys = lines[i] if i < len(lines) else (None, {})
-        at = f"{where}:{line}" if where and line else f"{where or 'agents'}[{i}]"
-        if isinstance(a, AgentSpec): specs.append(a); continue
-        if not isinstance(a, dict): raise AgentConfigError(f"{at}: agent must be a mapping, got {type(a).__name__}")
-        try: specs.append(AgentSpec(**a))
-        except ValidationError as e:
-            err = e.errors()[0]; fld = '.'.join(map(str, err['loc'])) or 'agent'
-            if err['loc'] and where and err['loc'][0] in keys: at = f"{where}:{keys[err['loc'][0]]}"
-            raise AgentConfigError(f"{at}: agent {a.get('name', i)!r}: field '{fld}': {err['msg']}") from None
-    names = [s.name for s in specs]
-    if dup := sorted({n for n in names if names.count(n) > 1}): raise AgentConfigError(f"{where or 'agents'}: duplicate agent names {dup}")
-    return specs
 
 # %% ../nbs/01_agents.ipynb #d94fe4bc
 NO_RECORDING = 'no recording'  # Completion.error of a replay agent without a recorded answer

@@ -5,9 +5,7 @@
 # %% ../nbs/01c_batches.ipynb #0c0aeb76
 from __future__ import annotations
 import asyncio, io, json, logging
-from typing import TYPE_CHECKING
-from .providers import MalformedResponse, openai_params, parse_openai, anthropic_params, parse_anthropic, price, _error_text
-if TYPE_CHECKING: from dnr.agents import AgentPool, AgentSpec  # only for annotations: this module never imports dnr.agents
+from .providers import AgentSpec, MalformedResponse, openai_params, parse_openai, anthropic_params, parse_anthropic, price, _error_text
 _log = logging.getLogger('dnr.agents.batches')  # a child of dnr.agents' logger: `dnr chat --log` records it too
 
 # %% auto #0
@@ -18,7 +16,7 @@ _CID = 48  # custom ids: the first 48 hex chars of the cache key (Anthropic allo
 
 class _Batcher:
     "Collects one agent's requests into provider batch jobs, persists their ids, polls, maps results back."
-    def __init__(self, pool: AgentPool, spec: AgentSpec):
+    def __init__(self, pool, spec: AgentSpec): # pool: the `dnr.agents.AgentPool` that owns this batcher
         self.pool, self.spec, self.pending, self.waiters, self.watchers, self.timer = pool, spec, [], {}, {}, None
 
     def cancel(self):

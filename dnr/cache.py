@@ -6,8 +6,7 @@
 from __future__ import annotations
 import hashlib, json, sqlite3, threading, time
 from pathlib import Path
-from typing import TYPE_CHECKING
-if TYPE_CHECKING: from dnr.agents import AgentSpec  # only for annotations: this module never imports dnr.agents
+from .providers import AgentSpec
 
 # %% auto #0
 __all__ = ['cache_key', 'legacy_cache_key', 'ResponseCache']
