@@ -145,6 +145,10 @@ class AgentPool:
         self._lock, self._states, self._hf, self._bg = threading.RLock(), weakref.WeakKeyDictionary(), {}, None
         self._secrets = set()
 
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()  # `close`, `aclose` and the other methods are added below with fastcore's `@patch`
+    async def __aenter__(self): return self
+    async def __aexit__(self, *exc): await self.aclose()
     def __repr__(self): return f"AgentPool({list(self.specs)}, provider_calls={self.provider_calls}, cache_hits={self.cache_hits}, cost_usd={self.cost_usd:.4f})"
     @property
     def provider_calls(self) -> int: return self.usage['total']['provider_calls']
@@ -393,15 +397,6 @@ def close(self: AgentPool):
         asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop); t.join(10); loop.close(); self._bg = None
     if self.cache is not None: self.cache.close()
-
-@patch
-def __enter__(self: AgentPool): return self
-@patch
-def __exit__(self: AgentPool, *exc): self.close()
-@patch
-async def __aenter__(self: AgentPool): return self
-@patch
-async def __aexit__(self: AgentPool, *exc): await self.aclose()
 
 # %% ../nbs/01_agents.ipynb #e42cd1b6
 @patch
