@@ -4,117 +4,24 @@
 
 # %% ../nbs/01_agents.ipynb #6994222c
 from __future__ import annotations
-import argparse, asyncio, functools, hashlib, io, json, logging, os, random, sqlite3, sys, threading, time, weakref
-from email.utils import parsedate_to_datetime
+import argparse, asyncio, functools, io, json, logging, os, sys, threading, time, weakref
 from pathlib import Path
 from typing import Any, Callable, Literal
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel
 import tenacity
+from fastcore.basics import patch
+from .providers import (AgentConfigError, PROVIDERS, AgentSpec, load_agents, MalformedResponse, is_retryable, retry_after, retry_wait, endpoint_url, is_connect_error,
+    CONNECT_ATTEMPTS, CONNECT_WAIT, openai_params, parse_openai, anthropic_params, parse_anthropic, gemini_request, parse_gemini,
+    make_client, call_provider, price, _api_key, _close_client, _error_text, _HFModel, _HFRunner)
+from .cache import ResponseCache, cache_key, legacy_cache_key, _check_messages
+from .batches import _Batcher
 
 # %% auto #0
-__all__ = ['log', 'PROVIDERS', 'NO_RECORDING', 'BUDGET_ERROR', 'CONNECT_ATTEMPTS', 'CONNECT_WAIT', 'AgentConfigError',
-           'AgentSpec', 'load_agents', 'Completion', 'cache_key', 'legacy_cache_key', 'ResponseCache',
-           'MalformedResponse', 'is_retryable', 'retry_after', 'retry_wait', 'endpoint_url', 'is_connect_error',
-           'openai_params', 'parse_openai', 'anthropic_params', 'parse_anthropic', 'gemini_request', 'parse_gemini',
-           'make_client', 'call_provider', 'preflight', 'replay_answer', 'RateLimiter', 'BudgetExceeded', 'AgentPool',
-           'price', 'acomplete', 'acomplete_many', 'run_sync', 'complete', 'complete_many', 'aclose', 'close',
-           'raise_if_over_budget', 'usage_table', 'acollect_batches', 'read_requests', 'chat_cli']
+__all__ = ['log', 'NO_RECORDING', 'BUDGET_ERROR', 'Completion', 'preflight', 'replay_answer', 'RateLimiter', 'BudgetExceeded',
+           'AgentPool', 'read_requests', 'chat_cli']
 
 # %% ../nbs/01_agents.ipynb #d04ba503
 log = logging.getLogger('dnr.agents')
-
-class AgentConfigError(ValueError):
-    "Bad agent configuration or request input; the message names the file, line and field."
-
-# %% ../nbs/01_agents.ipynb #f7aeb603
-PROVIDERS = ('openai', 'anthropic', 'gemini', 'openai_compatible', 'hf', 'replay')
-_KEY_ENV = {'openai': 'OPENAI_API_KEY', 'anthropic': 'ANTHROPIC_API_KEY', 'gemini': 'GEMINI_API_KEY'}
-
-class AgentSpec(BaseModel):
-    "One debate agent: who it is, how to reach it, how to sample, and what it costs."
-    model_config = ConfigDict(extra='forbid', protected_namespaces=())
-    name: str  # unique name used in MAG files (e.g. 'gpt-4o')
-    role: Literal['teacher', 'student'] = 'teacher'
-    provider: Literal['openai', 'anthropic', 'gemini', 'openai_compatible', 'hf', 'replay']
-    model: str  # provider model id; a model folder for 'hf'; the recorded model name for 'replay'
-    base_url: str | None = None  # API endpoint (required for 'openai_compatible')
-    api_key_env: str | None = None  # NAME of the environment variable holding the key
-    temperature: float = 0.3  # D&R samples every agent at 0.3
-    top_p: float | None = None
-    max_tokens: int = 1000  # D&R: max 1000 output tokens
-    price_in: float = 0.0  # $ per million prompt tokens
-    price_out: float = 0.0  # $ per million completion tokens
-    price_cached: float | None = None  # $ per million cached prompt tokens (default: price_in)
-    extra: dict[str, Any] = {}  # extra request parameters passed to the provider as is (part of the cache key)
-    concurrency: int | None = None  # max requests in flight to this agent's endpoint (default: the pool's)
-    rpm: float | None = None  # requests per minute limit for this endpoint
-    tpm: float | None = None  # (estimated) tokens per minute limit for this endpoint
-    timeout: float = 120.0  # seconds per HTTP request
-    max_attempts: int = 6  # retries are bounded by count ...
-    max_retry_s: float = 300.0  # ... and by total time
-    retry_wait: float = 0.5  # backoff: attempt n waits a random time in [0, min(retry_wait_max, retry_wait * 2**n)]
-    retry_wait_max: float = 30.0
-    batch: bool = False  # use the provider's batch API (openai, anthropic): half price, results within 24 h
-    batch_discount: float = 0.5  # price factor for batch requests
-    batch_size: int = 10_000  # flush a batch at this many requests ...
-    batch_window: float = 2.0  # ... or this many seconds after its first request
-    poll_s: float = 30.0  # seconds between batch status polls
-    path: str | None = None  # 'replay': recorded answers file (default: dnr.data's)
-    hf_batch_size: int = 8  # 'hf': prompts generated together
-    device: str = 'cpu'  # 'hf': torch device
-
-    @model_validator(mode='after')
-    def _check(self):
-        if self.provider == 'openai_compatible' and not self.base_url: raise ValueError("openai_compatible needs base_url")
-        if self.batch and self.provider not in ('openai', 'anthropic'): raise ValueError(f"batch=True needs provider openai or anthropic, not {self.provider}")
-        return self
-
-    @property
-    def endpoint(self) -> str:
-        "The rate-limit group: requests to the same provider endpoint share concurrency and rate limits."
-        return f"{self.provider}|{self.base_url or ''}"
-
-# %% ../nbs/01_agents.ipynb #3e212ec9
-def _yaml_lines(text: str) -> list[tuple[int, dict]]:
-    "For each agent entry in a YAML document: (line of the entry, {key: line of the key})."
-    try: node = yaml.compose(text)
-    except yaml.YAMLError: return []
-    if isinstance(node, yaml.MappingNode):
-        d = {k.value: v for k, v in node.value}
-        node = d['agents'] if 'agents' in d else yaml.SequenceNode('tag:yaml.org,2002:seq', [node])
-    if not isinstance(node, yaml.SequenceNode): return []
-    return [(it.start_mark.line + 1, {k.value: k.start_mark.line + 1 for k, _ in it.value} if isinstance(it, yaml.MappingNode) else {})
-            for it in node.value]
-
-def load_agents(src, # YAML path, or a list of dicts / AgentSpec
-               ) -> list[AgentSpec]:
-    "Agent specs from a YAML file or a list; errors name file, line and field."
-    where, lines = None, []
-    if isinstance(src, (str, Path)):
-        path = Path(src)
-        if not path.is_file(): raise AgentConfigError(f"{path}: agent file not found")
-        text = path.read_text(encoding='utf-8')
-        try: src = yaml.safe_load(text)
-        except yaml.YAMLError as e: raise AgentConfigError(f"{path}: invalid YAML: {e}") from None
-        where, lines = str(path), _yaml_lines(text)
-    if isinstance(src, (dict, AgentSpec)): src = src['agents'] if isinstance(src, dict) and 'agents' in src else [src]
-    if not isinstance(src, list) or not src:
-        raise AgentConfigError(f"{where or 'agents'}: expected a list of agents or a mapping with an 'agents:' list")
-    specs = []
-    for i, a in enumerate(src):
-        line, keys = lines[i] if i < len(lines) else (None, {})
-        at = f"{where}:{line}" if where and line else f"{where or 'agents'}[{i}]"
-        if isinstance(a, AgentSpec): specs.append(a); continue
-        if not isinstance(a, dict): raise AgentConfigError(f"{at}: agent must be a mapping, got {type(a).__name__}")
-        try: specs.append(AgentSpec(**a))
-        except ValidationError as e:
-            err = e.errors()[0]; fld = '.'.join(map(str, err['loc'])) or 'agent'
-            if err['loc'] and where and err['loc'][0] in keys: at = f"{where}:{keys[err['loc'][0]]}"
-            raise AgentConfigError(f"{at}: agent {a.get('name', i)!r}: field '{fld}': {err['msg']}") from None
-    names = [s.name for s in specs]
-    if dup := sorted({n for n in names if names.count(n) > 1}): raise AgentConfigError(f"{where or 'agents'}: duplicate agent names {dup}")
-    return specs
 
 # %% ../nbs/01_agents.ipynb #d94fe4bc
 NO_RECORDING = 'no recording'  # Completion.error of a replay agent without a recorded answer
@@ -133,323 +40,6 @@ class Completion(BaseModel):
 
     @property
     def ok(self) -> bool: return self.error is None and self.content is not None
-
-# %% ../nbs/01_agents.ipynb #1ae9862a
-def _check_messages(messages) -> list[dict]:
-    "Validate a chat message list: non-empty, each {'role': system|user|assistant, 'content': str}."
-    if not isinstance(messages, list) or not messages: raise ValueError("messages must be a non-empty list")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get('role') not in ('system', 'user', 'assistant') or not isinstance(m.get('content'), str):
-            raise ValueError(f"messages[{i}] must be {{'role': 'system'|'user'|'assistant', 'content': str}}, got {str(m)[:80]}")
-    return messages
-
-def cache_key(spec: AgentSpec, # the agent
-              messages: list[dict], # chat messages
-              sample: int = 0, # sample index: distinct samples of the same prompt
-             ) -> str:
-    "Stable hash of the agent's name, provider, model, messages, generation parameters and sample index."
-    return _key({'v': 2, 'agent': spec.name}, spec, messages, sample)
-
-def legacy_cache_key(spec: AgentSpec, messages: list[dict], sample: int = 0) -> str:
-    "The key of caches written before the agent's name was part of it (version 1)."
-    return _key({'v': 1}, spec, messages, sample)
-
-def _key(head: dict, spec: AgentSpec, messages: list[dict], sample: int) -> str:
-    payload = {**head, 'provider': spec.provider, 'model': spec.model, 'messages': messages, 'sample': sample,
-               'params': {'temperature': spec.temperature, 'top_p': spec.top_p, 'max_tokens': spec.max_tokens, 'extra': spec.extra}}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(',', ':')).encode()).hexdigest()
-
-# %% ../nbs/01_agents.ipynb #9be9d776
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, agent TEXT, provider TEXT, model TEXT, created REAL, record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, provider TEXT, agent TEXT, status TEXT, n INTEGER, created REAL, updated REAL);
-CREATE TABLE IF NOT EXISTS batch_items (key TEXT PRIMARY KEY, custom_id TEXT, batch_id TEXT);
-CREATE INDEX IF NOT EXISTS batch_items_batch ON batch_items(batch_id);
-CREATE TABLE IF NOT EXISTS reservations (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT, agent TEXT, invocation TEXT, usd REAL, created REAL);
-"""
-
-class ResponseCache:
-    "SQLite (WAL) store of finished responses and submitted batches; safe across threads, processes and kills."
-    def __init__(self, path): # database file (created with its folder)
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._con = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._con.execute('PRAGMA busy_timeout=60000')
-            self._con.execute('PRAGMA journal_mode=WAL'); self._con.execute('PRAGMA synchronous=NORMAL')
-            self._con.executescript(_SCHEMA)
-
-    def _q(self, sql, args=()):
-        with self._lock: return self._con.execute(sql, args).fetchall()
-
-    def get(self, key: str, agent: str | None = None) -> dict | None:
-        "The stored record for `key` (made by `agent`, if given), or None."
-        rows = self._q('SELECT record FROM responses WHERE key=?' + (' AND agent=?' if agent else ''), (key, agent) if agent else (key,))
-        return json.loads(rows[0][0]) if rows else None
-
-    def put(self, key: str, spec: AgentSpec, record: dict,
-            release: int | str | None = None, # a reservation id to drop in the same transaction; 'key': all of `key`'s
-           ):
-        "Store (commit immediately) one finished response, and settle its budget reservation atomically."
-        with self._lock:
-            self._con.execute('BEGIN IMMEDIATE')
-            try:
-                self._con.execute('INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)',
-                                  (key, spec.name, spec.provider, spec.model, time.time(), json.dumps(record)))
-                if release == 'key': self._con.execute('DELETE FROM reservations WHERE key=?', (key,))
-                elif release is not None: self._con.execute('DELETE FROM reservations WHERE id=?', (release,))
-                self._con.execute('COMMIT')
-            except BaseException: self._con.execute('ROLLBACK'); raise
-
-    def reserve(self, key: str, spec: AgentSpec, invocation: str, usd: float) -> int:
-        "Record the worst-case cost of a paid call about to be sent; returns the reservation id."
-        with self._lock:
-            cur = self._con.execute('INSERT INTO reservations (key, agent, invocation, usd, created) VALUES (?,?,?,?,?)',
-                                    (key, spec.name, invocation, usd, time.time()))
-            return cur.lastrowid
-
-    def release(self, rid: int):
-        "Drop a reservation (the call failed: nothing to pay)."
-        self._q('DELETE FROM reservations WHERE id=?', (rid,))
-
-    def ledger(self, invocation: str | None = None, # the current invocation: its own reservations are not stale
-              ) -> dict:
-        "What the run paid: `paid_usd` and `paid_calls` over every stored reply, `unsettled_usd` of calls in flight when an earlier invocation was killed."
-        (usd, n), = self._q("SELECT COALESCE(SUM(json_extract(record, '$.cost_usd')), 0), "
-                           "COALESCE(SUM(json_extract(record, '$.cost_usd') > 0), 0) FROM responses")
-        (stale,), = self._q('SELECT COALESCE(SUM(usd), 0) FROM reservations WHERE invocation IS NOT ?', (invocation,))
-        return {'paid_usd': float(usd), 'paid_calls': int(n), 'unsettled_usd': float(stale)}
-
-    def __len__(self): return self._q('SELECT COUNT(*) FROM responses')[0][0]
-
-    def add_batch(self, batch_id: str, spec: AgentSpec, items: list[tuple[str, str]]):
-        "Record a submitted batch and its (cache key, custom id) items in one transaction."
-        now = time.time()
-        with self._lock:
-            self._con.execute('BEGIN IMMEDIATE')
-            try:
-                self._con.execute('INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?)',
-                                  (batch_id, spec.provider, spec.name, 'submitted', len(items), now, now))
-                self._con.executemany('INSERT OR REPLACE INTO batch_items VALUES (?,?,?)', [(k, c, batch_id) for k, c in items])
-                self._con.execute('COMMIT')
-            except BaseException: self._con.execute('ROLLBACK'); raise
-
-    def batch_of(self, key: str) -> str | None:
-        "Id of the still-open batch that holds `key`, if any."
-        rows = self._q("SELECT b.batch_id FROM batch_items i JOIN batches b ON b.batch_id=i.batch_id "
-                       "WHERE i.key=? AND b.status='submitted'", (key,))
-        return rows[0][0] if rows else None
-
-    def batch_items(self, batch_id: str) -> list[tuple[str, str]]:
-        "(cache key, custom id) of every request in a batch."
-        return self._q('SELECT key, custom_id FROM batch_items WHERE batch_id=?', (batch_id,))
-
-    def batches(self, status: str | None = None) -> list[dict]:
-        "Submitted batches (optionally with one status): batch_id, provider, agent, status, n."
-        rows = self._q('SELECT batch_id, provider, agent, status, n FROM batches' + (' WHERE status=?' if status else ''),
-                       (status,) if status else ())
-        return [dict(zip(('batch_id', 'provider', 'agent', 'status', 'n'), r)) for r in rows]
-
-    def set_batch_status(self, batch_id: str, status: str):
-        self._q('UPDATE batches SET status=?, updated=? WHERE batch_id=?', (status, time.time(), batch_id))
-
-    def close(self):
-        with self._lock: self._con.close()
-
-# %% ../nbs/01_agents.ipynb #6f98e663
-class MalformedResponse(Exception):
-    "The provider answered 2xx with a body that has no usable completion."
-
-def _status(e: BaseException) -> int | None:
-    "HTTP status of an SDK exception (openai/anthropic `status_code`, google-genai `code`)."
-    s = getattr(e, 'status_code', None)
-    if s is None and type(e).__module__.startswith('google'): s = getattr(e, 'code', None)
-    return s if isinstance(s, int) else None
-
-def _transient_types() -> tuple:
-    import httpx, openai, anthropic
-    ts = [openai.APIConnectionError, anthropic.APIConnectionError, openai.APIResponseValidationError,
-          anthropic.APIResponseValidationError, httpx.TransportError, MalformedResponse, json.JSONDecodeError,
-          asyncio.TimeoutError, TimeoutError, ConnectionError]
-    try: import httpx2; ts.append(httpx2.TransportError)
-    except ImportError: pass
-    return tuple(ts)
-
-def is_retryable(e: BaseException) -> bool:
-    "True for rate limits, server errors, timeouts, connection errors and malformed bodies."
-    s = _status(e)
-    if s is not None: return s in (408, 409, 429) or s >= 500
-    return isinstance(e, _transient_types())
-
-def retry_after(e: BaseException) -> float | None:
-    "Seconds the provider asked us to wait (`retry-after-ms` or `Retry-After`, seconds or HTTP date), if any."
-    h = getattr(getattr(e, 'response', None), 'headers', None)
-    if not h: return None
-    try:
-        if v := h.get('retry-after-ms'): return float(v) / 1000
-        if v := h.get('retry-after'):
-            try: return max(0.0, float(v))
-            except ValueError: return max(0.0, parsedate_to_datetime(v).timestamp() - time.time())
-    except Exception: return None
-    return None
-
-# %% ../nbs/01_agents.ipynb #bc021b64
-def retry_wait(base: float = 0.5, # backoff base in seconds
-               cap: float = 30.0, # longest backoff wait
-              ) -> Callable:
-    "A tenacity wait: the provider's Retry-After if any, else exponential backoff with full jitter."
-    expo = tenacity.wait_random_exponential(multiplier=base, max=cap)
-    def wait(rs) -> float:
-        ra = retry_after(rs.outcome.exception()) if rs.outcome and rs.outcome.failed else None
-        return min(ra, 120.0) + random.uniform(0, 0.05 * max(ra, 1.0)) if ra is not None else expo(rs)
-    return wait
-
-_DEFAULT_URL = {'openai': 'https://api.openai.com/v1', 'anthropic': 'https://api.anthropic.com',
-                'gemini': 'https://generativelanguage.googleapis.com'}
-CONNECT_ATTEMPTS, CONNECT_WAIT = 3, 0.25  # connection refused / DNS failure: 3 tries, 0.25 s then 0.5 s apart
-
-def endpoint_url(spec: AgentSpec) -> str:
-    "The URL requests of `spec` go to (its base_url, or the provider's public API)."
-    return spec.base_url or _DEFAULT_URL.get(spec.provider, spec.provider)
-
-def is_connect_error(e: BaseException) -> bool:
-    "True when the server could not be reached at all (connection refused, DNS failure, no answer to the TCP handshake), not for read timeouts or HTTP errors."
-    import socket
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, (ConnectionRefusedError, socket.gaierror)): return True
-        if type(e).__name__ in ('ConnectError', 'ConnectTimeout') and type(e).__module__.split('.')[0] in ('httpx', 'httpx2', 'httpcore'): return True
-        e = e.__cause__ or e.__context__
-    return False
-
-def _error_text(e: BaseException, spec: AgentSpec | None = None) -> str:
-    "`Type: provider message` for an exception (SDK errors carry the provider's message); unreachable servers are named by URL."
-    if isinstance(e, json.JSONDecodeError): return f"MalformedResponse: response body is not valid JSON ({e.msg} at char {e.pos})"
-    msg = getattr(e, 'message', None) or str(e) or repr(e)
-    if spec is not None and is_connect_error(e):
-        cause = e.__cause__ or e.__context__
-        return (f"{type(e).__name__}: cannot connect to {endpoint_url(spec)} ({cause or msg}); "
-                f"gave up after {CONNECT_ATTEMPTS} tries - is the server running and the URL right?")[:2000]
-    return f"{type(e).__name__}: {msg}"[:2000]
-
-# %% ../nbs/01_agents.ipynb #92da363c
-def openai_params(spec: AgentSpec, messages: list[dict]) -> dict:
-    "Chat Completions request body."
-    kw = {'model': spec.model, 'messages': messages, 'temperature': spec.temperature, **spec.extra}
-    if 'max_completion_tokens' not in kw: kw['max_tokens'] = spec.max_tokens
-    if spec.top_p is not None: kw['top_p'] = spec.top_p
-    return kw
-
-def parse_openai(r) -> dict:
-    "content, token counts and finish_reason from a chat.completion (SDK object or dict)."
-    d = r if isinstance(r, dict) else r.model_dump() if hasattr(r, 'model_dump') else None
-    if not isinstance(d, dict): raise MalformedResponse(f"not a chat.completion: {str(r)[:200]}")
-    ch = d.get('choices') or []
-    if not ch or not isinstance(ch[0].get('message'), dict): raise MalformedResponse(f"no choices in response: {str(d)[:200]}")
-    u = d.get('usage') or {}
-    return {'content': ch[0]['message'].get('content') or '', 'prompt_tokens': u.get('prompt_tokens') or 0,
-            'completion_tokens': u.get('completion_tokens') or 0,
-            'cached_tokens': (u.get('prompt_tokens_details') or {}).get('cached_tokens') or 0,
-            'finish_reason': ch[0].get('finish_reason')}
-
-def anthropic_params(spec: AgentSpec, messages: list[dict]) -> dict:
-    "Messages API request body (system prompt separate)."
-    system = '\n\n'.join(m['content'] for m in messages if m['role'] == 'system')
-    kw = {'model': spec.model, 'max_tokens': spec.max_tokens, 'temperature': spec.temperature,
-          'messages': [m for m in messages if m['role'] != 'system'], **spec.extra}
-    if system: kw['system'] = system
-    if spec.top_p is not None: kw['top_p'] = spec.top_p
-    return kw
-
-def parse_anthropic(r) -> dict:
-    "content, token counts and finish_reason from a Messages API `message` (SDK object or dict)."
-    d = r if isinstance(r, dict) else r.model_dump()
-    if not isinstance(d.get('content'), list) or 'usage' not in d: raise MalformedResponse(f"not a message: {str(d)[:200]}")
-    u, stop = d['usage'], d.get('stop_reason')
-    cached = u.get('cache_read_input_tokens') or 0
-    return {'content': ''.join(b.get('text', '') for b in d['content'] if b.get('type') == 'text'),
-            'prompt_tokens': (u.get('input_tokens') or 0) + cached + (u.get('cache_creation_input_tokens') or 0),
-            'completion_tokens': u.get('output_tokens') or 0, 'cached_tokens': cached,
-            'finish_reason': {'end_turn': 'stop', 'stop_sequence': 'stop', 'max_tokens': 'length'}.get(stop, stop)}
-
-def gemini_request(spec: AgentSpec, messages: list[dict]) -> tuple[list, Any]:
-    "google-genai `contents` and `GenerateContentConfig`."
-    from google.genai import types
-    system = '\n\n'.join(m['content'] for m in messages if m['role'] == 'system')
-    contents = [types.Content(role='model' if m['role'] == 'assistant' else 'user', parts=[types.Part(text=m['content'])])
-                for m in messages if m['role'] != 'system']
-    cfg = types.GenerateContentConfig(system_instruction=system or None, temperature=spec.temperature, top_p=spec.top_p,
-                                      max_output_tokens=spec.max_tokens, **spec.extra)
-    return contents, cfg
-
-def parse_gemini(r) -> dict:
-    "content, token counts and finish_reason from a GenerateContentResponse."
-    if not r.candidates: raise MalformedResponse(f"no candidates (prompt_feedback: {r.prompt_feedback})")
-    cand, u = r.candidates[0], r.usage_metadata
-    parts = cand.content.parts if cand.content and cand.content.parts else []
-    fr = getattr(cand.finish_reason, 'name', cand.finish_reason)
-    return {'content': ''.join(p.text or '' for p in parts if not getattr(p, 'thought', False)),
-            'prompt_tokens': (u and u.prompt_token_count) or 0,
-            'completion_tokens': ((u and u.candidates_token_count) or 0) + ((u and u.thoughts_token_count) or 0),
-            'cached_tokens': (u and u.cached_content_token_count) or 0,
-            'finish_reason': {'STOP': 'stop', 'MAX_TOKENS': 'length'}.get(fr, str(fr).lower() if fr else None)}
-
-# %% ../nbs/01_agents.ipynb #1fe4f288
-def _api_key(spec: AgentSpec) -> str:
-    env = spec.api_key_env or _KEY_ENV.get(spec.provider)
-    v = os.environ.get(env) if env else None
-    if v: return v
-    if spec.provider == 'openai_compatible' and not spec.api_key_env: return 'EMPTY'
-    raise AgentConfigError(f"agent {spec.name!r}: environment variable {env} is not set (api_key_env names the variable holding the key)")
-
-def _timeout(spec: AgentSpec, hx=None):
-    "`spec.timeout` for the request, at most 10 s to open the connection (an unreachable host fails fast); `hx`: the SDK's httpx module."
-    if hx is None: import httpx as hx
-    return hx.Timeout(spec.timeout, connect=min(10.0, spec.timeout))
-
-def make_client(spec: AgentSpec):
-    "The provider's async SDK client for `spec` (SDK retries off; dnr retries)."
-    key = _api_key(spec)
-    if spec.provider in ('openai', 'openai_compatible'):
-        import openai
-        return openai.AsyncOpenAI(api_key=key, base_url=spec.base_url, max_retries=0, timeout=_timeout(spec))
-    if spec.provider == 'anthropic':
-        import anthropic
-        try: import httpx2 as hx  # recent anthropic SDKs run on httpx2 and reject httpx objects
-        except ImportError: import httpx as hx
-        try: t = _timeout(spec, hx); return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=t)
-        except TypeError: return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
-    if spec.provider == 'gemini':
-        from google import genai
-        from google.genai import types
-        return genai.Client(api_key=key, http_options=types.HttpOptions(
-            base_url=spec.base_url, timeout=int(spec.timeout * 1000), retry_options=types.HttpRetryOptions(attempts=1)))
-    raise ValueError(f"provider {spec.provider!r} has no HTTP client")
-
-@functools.lru_cache(maxsize=8)
-def _sdk_params(fn) -> frozenset:
-    import inspect
-    return frozenset(inspect.signature(fn).parameters)
-
-async def call_provider(client, spec: AgentSpec, messages: list[dict]) -> dict:
-    "One request (no retries) to an HTTP provider; returns the parsed reply."
-    if spec.provider in ('openai', 'openai_compatible'):  # = chat.completions.create, minus its ~0.5 ms/call param transform
-        return parse_openai(await client.post('/chat/completions', body=openai_params(spec, messages), cast_to=object))
-    if spec.provider == 'anthropic':  # recent SDKs dropped sampling params from the signature: send them as extra_body
-        kw, known = anthropic_params(spec, messages), _sdk_params(type(client.messages).create)
-        extra = {k: kw.pop(k) for k in list(kw) if k not in known}
-        return parse_anthropic(await client.messages.create(**kw, extra_body=extra or None))
-    if spec.provider == 'gemini':
-        contents, cfg = gemini_request(spec, messages)
-        return parse_gemini(await client.aio.models.generate_content(model=spec.model, contents=contents, config=cfg))
-    raise ValueError(f"provider {spec.provider!r} is not an HTTP provider")
-
-async def _close_client(client):
-    try:
-        if hasattr(client, 'aio'): await client.aio.aclose()
-        else: await client.close()
-    except Exception: pass
 
 # %% ../nbs/01_agents.ipynb #482cf8b6
 def _host_port(url: str) -> tuple[str, int]:
@@ -495,63 +85,6 @@ def replay_answer(spec: AgentSpec, # a provider='replay' agent; `model` is the r
         text = _recorded(spec.path).get((spec.model, str(qid)))
         if text is not None: return Completion(content=text, finish_reason='stop')
     return Completion(content=None, error=NO_RECORDING)
-
-# %% ../nbs/01_agents.ipynb #72de89d1
-class _HFModel:
-    "A loaded transformers model shared by every event loop of a pool; generate() is serialized by a lock."
-    def __init__(self, spec: AgentSpec): self.spec, self.lock, self.tok, self.model = spec, threading.Lock(), None, None
-
-    def _load(self):
-        if self.model is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            self.tok = AutoTokenizer.from_pretrained(self.spec.model)
-            self.model = AutoModelForCausalLM.from_pretrained(self.spec.model).to(self.spec.device).eval()
-
-    def generate(self, batch: list[list[dict]]) -> list[dict]:
-        import torch
-        with self.lock:
-            self._load()
-            tok, m, sp = self.tok, self.model, self.spec
-            tok.padding_side = 'left'
-            if tok.pad_token_id is None: tok.pad_token = tok.eos_token
-            texts = [tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) for msgs in batch]
-            enc = tok(texts, return_tensors='pt', padding=True, add_special_tokens=False).to(sp.device)
-            kw = dict(max_new_tokens=sp.max_tokens, pad_token_id=tok.pad_token_id, do_sample=sp.temperature > 0)
-            if sp.temperature > 0: kw.update(temperature=sp.temperature, top_p=sp.top_p or 1.0)
-            with torch.no_grad(): out = m.generate(**enc, **kw)
-            eos = {i for i in ([m.generation_config.eos_token_id] if isinstance(m.generation_config.eos_token_id, int)
-                               else (m.generation_config.eos_token_id or [])) if i is not None} | {tok.eos_token_id}
-            res, L = [], enc['input_ids'].shape[1]
-            for i in range(len(batch)):
-                gen = out[i, L:].tolist(); n = next((j for j, t in enumerate(gen) if t in eos), None)
-                toks = gen[:n] if n is not None else [t for t in gen if t != tok.pad_token_id]
-                res.append({'content': tok.decode(toks, skip_special_tokens=True), 'prompt_tokens': int(enc['attention_mask'][i].sum()),
-                            'completion_tokens': len(toks) + (n is not None), 'cached_tokens': 0,
-                            'finish_reason': 'stop' if n is not None else 'length'})
-            return res
-
-class _HFRunner:
-    "Per-loop queue that groups concurrent requests into batches for `_HFModel.generate`."
-    def __init__(self, model: _HFModel): self.model, self.queue, self.task = model, asyncio.Queue(), None
-
-    async def generate(self, messages: list[dict]) -> dict:
-        fut = asyncio.get_running_loop().create_future()
-        await self.queue.put((messages, fut))
-        if self.task is None or self.task.done(): self.task = asyncio.ensure_future(self._worker())
-        return await fut
-
-    async def _worker(self):
-        while not self.queue.empty():
-            await asyncio.sleep(0.005)  # let concurrent requests join the batch
-            batch = []
-            while len(batch) < self.model.spec.hf_batch_size and not self.queue.empty(): batch.append(self.queue.get_nowait())
-            try: outs = await asyncio.to_thread(self.model.generate, [m for m, _ in batch])
-            except Exception as e:
-                for _, f in batch:
-                    if not f.done(): f.set_exception(e)
-            else:
-                for (_, f), o in zip(batch, outs):
-                    if not f.done(): f.set_result(o)
 
 # %% ../nbs/01_agents.ipynb #ca9968b3
 class RateLimiter:
@@ -612,6 +145,10 @@ class AgentPool:
         self._lock, self._states, self._hf, self._bg = threading.RLock(), weakref.WeakKeyDictionary(), {}, None
         self._secrets = set()
 
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()  # `close`, `aclose` and the other methods are added below with fastcore's `@patch`
+    async def __aenter__(self): return self
+    async def __aexit__(self, *exc): await self.aclose()
     def __repr__(self): return f"AgentPool({list(self.specs)}, provider_calls={self.provider_calls}, cache_hits={self.cache_hits}, cost_usd={self.cost_usd:.4f})"
     @property
     def provider_calls(self) -> int: return self.usage['total']['provider_calls']
@@ -634,21 +171,24 @@ class AgentPool:
                 for k, v in d.items(): row[k] += v
 
 # %% ../nbs/01_agents.ipynb #9bb1304f
-def _state(self) -> _LoopState:
+@patch
+def _state(self: AgentPool) -> _LoopState:
     loop = asyncio.get_running_loop()
     with self._lock:
         st = self._states.get(loop)
         if st is None: st = self._states[loop] = _LoopState()
     return st
 
-def _client(self, spec: AgentSpec):
+@patch
+def _client(self: AgentPool, spec: AgentSpec):
     st = self._state()
     if spec.name not in st.clients:
         st.clients[spec.name] = make_client(spec)
         with self._lock: self._secrets.add(_api_key(spec))
     return st.clients[spec.name]
 
-def _limits(self, spec: AgentSpec) -> tuple[asyncio.Semaphore, RateLimiter]:
+@patch
+def _limits(self: AgentPool, spec: AgentSpec) -> tuple[asyncio.Semaphore, RateLimiter]:
     st, key = self._state(), spec.endpoint
     if key not in st.sems:
         group = [a for a in self.specs.values() if a.endpoint == key]
@@ -660,8 +200,6 @@ def _limits(self, spec: AgentSpec) -> tuple[asyncio.Semaphore, RateLimiter]:
         st.limiters[key] = RateLimiter(rpm, tpm)
     return st.sems[key], st.limiters[key]
 
-AgentPool._state, AgentPool._client, AgentPool._limits = _state, _client, _limits
-
 # %% ../nbs/01_agents.ipynb #25eece1d
 def _estimate_usd(spec: AgentSpec, messages: list[dict]) -> float:
     "Worst-case cost of one call: prompt chars/3 tokens at price_in, max_tokens at price_out."
@@ -669,14 +207,8 @@ def _estimate_usd(spec: AgentSpec, messages: list[dict]) -> float:
     usd = (chars / 3 * spec.price_in + spec.max_tokens * spec.price_out) / 1e6
     return usd * (spec.batch_discount if spec.batch else 1)
 
-def price(spec: AgentSpec, parsed: dict, batch: bool = False) -> float:
-    "Dollar cost of a reply's token counts."
-    pc = spec.price_cached if spec.price_cached is not None else spec.price_in
-    usd = ((parsed['prompt_tokens'] - parsed['cached_tokens']) * spec.price_in + parsed['cached_tokens'] * pc
-           + parsed['completion_tokens'] * spec.price_out) / 1e6
-    return usd * (spec.batch_discount if batch else 1)
-
-def _reserve(self, spec: AgentSpec, est: float, key: str | None = None) -> str | None:
+@patch
+def _reserve(self: AgentPool, spec: AgentSpec, est: float, key: str | None = None) -> str | None:
     "Reserve `est` dollars for a paid call (in the ledger too with `ledger=True`); returns an error text if the budget does not allow it."
     if est <= 0: return None
     if self.budget_usd is not None:
@@ -689,7 +221,8 @@ def _reserve(self, spec: AgentSpec, est: float, key: str | None = None) -> str |
     if self.ledger and key is not None: self._rids[key] = self.cache.reserve(key, spec, self.invocation, est)
     return None
 
-def _settle(self, est: float, spent: float):
+@patch
+def _settle(self: AgentPool, est: float, spent: float):
     with self._lock:
         if self.budget_usd is not None and est > 0: self._reserved -= est
         self._spent += spent
@@ -707,7 +240,8 @@ def _connect_wait(inner: Callable) -> Callable:
         return inner(rs)
     return wait
 
-async def _with_retries(self, spec: AgentSpec, fn: Callable, meta: dict | None = None, count: bool = True):
+@patch
+async def _with_retries(self: AgentPool, spec: AgentSpec, fn: Callable, meta: dict | None = None, count: bool = True):
     "Run `await fn()` with dnr's bounded retry policy; each attempt counts as a provider call."
     async for attempt in tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(spec.max_attempts) | tenacity.stop_before_delay(spec.max_retry_s) | _unreachable,
@@ -719,16 +253,16 @@ async def _with_retries(self, spec: AgentSpec, fn: Callable, meta: dict | None =
             if count: self._add(spec, meta, provider_calls=1)
             return await fn()
 
-def _scrub(self, text: str) -> str:
+@patch
+def _scrub(self: AgentPool, text: str) -> str:
     "Remove any API key the pool has used from `text`."
     for k in self._secrets:
         if k and len(k) >= 8: text = text.replace(k, '***')
     return text
 
-AgentPool._reserve, AgentPool._settle, AgentPool._with_retries, AgentPool._scrub = _reserve, _settle, _with_retries, _scrub
-
 # %% ../nbs/01_agents.ipynb #41859b06
-async def acomplete(self, agent: str, # agent name
+@patch
+async def acomplete(self: AgentPool, agent: str, # agent name
                     messages: list[dict], # chat messages [{'role', 'content'}]
                     meta: dict | None = None, # e.g. {'question_id', 'round', 'kind'}: replay lookup and per-round accounting
                     sample: int = 0, # sample index (distinct cache entries for repeated samples)
@@ -758,7 +292,8 @@ async def acomplete(self, agent: str, # agent name
     else: self._add(spec, meta, errors=1)
     return c
 
-async def _fresh(self, spec: AgentSpec, messages: list[dict], key: str, meta: dict | None) -> Completion:
+@patch
+async def _fresh(self: AgentPool, spec: AgentSpec, messages: list[dict], key: str, meta: dict | None) -> Completion:
     "Answer a request that is not cached: budget, limits, retries (or batch), pricing, caching."
     est, rec = _estimate_usd(spec, messages), None
     try:
@@ -793,19 +328,18 @@ async def _fresh(self, spec: AgentSpec, messages: list[dict], key: str, meta: di
     if self.cache is not None: self.cache.put(key, spec, rec, release=self._rids.pop(key, None))
     return Completion(**rec)
 
-AgentPool.acomplete, AgentPool._fresh = acomplete, _fresh
-
 # %% ../nbs/01_agents.ipynb #b20b4d89
-def _hf_runner(self, spec: AgentSpec) -> _HFRunner:
+@patch
+def _hf_runner(self: AgentPool, spec: AgentSpec) -> _HFRunner:
     st = self._state()
     if spec.name not in st.hf:
         with self._lock: model = self._hf.setdefault(spec.name, _HFModel(spec))
         st.hf[spec.name] = _HFRunner(model)
     return st.hf[spec.name]
-AgentPool._hf_runner = _hf_runner
 
 # %% ../nbs/01_agents.ipynb #a414bd51
-async def acomplete_many(self, requests: list[dict], # [{'agent', 'messages', 'meta'?, 'sample'?}]
+@patch
+async def acomplete_many(self: AgentPool, requests: list[dict], # [{'agent', 'messages', 'meta'?, 'sample'?}]
                          progress: bool | None = None, # tqdm bar (default: for 20+ requests if the pool's progress is on)
                          desc: str = 'requests', # progress bar label
                         ) -> list[Completion]:
@@ -819,7 +353,8 @@ async def acomplete_many(self, requests: list[dict], # [{'agent', 'messages', 'm
     try: return await asyncio.gather(*(one(r) for r in requests))
     finally: bar.close()
 
-def _bg_loop(self) -> asyncio.AbstractEventLoop:
+@patch
+def _bg_loop(self: AgentPool) -> asyncio.AbstractEventLoop:
     with self._lock:
         if self._bg is None:
             loop = asyncio.new_event_loop()
@@ -827,7 +362,8 @@ def _bg_loop(self) -> asyncio.AbstractEventLoop:
             self._bg = (loop, t)
         return self._bg[0]
 
-def run_sync(self, coro):
+@patch
+def run_sync(self: AgentPool, coro):
     "Run a coroutine on the pool's background loop and wait for its result (works inside Jupyter too)."
     loop = self._bg_loop()
     try: running = asyncio.get_running_loop()
@@ -835,22 +371,26 @@ def run_sync(self, coro):
     if running is loop: coro.close(); raise RuntimeError("AgentPool sync methods cannot be called from the pool's own loop; await the async ones")
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
-def complete(self, agent: str, messages: list[dict], meta: dict | None = None, sample: int = 0) -> Completion:
+@patch
+def complete(self: AgentPool, agent: str, messages: list[dict], meta: dict | None = None, sample: int = 0) -> Completion:
     "Synchronous `acomplete`."
     return self.run_sync(self.acomplete(agent, messages, meta, sample))
 
-def complete_many(self, requests: list[dict], progress: bool | None = None, desc: str = 'requests') -> list[Completion]:
+@patch
+def complete_many(self: AgentPool, requests: list[dict], progress: bool | None = None, desc: str = 'requests') -> list[Completion]:
     "Synchronous `acomplete_many`."
     return self.run_sync(self.acomplete_many(requests, progress, desc))
 
-async def aclose(self):
+@patch
+async def aclose(self: AgentPool):
     "Close the SDK clients opened on the current loop."
     st = self._states.pop(asyncio.get_running_loop(), None)
     if st:
         for t in st.batchers.values(): t.cancel()
         for c in st.clients.values(): await _close_client(c)
 
-def close(self):
+@patch
+def close(self: AgentPool):
     "Close clients, stop the background loop and close the cache."
     if self._bg:
         loop, t = self._bg
@@ -858,137 +398,30 @@ def close(self):
         loop.call_soon_threadsafe(loop.stop); t.join(10); loop.close(); self._bg = None
     if self.cache is not None: self.cache.close()
 
-AgentPool.acomplete_many, AgentPool._bg_loop, AgentPool.run_sync, AgentPool.complete, AgentPool.complete_many = acomplete_many, _bg_loop, run_sync, complete, complete_many
-AgentPool.aclose, AgentPool.close = aclose, close
-AgentPool.__enter__ = lambda self: self
-AgentPool.__exit__ = lambda self, *exc: self.close()
-async def _aenter(self): return self
-async def _aexit(self, *exc): await self.aclose()
-AgentPool.__aenter__, AgentPool.__aexit__ = _aenter, _aexit
-
 # %% ../nbs/01_agents.ipynb #e42cd1b6
-def raise_if_over_budget(self):
+@patch
+def raise_if_over_budget(self: AgentPool):
     "Raise `BudgetExceeded` if the budget stopped any call."
     if self.budget_exceeded: raise BudgetExceeded(f"budget of ${self.budget_usd} reached (spent ${self._spent:.4f})")
-AgentPool.raise_if_over_budget = raise_if_over_budget
 
-def usage_table(self):
+@patch
+def usage_table(self: AgentPool):
     "`pool.usage` as a DataFrame: one row for the run, one per agent, one per round."
     import pandas as pd
     rows = [{'scope': 'run', **self.usage['total']}]
     rows += [{'scope': f'agent {k}', **v} for k, v in self.usage['agents'].items()]
     rows += [{'scope': f'round {k}', **v} for k, v in sorted(self.usage['rounds'].items(), key=lambda kv: str(kv[0]))]
     return pd.DataFrame(rows).set_index('scope')
-AgentPool.usage_table = usage_table
 
 # %% ../nbs/01_agents.ipynb #58007e90
-_CID = 48  # custom ids: the first 48 hex chars of the cache key (Anthropic allows 64 of [a-zA-Z0-9_-])
-
-class _Batcher:
-    "Collects one agent's requests into provider batch jobs, persists their ids, polls, maps results back."
-    def __init__(self, pool: AgentPool, spec: AgentSpec):
-        self.pool, self.spec, self.pending, self.waiters, self.watchers, self.timer = pool, spec, [], {}, {}, None
-
-    def cancel(self):
-        for t in self.watchers.values(): t.cancel()
-        if self.timer: self.timer.cancel()
-
-    async def get(self, key: str, messages: list[dict]) -> dict:
-        "The priced record for `key`, once its batch has finished."
-        if key not in self.waiters:
-            self.waiters[key] = asyncio.get_running_loop().create_future()
-            if bid := self.pool.cache.batch_of(key): self.watch(bid)
-            else:
-                self.pending.append((key, messages))
-                if len(self.pending) >= self.spec.batch_size: asyncio.ensure_future(self.flush())
-                elif self.timer is None: self.timer = asyncio.get_running_loop().call_later(
-                    self.spec.batch_window, lambda: asyncio.ensure_future(self.flush()))
-        return await asyncio.shield(self.waiters[key])
-
-    async def flush(self):
-        "Submit everything pending as one batch."
-        if self.timer: self.timer.cancel(); self.timer = None
-        items, self.pending = self.pending, []
-        if not items: return
-        try:
-            bid = await self.pool._with_retries(self.spec, lambda: self._submit(items), count=False)
-            self.pool.cache.add_batch(bid, self.spec, [(k, k[:_CID]) for k, _ in items])
-            log.info("agent %s: submitted batch %s with %d requests", self.spec.name, bid, len(items))
-        except Exception as e:
-            for k, _ in items: self._resolve(k, exc=e)
-            return
-        self.watch(bid)
-
-    async def _submit(self, items) -> str:
-        client, sp = self.pool._client(self.spec), self.spec
-        if sp.provider == 'openai':
-            data = ''.join(json.dumps({'custom_id': k[:_CID], 'method': 'POST', 'url': '/v1/chat/completions',
-                                       'body': openai_params(sp, m)}) + '\n' for k, m in items).encode()
-            f = await client.files.create(file=('dnr-batch.jsonl', io.BytesIO(data)), purpose='batch')
-            return (await client.batches.create(input_file_id=f.id, endpoint='/v1/chat/completions',
-                                                completion_window='24h', metadata={'dnr_agent': sp.name})).id
-        return (await client.messages.batches.create(
-            requests=[{'custom_id': k[:_CID], 'params': anthropic_params(sp, m)} for k, m in items])).id
-
-    def watch(self, bid: str):
-        if bid not in self.watchers or self.watchers[bid].done(): self.watchers[bid] = asyncio.ensure_future(self._poll(bid))
-
-    async def _check(self, bid: str) -> dict | None:
-        "None while the batch runs; when it has ended {custom_id: parsed dict | error text}."
-        client, out = self.pool._client(self.spec), {}
-        if self.spec.provider == 'openai':
-            b = await client.batches.retrieve(bid)
-            if b.status not in ('completed', 'failed', 'expired', 'cancelled'): return None
-            for fid in (b.output_file_id, b.error_file_id):
-                if not fid: continue
-                for line in (await client.files.content(fid)).text.splitlines():
-                    if not line.strip(): continue
-                    r = json.loads(line); resp = r.get('response') or {}
-                    if resp.get('status_code') == 200:
-                        try: out[r['custom_id']] = parse_openai(resp['body'])
-                        except MalformedResponse as e: out[r['custom_id']] = _error_text(e)
-                    else:
-                        err = (resp.get('body') or {}).get('error') or r.get('error') or {}
-                        out[r['custom_id']] = f"batch item {resp.get('status_code')}: {err.get('message', err)}"
-            if b.status != 'completed' and not out: out[None] = f"batch {bid} {b.status}: {b.errors}"
-            return out
-        b = await client.messages.batches.retrieve(bid)
-        if b.processing_status != 'ended': return None
-        async for r in await client.messages.batches.results(bid):
-            if r.result.type == 'succeeded': out[r.custom_id] = parse_anthropic(r.result.message)
-            else:
-                err = getattr(r.result, 'error', None)
-                out[r.custom_id] = f"batch item {r.result.type}: {getattr(getattr(err, 'error', None), 'message', err)}"
-        return out
-
-    async def _poll(self, bid: str):
-        try:
-            while (res := await self.pool._with_retries(self.spec, lambda: self._check(bid), count=False)) is None:
-                await asyncio.sleep(self.spec.poll_s)
-        except Exception as e:
-            for k, _ in self.pool.cache.batch_items(bid): self._resolve(k, exc=e)
-            return
-        for k, cid in self.pool.cache.batch_items(bid):
-            r = res.get(cid)
-            if isinstance(r, dict):
-                rec = {**r, 'cost_usd': price(self.spec, r, batch=True)}
-                self.pool.cache.put(k, self.spec, rec, release='key'); self._resolve(k, rec)
-            else: self._resolve(k, exc=RuntimeError(r or res.get(None) or f"custom_id {cid} missing from batch {bid} results"))
-        self.pool.cache.set_batch_status(bid, 'collected')
-        log.info("agent %s: collected batch %s", self.spec.name, bid)
-
-    def _resolve(self, key, rec=None, exc=None):
-        f = self.waiters.pop(key, None)
-        if f is None or f.done(): return
-        if exc is not None: f.set_exception(exc)
-        else: self.pool._add(self.spec, None, provider_calls=1); f.set_result(rec)
-
-def _batcher(self, spec: AgentSpec) -> _Batcher:
+@patch
+def _batcher(self: AgentPool, spec: AgentSpec) -> _Batcher:
     st = self._state()
     if spec.name not in st.batchers: st.batchers[spec.name] = _Batcher(self, spec)
     return st.batchers[spec.name]
 
-async def acollect_batches(self) -> int:
+@patch
+async def acollect_batches(self: AgentPool) -> int:
     "Wait for every batch still open in the cache db (e.g. after a restart); returns how many were collected."
     open_ = [b for b in self.cache.batches('submitted') if b['agent'] in self.specs] if self.cache is not None else []
     for b in open_: self._batcher(self.specs[b['agent']]).watch(b['batch_id'])
@@ -996,8 +429,10 @@ async def acollect_batches(self) -> int:
     await asyncio.gather(*ts, return_exceptions=True)
     return len(open_)
 
-AgentPool._batcher, AgentPool.acollect_batches = _batcher, acollect_batches
-AgentPool.collect_batches = lambda self: self.run_sync(self.acollect_batches())
+@patch
+def collect_batches(self: AgentPool) -> int:
+    "Synchronous `acollect_batches`."
+    return self.run_sync(self.acollect_batches())
 
 # %% ../nbs/01_agents.ipynb #ba9a181c
 def read_requests(path: str | Path, # JSONL file of requests
