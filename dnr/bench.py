@@ -10,8 +10,8 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from .distill import nodes_to_pairs
-from .train import (TreeDPOConfig, TreeDPOTrainer, chat_ids, device_args, max_grad_diff, tokenize_node,
-                       tree_loss, trl_pair_loss)
+from .tdpo import (TreeDPOConfig, TreeDPOTrainer, chat_ids, device_args, max_grad_diff, tokenize_node,
+                      tree_loss, trl_pair_loss)
 
 # %% auto #0
 __all__ = ['synthetic_tree', 'run_bench', 'bench_cli']
