@@ -15,7 +15,7 @@ COMMANDS = {  # name: (module, function, one-line help)
     'grade': ('dnr.data', 'grade_cli', 'extract and grade answers in a JSONL of responses'),
     'chat': ('dnr.agents', 'chat_cli', 'send a JSONL of chat requests to one agent (cache, retries, accounting)'),
     'debate': ('dnr.debate', 'debate_cli', 'run D&R debates and record MAGs (resumable)'),
-    'show': ('dnr.mag', 'show_cli', "read one debated question: answers, reflections, critiques (text or HTML)"),
+    'show': ('dnr.analysis', 'show_cli', "read one debated question: answers, reflections, critiques (text or HTML)"),
     'build': ('dnr.distill', 'build_cli', 'build SFT data or T-DPO preference trees from a debate run'),
     'train': ('dnr.train', 'train_cli', 'train the student: SFT, then T-DPO (LoRA)'),
     'bench': ('dnr.bench', 'bench_cli', 'benchmark tree-aware T-DPO against TRL'),

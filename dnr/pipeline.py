@@ -418,7 +418,8 @@ def _quiet_stages(log_file: Path):
 def _demo_report(out: Path, res: dict) -> list[str]:
     "What the demo shows after its stages: Table 1 (physics), the recorded debate's statistics, the scripted debate."
     from dnr.report import load_runs, table1_frame
-    from dnr.mag import accuracy_table, read_mags
+    from dnr.analysis import accuracy_table
+    from dnr.mag import read_mags
     t1 = table1_frame(load_runs([out / 'eval'])[0])['physics'].dropna()
     lines = ['', "Table 1, MMLU-Pro physics accuracy (%): the paper's Mistral-7B student, then this demo's toy student",
              "(a few-MB model answering by its training format: its numbers show the pipeline runs, not what D&R achieves)", '',

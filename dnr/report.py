@@ -337,7 +337,7 @@ def figures(dirs: list[str | Path], # run folders
            ) -> dict:
     "Write every table and figure for the runs under `dirs`; returns {name: [paths]}."
     import matplotlib.pyplot as plt
-    from dnr.mag import plot_run
+    from dnr.analysis import plot_run
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     runs, debates = load_runs(dirs)
     written = {}

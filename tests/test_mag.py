@@ -142,7 +142,7 @@ def test_explore_in_jupyterlab(scripted, replay, tmp_path):
     if not Path(chromium).exists(): pytest.fail(f"{chromium} not found: apt-get install -y chromium (dev/ensure_chromium.sh)")
     import nbformat
     nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
-    nb.cells = [nbformat.v4.new_code_cell(f"from dnr.mag import read_mags, explore\n"
+    nb.cells = [nbformat.v4.new_code_cell(f"from dnr.mag import read_mags\nfrom dnr.analysis import explore\n"
                                           f"explore(read_mags({str(scripted / 'mags.jsonl')!r}) + read_mags({str(replay / 'mags.jsonl')!r}))")]
     nbformat.write(nb, tmp_path / 'explore.ipynb')
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
