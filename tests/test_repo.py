@@ -49,3 +49,48 @@ def test_docs_processing_runs_no_test_cell_out_of_context():
                 if c.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: continue
                 if not all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in c.parsed_()): bad.append(f'{p.name} cell {c.idx_}')
     assert not bad, f"split imports into their own cells: {bad}"
+
+def _chapters() -> dict:
+    "module name -> notebook stem, for every exporting notebook."
+    import re
+    out = {}
+    for p in sorted((ROOT / 'nbs').glob('*.ipynb')):
+        if m := re.search(r'#\| default_exp (\w+)', p.read_text()): out[m.group(1)] = p.stem
+    return out
+
+def _dnr_imports(path: Path) -> set:
+    "The dnr modules a module imports, at top level or inside functions (not under `if TYPE_CHECKING`)."
+    import ast
+    tree, out = ast.parse(path.read_text()), set()
+    typing_only = {id(n) for t in ast.walk(tree) if isinstance(t, ast.If) and 'TYPE_CHECKING' in ast.unparse(t.test)
+                   for b in t.body for n in ast.walk(b)}
+    for n in ast.walk(tree):
+        if id(n) in typing_only: continue
+        if isinstance(n, ast.ImportFrom) and (n.level == 1 or (n.module or '').startswith('dnr.')):
+            out.add((n.module or '').removeprefix('dnr.').split('.')[0])
+        elif isinstance(n, ast.Import): out |= {a.name.split('.')[1] for a in n.names if a.name.startswith('dnr.')}
+    return out - {''}
+
+def test_chapters_import_one_way():
+    """A numbered chapter's module imports only modules of chapters with the same or a lower number (`02a_analysis`
+    may use `02_mag`; `02_mag` may not use `03_debate`), plus `dnr.cli`'s one-line error formatting, which imports
+    nothing. Tool chapters (no number: tiny, servers, bench, ...) may import any chapter; only the last chapter,
+    `07_pipeline`, imports tools (the demo's tiny student and scripted debate server)."""
+    import re
+    chapters = _chapters()
+    number = {m: int(s[:2]) for m, s in chapters.items() if re.match(r'\d\d', s)}
+    assert len(number) >= 16, number
+    assert not _dnr_imports(ROOT / 'dnr' / 'cli.py')
+    bad = []
+    for m, n in number.items():
+        for d in _dnr_imports(ROOT / 'dnr' / f'{m}.py') - {'cli', m}:
+            if (d not in number and n != max(number.values())) or number.get(d, 0) > n: bad.append(f"{chapters[m]} imports dnr.{d} ({chapters.get(d, d)})")
+    assert not bad, bad
+
+def test_readme_and_sidebar_list_every_chapter():
+    chapters, readme = _chapters(), (ROOT / 'README.md').read_text()
+    sidebar = (ROOT / 'nbs' / 'sidebar.yml').read_text()
+    missing = [s for m, s in chapters.items() if m not in ('cli', 'tiny', 'servers', 'showdoc', 'bench')
+               and f"| `{s}` | `dnr.{m}` |" not in readme]
+    assert not missing, f"add these chapters to the chapter table in nbs/index.ipynb: {missing}"
+    assert not [s for s in chapters.values() if f"- {s}.ipynb" not in sidebar]
