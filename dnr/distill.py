@@ -11,9 +11,9 @@ from .data import DATASETS, Question, format_last_round, train_debate_prompt, tr
 from .mag import MAG, iter_mags, validate_mag
 
 # %% auto #0
-__all__ = ['UNPARSED_TEXT', 'ABLATIONS', 'UNPARSED', 'mag_question', 'answer_text', 'usable', 'answer_state', 'sft_examples',
-           'context_entries', 'entry_text', 'format_context', 'Budget', 'mag_nodes', 'nodes_to_pairs', 'build_sft',
-           'build_tdpo', 'build_cli']
+__all__ = ['UNPARSED_TEXT', 'ABLATIONS', 'UNPARSED', 'mag_question', 'answer_text', 'is_trainable', 'answer_state',
+           'sft_examples', 'context_entries', 'entry_text', 'format_context', 'ContextBudget', 'mag_nodes',
+           'nodes_to_pairs', 'build_sft', 'build_tdpo', 'build_cli']
 
 # %% ../nbs/04_distill.ipynb #002fc2a3
 def mag_question(m: MAG) -> Question:
@@ -30,17 +30,17 @@ def answer_text(reasoning: str, # the answer's reasoning
     if kind == 'math' and not (a.startswith('$') and a.endswith('$')): a = f'${a}$'
     return f"### Answer\n{reasoning.strip()}\nFinal answer: {a}"
 
-def usable(a) -> bool:
-    "An answer usable for training: parsed in the required format, graded, with reasoning."
+def is_trainable(a) -> bool:
+    "True for an answer that can be trained on: parsed in the required format, graded, with reasoning."
     return a.status == 'parsed' and a.correct is not None and a.answer is not None and a.reasoning is not None
 
 UNPARSED_TEXT = "### Answer\nNone\nFinal answer: None"  # the authors' rejected response for an unparsed answer
 
 def answer_state(a) -> str:
-    "'usable', 'unparsed' (no answer in the required format: the authors' None), 'missing' (no response) or 'ungraded'."
+    "'trainable' (`is_trainable`), 'unparsed' (no answer in the required format: the authors' None), 'missing' (no response) or 'ungraded'."
     if a.status == 'missing' or a.response is None: return 'missing'
     if getattr(a, 'parsed', None) is False or a.status != 'parsed' or a.answer is None or a.reasoning is None: return 'unparsed'
-    return 'usable' if a.correct is not None else 'ungraded'
+    return 'trainable' if a.correct is not None else 'ungraded'
 
 # %% ../nbs/04_distill.ipynb #d5e3f60a
 def sft_examples(mags, # MAGs (dicts or `MAG`)
@@ -56,7 +56,7 @@ def sft_examples(mags, # MAGs (dicts or `MAG`)
         for r in m.rounds:
             for name, a in r.answers.items():
                 if roles[name] == 'student' and not include_student: continue
-                if not usable(a): stats['unparsed'] += 1; continue
+                if not is_trainable(a): stats['unparsed'] += 1; continue
                 if not a.correct: continue
                 text = answer_text(a.reasoning, a.answer, m.kind)
                 key = ' '.join(text.split())
@@ -82,7 +82,7 @@ def context_entries(m: MAG, # the MAG
     out = []
     for name in order:
         a = prev.answers.get(name)
-        if a is None or not usable(a): continue
+        if a is None or not is_trainable(a): continue
         ref = prev.reflections.get(name)
         fb = [c.text for c in prev.critiques if c.to == name and c.from_ != name and c.text]
         out.append({'agent': name, 'reasoning': a.reasoning, 'answer': a.answer,
@@ -104,7 +104,7 @@ def _tail(e: dict) -> str:
     "The self-reflection and feedback block of an entry, as one text."
     return entry_text(e)[len(entry_text({**e, 'tail': ''})):]
 
-class Budget:
+class ContextBudget:
     "The paper's token budgets for debate contexts, measured with the student's tokenizer."
     def __init__(self, tok, # the student's tokenizer (None: no budgets)
                  answer_cap: int = 950, # max tokens of one context entry
@@ -164,7 +164,7 @@ class Budget:
 UNPARSED = ('reject', 'drop')
 
 def mag_nodes(m: MAG | dict, # a MAG
-              budget: Budget | None = None, # token budgets (None: no cuts, splits or prompt cap)
+              budget: ContextBudget | None = None, # token budgets (None: no cuts, splits or prompt cap)
               ablation: str = 'none', # one of ABLATIONS
               stats: Counter | None = None, # counters updated in place
               unparsed: str = 'reject', # unparsed answers: 'reject' (the authors' `None` answer, a rejected child) or 'drop'
@@ -178,7 +178,7 @@ def mag_nodes(m: MAG | dict, # a MAG
         kids = []
         for name, a in r.answers.items():
             state = answer_state(a)
-            if state == 'usable':
+            if state == 'trainable':
                 kids.append({'agent': name, 'role': roles[name], 'answer': a.answer, 'correct': bool(a.correct),
                              'content': answer_text(a.reasoning, a.answer, m.kind)})
             elif state == 'unparsed':
@@ -297,7 +297,7 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
         tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     if ablation not in ABLATIONS: raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
     if unparsed not in UNPARSED: raise ValueError(f"unparsed must be one of {UNPARSED}, got {unparsed!r}")
-    budget = Budget(tokenizer, answer_cap, cut_to, context_budget, prompt_cap) if tokenizer is not None else None
+    budget = ContextBudget(tokenizer, answer_cap, cut_to, context_budget, prompt_cap) if tokenizer is not None else None
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     n_pairs = 0
     with open(out / 'nodes.jsonl', 'w', encoding='utf-8') as fn, open(out / 'pairs.jsonl', 'w', encoding='utf-8') as fp, \

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .data import read_config, validation_error
 
 # %% auto #0
-__all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineError', 'load_pipeline_config',
-           'PartialDebate', 'run_pipeline', 'eval_tags', 'demo_data', 'demo_config', 'ScriptedDebaters',
-           'scripted_debate', 'run_cli', 'demo_cli']
+__all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError',
+           'load_pipeline_config', 'PartialDebate', 'run_pipeline', 'eval_tags', 'demo_data', 'demo_config',
+           'ScriptedDebaters', 'scripted_debate', 'run_cli', 'demo_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -78,21 +78,21 @@ class PipelineConfig(BaseModel):
         return self
 
 # %% ../nbs/07_pipeline.ipynb #8ac9eb8f
-class PipelineError(ValueError):
+class PipelineConfigError(ValueError):
     "A bad pipeline config; the message names the file and field."
 
 def load_pipeline_config(src: str | Path | dict, # YAML file or dict
                          **overrides, # top-level keys to replace (e.g. out=...)
                         ) -> PipelineConfig:
     "A validated `PipelineConfig`; nested configs may name YAML files (`sft: configs/sft_tiny.yaml`; from the working directory, else beside this file)."
-    d, name = read_config(src, PipelineError)
+    d, name = read_config(src, PipelineConfigError)
     d.update({k: v for k, v in overrides.items() if v is not None})
     here = Path(src).parent if isinstance(src, (str, Path)) else None
     for k in ('debate', 'sft', 'tdpo'):
         if isinstance(d.get(k), str):  # a file: from the working directory, else beside the pipeline config
             f = Path(d[k])
             if not f.is_absolute() and not f.exists() and here is not None and (here / f).exists(): f = here / f
-            d[k] = read_config(f, PipelineError)[0]
+            d[k] = read_config(f, PipelineConfigError)[0]
     for k in ('sft', 'tdpo'):  # training configs are checked now, not after a paid debate
         if isinstance(d.get(k), dict):
             from dnr.train import check_train_config
@@ -101,9 +101,9 @@ def load_pipeline_config(src: str | Path | dict, # YAML file or dict
         try: BuildSpec.model_validate(d['build'])
         except ValidationError as e:
             x = e.errors(include_url=False)[0]
-            raise PipelineError(f"{name}: field 'build.{'.'.join(map(str, x['loc']))}': {x['msg']}") from None
+            raise PipelineConfigError(f"{name}: field 'build.{'.'.join(map(str, x['loc']))}': {x['msg']}") from None
     try: return PipelineConfig.model_validate(d)
-    except ValidationError as e: raise validation_error(name, e, PipelineError) from None
+    except ValidationError as e: raise validation_error(name, e, PipelineConfigError) from None
 
 # %% ../nbs/07_pipeline.ipynb #60b6dd73
 def _stage(folder: Path, name: str, fn, log) -> dict:
@@ -120,8 +120,8 @@ def _stage(folder: Path, name: str, fn, log) -> dict:
 
 # %% ../nbs/07_pipeline.ipynb #270879f1
 def _train_cfg(base: dict, **fill) -> dict:
-    from dnr.train import load_config
-    cfg = load_config(None)
+    from dnr.train import load_train_config
+    cfg = load_train_config(None)
     cfg.update(json.loads(json.dumps(base)))  # a copy
     cfg.update(fill)
     return cfg
@@ -180,7 +180,7 @@ def _debate_dir(cfg: PipelineConfig) -> Path:
     "The run's debate folder: `out/debate`, or `debate_from` (which must hold a finished debate's mags.jsonl)."
     if not cfg.debate_from: return Path(cfg.out) / 'debate'
     d = Path(cfg.debate_from)
-    if not (d / 'mags.jsonl').exists(): raise PipelineError(f"debate_from: {d} has no mags.jsonl (run that debate first)")
+    if not (d / 'mags.jsonl').exists(): raise PipelineConfigError(f"debate_from: {d} has no mags.jsonl (run that debate first)")
     return d
 
 def _borrowed_debate(d: Path) -> dict:
@@ -210,7 +210,7 @@ def eval_tags(cfg: PipelineConfig, # the run
 def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     from dnr.data import load_benchmark
     from dnr.eval import HFBackend, VLLMBackend, evaluate
-    if which not in _METHOD: raise PipelineError(f"eval.models: unknown model {which!r}; use {list(_METHOD)}")
+    if which not in _METHOD: raise PipelineConfigError(f"eval.models: unknown model {which!r}; use {list(_METHOD)}")
     e, out = cfg.eval, Path(cfg.out)
     adapter = None if which == 'base' else str(out / which)
     qs = load_benchmark(e.dataset, e.split)[:e.limit]

@@ -19,19 +19,19 @@ from .tdpo import (LORA_DEFAULTS, TDPO_DEFAULTS, TreeCollator, TreeDPOConfig, Tr
                       response_logps, tokenize_node, tree_dpo_loss, tree_loss, trl_pair_loss)  # re-exported: dnr.train keeps these names
 
 # %% auto #0
-__all__ = ['SFT_DEFAULTS', 'TrainConfigError', 'load_config', 'read_jsonl', 'TrainConfig', 'args_class', 'check_train_config',
-           'make_sft_trainer', 'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo', 'tree_eval_loss',
-           'merge_adapter', 'train_cli']
+__all__ = ['SFT_DEFAULTS', 'TrainConfigError', 'load_train_config', 'read_training_rows', 'TrainConfig', 'args_class',
+           'check_train_config', 'make_sft_trainer', 'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo',
+           'tree_eval_loss', 'merge_adapter', 'train_cli']
 
 # %% ../nbs/05_train.ipynb #60954501
 class TrainConfigError(ValueError):
     "A training config that does not validate; the message names the file and field."
 
-def load_config(path: str | Path | None = None, # YAML file
-                overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
-               ) -> dict:
-    "A training config from YAML with overrides applied."
-    cfg = read_config(path, TrainConfigError)[0] if path else {}
+def load_train_config(src: str | Path | None = None, # YAML file (None: an empty config)
+                      overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
+                     ) -> dict:
+    "A training config dict from YAML with `--set` overrides applied; `check_train_config` validates it into a `TrainConfig`."
+    cfg = read_config(src, TrainConfigError)[0] if src else {}
     for o in overrides:
         if '=' not in o: raise ValueError(f"override {o!r}: expected key=value")
         k, v = o.split('=', 1)
@@ -51,11 +51,11 @@ def _numbers(x):
     return x
 
 # %% ../nbs/05_train.ipynb #7a72ff83
-def read_jsonl(path: str | Path, # a .jsonl file, or a folder holding `name`
-               required: tuple = (), # fields every line must have
-               name: str | None = None, # file name inside a folder
-              ) -> list[dict]:
-    "Rows of a JSONL file, with errors naming file, line and field."
+def read_training_rows(path: str | Path, # a .jsonl file, or a folder holding `name`
+                       required: tuple = (), # fields every line must have
+                       name: str | None = None, # file name inside a folder
+                      ) -> list[dict]:
+    "The rows of a `dnr build` file (`sft.jsonl`, `nodes.jsonl`), each with the `required` fields; errors name file, line and field."
     path = Path(path)
     if path.is_dir():
         if not name or not (path / name).exists(): raise FileNotFoundError(f"{path}: no {name} in this folder (run `dnr build` first)")
@@ -159,7 +159,7 @@ def args_class(stage: str, impl: str = 'tree'):
     if impl == 'trl': from trl import DPOConfig; return DPOConfig
     return TreeDPOConfig
 
-def check_train_config(cfg: dict, # a training config (as `load_config` returns)
+def check_train_config(cfg: dict, # a training config (as `load_train_config` returns)
                        stage: str, # 'sft' or 'tdpo'
                        where: str = '<dict>', # the file it came from, for errors
                       ) -> TrainConfig:
@@ -179,7 +179,7 @@ def check_train_config(cfg: dict, # a training config (as `load_config` returns)
     return c
 
 # %% ../nbs/05_train.ipynb #78da1b04
-def make_sft_trainer(cfg: dict, # a training config (`load_config`)
+def make_sft_trainer(cfg: dict, # a training config (`load_train_config`)
                      where: str = '<dict>', # where it came from, for errors
                     ) -> tuple:
     "The SFTTrainer (LoRA, completion-only loss) for a config, and facts about its data."
@@ -188,7 +188,7 @@ def make_sft_trainer(cfg: dict, # a training config (`load_config`)
     _need(cfg, 'model', 'data', 'output_dir')
     args = _make_args(SFTConfig, cfg, SFT_DEFAULTS, where=where)
     peft_config = _lora(cfg, where)
-    rows = read_jsonl(cfg['data'], ('prompt', 'completion'), 'sft.jsonl')
+    rows = read_training_rows(cfg['data'], ('prompt', 'completion'), 'sft.jsonl')
     tok = AutoTokenizer.from_pretrained(cfg['model'])
     n_long = sum(len(chat_ids(tok, r['prompt'] + r['completion'])) > args.max_length for r in rows) if args.max_length else 0
     ds = Dataset.from_list([{'prompt': r['prompt'], 'completion': r['completion']} for r in rows])
@@ -230,7 +230,7 @@ def _shared_dataset(rows: list[dict], folder: Path) -> Dataset:
         if is_main_process(): ds.save_to_disk(str(folder))
         return load_from_disk(str(folder))
 
-def make_tdpo_trainer(cfg: dict, # a training config (`load_config`)
+def make_tdpo_trainer(cfg: dict, # a training config (`load_train_config`)
                       where: str = '<dict>', # where it came from, for errors
                      ) -> tuple:
     "The T-DPO trainer for a config (tree-aware or TRL's), and the node counts."
@@ -247,7 +247,7 @@ def make_tdpo_trainer(cfg: dict, # a training config (`load_config`)
                           drop=('max_prompt_length', 'share', 'loss_average'), where=where)
     lora = None if cfg.get('adapter') else _lora(cfg, where)
     src = Path(cfg['data'])
-    nodes = read_jsonl(src, ('prompt', 'responses'), 'nodes.jsonl')
+    nodes = read_training_rows(src, ('prompt', 'responses'), 'nodes.jsonl')
     tok = AutoTokenizer.from_pretrained(cfg['model'])
     a = {**TDPO_DEFAULTS, **(cfg.get('args') or {})}
     stats, toks, kept = {}, [], []
@@ -330,7 +330,7 @@ def train_cli(argv: list[str] | None = None) -> int:
     if a.stage == 'merge':
         print(json.dumps({'merged': str(merge_adapter(a.adapter, a.out, a.base))})); return 0
     try:
-        cfg = load_config(a.config, a.set)
+        cfg = load_train_config(a.config, a.set)
         for k in ('model', 'data', 'adapter', 'impl', 'resume'):
             if getattr(a, k, None) is not None: cfg[k] = getattr(a, k)
         if a.output_dir: cfg['output_dir'] = a.output_dir

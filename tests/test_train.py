@@ -176,8 +176,8 @@ def test_two_processes_equal_one(data, tmp_path, capsys):
 
 @pytest.mark.parametrize('name', ['sft_paper', 'sft_tiny', 'tdpo_paper', 'tdpo_tiny'])
 def test_shipped_configs_validate(name):
-    from dnr.train import check_train_config, load_config
-    c = check_train_config(load_config(ROOT / 'configs' / f'{name}.yaml'), name.split('_')[0], name)
+    from dnr.train import check_train_config, load_train_config
+    c = check_train_config(load_train_config(ROOT / 'configs' / f'{name}.yaml'), name.split('_')[0], name)
     assert c.impl == 'tree' and c.args
 
 @pytest.mark.parametrize('name,old,new,field', [
