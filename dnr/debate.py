@@ -17,10 +17,11 @@ from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round,
                      repair_mags, validate_mag, write_mags)
 
 # %% auto #0
-__all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig', 'DebateConfig',
-           'ConfigError', 'load_config', 'offline_config', 'shuffled_order', 'stop_reason', 'consensus_answer',
-           'grade_debate_answer', 'answer_counts', 'Debate', 'run_debate', 'debate_questions', 'pool_specs',
-           'select_questions', 'read_run_mags', 'run_dir', 'run_sync', 'plan_debate', 'format_plan', 'debate_cli']
+__all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'FREE_KEYS', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig',
+           'DebateConfig', 'ConfigError', 'load_debate_config', 'offline_config', 'shuffled_order', 'stop_reason',
+           'consensus_answer', 'grade_debate_answer', 'answer_counts', 'Debate', 'run_debate', 'debate_questions',
+           'pool_specs', 'select_questions', 'read_run_mags', 'check_snapshot', 'questions_to_debate',
+           'set_aside_stopped', 'debate_into', 'run_sync', 'plan_debate', 'format_plan', 'debate_cli']
 
 # %% ../nbs/03_debate.ipynb #af9b72f0
 class DatasetConfig(BaseModel):
@@ -48,7 +49,7 @@ class DebateConfig(BaseModel):
     batch: bool = False  # gather each stage's requests across questions into provider batches
     final_round_end: bool = False  # the authors' unused round end after the last round
     grading: Literal['strict', 'lenient'] = 'strict'  # strict: only an answer after `Final answer:` counts (the authors' rule)
-    budget_usd: float | None = Field(None, ge=0)  # the run's dollar cap (every invocation's spending counts, see `run_dir`)
+    budget_usd: float | None = Field(None, ge=0)  # the run's dollar cap (every invocation's spending counts, see `debate_into`)
     limit: int | None = Field(None, ge=1)  # debate only the first N questions
 
     def n_samples(self, agent: str) -> int:
@@ -58,7 +59,7 @@ class DebateConfig(BaseModel):
 class ConfigError(ValueError):
     "A debate config that does not validate; the message names the file and field."
 
-def load_config(src: str | Path | dict, # YAML file or dict
+def load_debate_config(src: str | Path | dict, # YAML file or dict
                ) -> DebateConfig:
     "Read and validate a debate config, naming the file and field on bad input."
     d, where = read_config(src, ConfigError)
@@ -96,8 +97,8 @@ def shuffled_order(names: list[str], # agent names in config order
     return order
 
 # %% ../nbs/03_debate.ipynb #ae9ddfea
-class _Batcher:
-    "Collects requests until the event loop is idle, then sends them grouped by agent."
+class _Lockstep:
+    "Keeps questions in step in batch mode: collects requests until the event loop is idle, sends them grouped by agent, answers each agent's group at once."
     def __init__(self, pool):
         self.pool, self.pending, self.task, self.sent = pool, [], None, []
 
@@ -192,14 +193,14 @@ class Debate:
         self.cfg, self.pool = cfg, pool
         self.specs = load_agents(cfg.agents)
         self.names = [a.name for a in self.specs]
-        self.batcher = _Batcher(pool) if cfg.batch else None
+        self.lockstep = _Lockstep(pool) if cfg.batch else None
         self.calls = Counter()  # (kind, agent) -> calls made by the engine
 
     async def _complete(self, agent, prompt, meta, sample=0) -> Completion:
         msgs = [{'role': 'user', 'content': prompt}]
         self.calls[meta['kind'], agent] += 1
         sample += ROUND_SAMPLE_STRIDE * meta['round']  # the same prompt in a later round is a new sample
-        if self.batcher: return await self.batcher.submit(agent, msgs, meta, sample)
+        if self.lockstep: return await self.lockstep.submit(agent, msgs, meta, sample)
         return await self.pool.acomplete(agent, msgs, meta=meta, sample=sample)
 
     async def answer(self, q: Question, agent: str, prompt: str, r: int) -> Answer:
@@ -311,17 +312,6 @@ def pool_specs(cfg: DebateConfig) -> list[AgentSpec]:
 # %% ../nbs/03_debate.ipynb #8a5923a5
 STOPPED = ('error', 'budget')  # stop reasons of questions that did not finish: `--resume` debates them again
 
-def _summary_counts(mags: list) -> dict:
-    hist, reasons = Counter(), Counter()
-    for m in mags: hist[len(m.rounds)] += 1; reasons[m.stop_reason] += 1
-    return dict(rounds_histogram={str(k): hist[k] for k in sorted(hist)}, stop_reasons=dict(sorted(reasons.items())))
-
-def _pool_usage(pool) -> Any:
-    u = getattr(pool, 'usage', None)
-    if hasattr(u, 'model_dump'): return u.model_dump()
-    if hasattr(u, 'to_dict'): return u.to_dict()
-    return u
-
 def select_questions(cfg: DebateConfig) -> list[Question]:
     "The questions a run debates (dataset, split, category, ids, limit); bad values raise `ConfigError` naming the field."
     d = cfg.dataset
@@ -335,6 +325,7 @@ def select_questions(cfg: DebateConfig) -> list[Question]:
     if not qs: raise ConfigError(f"field 'dataset': no questions in {d.name} split={d.split!r} category={d.category!r}")
     return qs[:cfg.limit] if cfg.limit is not None else qs
 
+# %% ../nbs/03_debate.ipynb #9ec1c707
 def read_run_mags(path: str | Path) -> tuple[list, int]:
     "The MAGs of a run's `mags.jsonl` and the byte size of a torn last line (the file is not changed); a bad line raises naming `dnr repair`."
     path = Path(path)
@@ -348,6 +339,64 @@ def read_run_mags(path: str | Path) -> tuple[list, int]:
         except json.JSONDecodeError as e: raise MAGError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); {hint}") from None
         except MAGError as e: raise MAGError(f"{e}; {hint}") from None
     return out, torn
+
+# %% ../nbs/03_debate.ipynb #53ec2da1
+FREE_KEYS = ('limit', 'batch', 'concurrency', 'questions_in_flight', 'budget_usd')  # may change between invocations of a run
+
+def check_snapshot(cfg: DebateConfig, # this invocation's config
+                   out: str | Path, # RUN_DIR
+                   resume: bool = False, # continue the run in `out`
+                  ) -> dict:
+    "The config as `out/config.yaml` stores it; raises `ConfigError` when `out` holds a run and `resume` is off, or its snapshot differs outside `FREE_KEYS`."
+    import yaml
+    snap, cur = Path(out) / 'config.yaml', cfg.model_dump(mode='json')
+    if snap.exists():
+        if not resume: raise ConfigError(f"{out} already holds a run (config.yaml); pass --resume to continue it")
+        old = yaml.safe_load(snap.read_text())
+        old.setdefault('grading', 'lenient')  # runs from before `grading` existed graded leniently
+        old, cur_ = ({k: v for k, v in x.items() if k not in FREE_KEYS} for x in (old, cur))
+        if old != cur_:
+            diff = sorted(k for k in set(old) | set(cur_) if old.get(k) != cur_.get(k))
+            raise ConfigError(f"{snap}: the config differs from this run's snapshot in {diff}; use a new --out")
+    return cur
+
+# %% ../nbs/03_debate.ipynb #01cb59c1
+def questions_to_debate(qs: list[Question], # the run's questions (`select_questions`)
+                        done: list[MAG], # the MAGs already in `mags.jsonl` (`read_run_mags`)
+                        retry_failed: bool = True, # debate questions that stopped on 'error' or 'budget' again
+                       ) -> tuple[list[Question], list[MAG], list[MAG]]:
+    "What to debate: the questions with no MAG to keep, the MAGs kept, and the stopped MAGs to set aside (their questions are debated again)."
+    stopped_before = [m for m in done if m.stop_reason in STOPPED] if retry_failed else []
+    if stopped_before: done = [m for m in done if m.stop_reason not in STOPPED]
+    finished = {m.question_id for m in done}
+    return [q for q in qs if q.id not in finished], done, stopped_before
+
+# %% ../nbs/03_debate.ipynb #f222dd3f
+def set_aside_stopped(out: Path, # RUN_DIR
+                      done: list[MAG], # the MAGs that stay in `mags.jsonl`
+                      stopped_before: list[MAG], # the stopped MAGs whose questions are debated again
+                      log=None, # where the note goes (default: stderr)
+                     ):
+    "Move the lines of `stopped_before` from `mags.jsonl` to `mags.stopped.jsonl` (appended, so earlier tries are kept)."
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    mags_path = out / 'mags.jsonl'
+    if stopped_before:
+        with open(out / 'mags.stopped.jsonl', 'a', encoding='utf-8') as f: f.writelines(m.to_line() + '\n' for m in stopped_before)
+        write_mags(mags_path, done)
+        log(f"dnr debate: debating again {len(stopped_before)} questions that stopped on error or budget "
+            f"(their earlier lines moved to {out / 'mags.stopped.jsonl'})")
+
+# %% ../nbs/03_debate.ipynb #25060bd0
+def _summary_counts(mags: list) -> dict:
+    hist, reasons = Counter(), Counter()
+    for m in mags: hist[len(m.rounds)] += 1; reasons[m.stop_reason] += 1
+    return dict(rounds_histogram={str(k): hist[k] for k in sorted(hist)}, stop_reasons=dict(sorted(reasons.items())))
+
+def _pool_usage(pool) -> Any:
+    u = getattr(pool, 'usage', None)
+    if hasattr(u, 'model_dump'): return u.model_dump()
+    if hasattr(u, 'to_dict'): return u.to_dict()
+    return u
 
 def _write_usage(out: Path, pool: AgentPool, invocations: int, summary: dict | None = None) -> dict:
     "usage.json from the run's ledger (every invocation, killed ones included), plus this invocation's pool usage."
@@ -367,38 +416,27 @@ def _next_step(stopped: Counter, cfg: DebateConfig, out) -> str | None:
     if stopped['error']: parts.append(f"{stopped['error']} stopped on provider errors (the 'error' fields in {Path(out) / 'mags.jsonl'}): fix the cause")
     return '; '.join(parts) + f"; then `dnr debate --out {out} --resume` (same config) debates them again"
 
-async def run_dir(cfg: DebateConfig, # the run's config
-                  out: str | Path, # RUN_DIR
-                  resume: bool = False, # continue an existing run
-                  retry_failed: bool = True, # re-debate questions that stopped with 'error' or 'budget'
-                  progress: bool = True, # show a progress bar
-                  probe: bool = True, # check that every HTTP endpoint accepts a connection before starting
-                  log=None, # where notes about changed files go (default: stderr)
-                 ) -> dict:
-    "Run (or resume) a debate into a run folder; returns the JSON summary. Everything is validated before anything is written."
-    import shutil, yaml
+# %% ../nbs/03_debate.ipynb #b315c386
+async def debate_into(cfg: DebateConfig, # the run's config
+                      out: str | Path, # RUN_DIR
+                      resume: bool = False, # continue an existing run
+                      retry_failed: bool = True, # re-debate questions that stopped with 'error' or 'budget'
+                      progress: bool = True, # show a progress bar
+                      probe: bool = True, # check that every HTTP endpoint accepts a connection before starting
+                      log=None, # where notes about changed files go (default: stderr)
+                     ) -> dict:
+    "Debate `cfg`'s questions into the run folder `out` (or resume the run there); returns the JSON summary. Everything is validated before anything is written."
+    import yaml
     from dnr.agents import preflight
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
     snap, mags_path = out / 'config.yaml', out / 'mags.jsonl'
     # 1. validate: config snapshot, questions, existing MAG lines, agents' keys and endpoints
-    cur = cfg.model_dump(mode='json')
-    if snap.exists():
-        if not resume: raise ConfigError(f"{out} already holds a run (config.yaml); pass --resume to continue it")
-        old = yaml.safe_load(snap.read_text())
-        old.setdefault('grading', 'lenient')  # runs from before `grading` existed graded leniently
-        free = ('limit', 'batch', 'concurrency', 'questions_in_flight', 'budget_usd')  # may change between invocations
-        old, cur_ = ({k: v for k, v in x.items() if k not in free} for x in (old, cur))
-        if old != cur_:
-            diff = sorted(k for k in set(old) | set(cur_) if old.get(k) != cur_.get(k))
-            raise ConfigError(f"{snap}: the config differs from this run's snapshot in {diff}; use a new --out")
+    cur = check_snapshot(cfg, out, resume)
     qs = select_questions(cfg)
     specs = pool_specs(cfg)
     done, torn = read_run_mags(mags_path)
-    stopped_before = [m for m in done if m.stop_reason in STOPPED] if retry_failed else []
-    if stopped_before: done = [m for m in done if m.stop_reason not in STOPPED]
-    finished = {m.question_id for m in done}
-    todo = [q for q in qs if q.id not in finished]
+    todo, done, stopped_before = questions_to_debate(qs, done, retry_failed)
     if todo: preflight(specs, probe=probe)
     # 2. write
     out.mkdir(parents=True, exist_ok=True)
@@ -406,11 +444,7 @@ async def run_dir(cfg: DebateConfig, # the run's config
     if torn:
         r = repair_mags(mags_path)
         log(f"dnr debate: {mags_path}: cut a torn last line ({torn} bytes, left by a killed writer); the original file is kept as {r['backup']}")
-    if stopped_before:
-        with open(out / 'mags.stopped.jsonl', 'a', encoding='utf-8') as f: f.writelines(m.to_line() + '\n' for m in stopped_before)
-        write_mags(mags_path, done)
-        log(f"dnr debate: debating again {len(stopped_before)} questions that stopped on error or budget "
-            f"(their earlier lines moved to {out / 'mags.stopped.jsonl'})")
+    set_aside_stopped(out, done, stopped_before, log)
     pool = AgentPool(specs, cache=out / 'cache.sqlite', budget_usd=cfg.budget_usd, concurrency=cfg.concurrency, ledger=True)
     prev = json.loads((out / 'usage.json').read_text()) if (out / 'usage.json').exists() else {}
     inv = prev.get('invocations', 0) + 1
@@ -534,7 +568,7 @@ def _debate_parser():
                     "questions that stopped on 'error' or 'budget' are debated again")
     ap.add_argument('--no-retry-failed', dest='retry_failed', action='store_false',
                     help="with --resume: keep questions that stopped on 'error' or 'budget' as they are")
-    ap.add_argument('--retry-failed', action='store_true', help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    ap.add_argument('--retry-failed', dest='old_retry_failed', action='store_true', help=argparse.SUPPRESS)  # the default now; kept for old scripts
     ap.add_argument('--budget-usd', type=float, help="the run's dollar cap (overrides budget_usd; counts every invocation's spending)")
     ap.add_argument('--plan', action='store_true', help='print the estimated requests, tokens and dollars per agent and stop '
                     '(no network, no key, nothing written)')
@@ -548,15 +582,16 @@ def debate_cli(argv: list[str] | None = None) -> int:
     "`dnr debate --config CONFIG.yaml --out RUN_DIR [--limit N] [--resume] [--budget-usd X] [--plan]`; last line is a JSON summary."
     ap = _debate_parser()
     a = ap.parse_args(argv)
+    if a.old_retry_failed: print('dnr debate: note: --retry-failed has no effect (retrying is the default)', file=sys.stderr)
     try:
-        cfg = load_config(a.config) if a.config else load_config(offline_config())
+        cfg = load_debate_config(a.config) if a.config else load_debate_config(offline_config())
         upd = {k: v for k, v in dict(limit=a.limit, batch=True if a.batch else None, budget_usd=a.budget_usd).items() if v is not None}
-        if upd: cfg = load_config({**cfg.model_dump(mode='json'), **upd})
+        if upd: cfg = load_debate_config({**cfg.model_dump(mode='json'), **upd})
         if a.plan:
             p = plan_debate(cfg, from_run=a.plan_from, typical_tokens=a.typical_tokens)
             print(format_plan(p)); print(json.dumps(p)); return 0
         if not a.out: ap.error('--out is required (except with --plan)')
-        s = run_sync(run_dir(cfg, a.out, resume=a.resume, retry_failed=a.retry_failed, progress=not a.no_progress))
+        s = run_sync(debate_into(cfg, a.out, resume=a.resume, retry_failed=a.retry_failed, progress=not a.no_progress))
     except (ConfigError, ValueError, FileNotFoundError) as e:
         from dnr.cli import error_line
         print(f"dnr debate: error: {error_line(e)}", file=sys.stderr); return 2

@@ -136,7 +136,7 @@ def run_pipeline(cfg: PipelineConfig, # the run
                  allow_partial: bool = False, # build and train on a debate whose questions did not all finish
                 ) -> dict:
     "Run every stage not yet done; returns {stage: summary}. Raises `PartialDebate` rather than build on an unfinished debate."
-    from dnr.debate import load_config as debate_config, run_dir, run_sync, select_questions, pool_specs
+    from dnr.debate import load_debate_config, debate_into, run_sync, select_questions, pool_specs
     from dnr.agents import preflight
     from dnr.distill import build_sft, build_tdpo
     from dnr.train import train_sft, train_tdpo
@@ -150,14 +150,14 @@ def run_pipeline(cfg: PipelineConfig, # the run
             log(f"[debate] partial: {d['stopped']} questions did not finish; going on because of --allow-partial")
             d = {**d, 'partial': True}
         return d
-    dcfg = debate_config(cfg.debate)  # validate before anything is written
+    dcfg = load_debate_config(cfg.debate)  # validate before anything is written
     deb = _debate_dir(cfg)
     if cfg.debate_from: s['debate'] = finished(_borrowed_debate(deb))
     elif not (deb / 'done.json').exists(): select_questions(dcfg); preflight(pool_specs(dcfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / 'pipeline.yaml').write_text(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
     if not cfg.debate_from:
-        s['debate'] = _stage(deb, 'debate', lambda: finished(run_sync(run_dir(dcfg, deb, resume=True, progress=progress))), log)
+        s['debate'] = _stage(deb, 'debate', lambda: finished(run_sync(debate_into(dcfg, deb, resume=True, progress=progress))), log)
     b = cfg.build
     s['build_sft'] = _stage(out / 'build' / 'sft', 'build sft', lambda: build_sft(
         deb, out / 'build' / 'sft', include_student=b.get('include_student', False), debates=b.get('debates')), log)
@@ -305,16 +305,16 @@ def scripted_debate(out: str | Path, # run folder (replaced: the server's addres
     "Debate `questions` with the scripted agents behind a local `ScriptedServer`; returns `dnr debate`'s summary."
     import shutil
     from dnr.data import load_benchmark
-    from dnr.debate import load_config, run_dir, run_sync
+    from dnr.debate import load_debate_config, debate_into, run_sync
     from dnr.servers import ScriptedServer
     qs = load_benchmark('mmlu_pro', 'train', category)[:questions]
     out = Path(out); shutil.rmtree(out, ignore_errors=True)
     with ScriptedServer(ScriptedDebaters(qs)) as srv:
         agents = [dict(name=n, role='student' if n.endswith('student') else 'teacher', provider='openai_compatible',
                        model=n, base_url=srv.openai_url) for n in SCRIPTED_AGENTS]
-        cfg = load_config(dict(dataset=dict(name='mmlu_pro', category=category, split='train', ids=[q.id for q in qs]),
+        cfg = load_debate_config(dict(dataset=dict(name='mmlu_pro', category=category, split='train', ids=[q.id for q in qs]),
                                agents=agents, max_rounds=max_rounds))
-        s = run_sync(run_dir(cfg, out, progress=False))
+        s = run_sync(debate_into(cfg, out, progress=False))
     (out / 'README.txt').write_text(
         "SCRIPTED debate: the agents are dnr.pipeline.ScriptedDebaters behind a local dnr.servers.ScriptedServer,\n"
         "not language models. The questions and gold answers are real MMLU-Pro; every answer, reflection and\n"
@@ -341,7 +341,7 @@ def _print_summary(res: dict, out) -> dict:
 def run_cli(argv: list[str] | None = None) -> int:
     "`dnr run --config PIPELINE.yaml [--out DIR] [--allow-partial] [--plan]`: every stage not yet done; last line is a JSON summary."
     import argparse, sys
-    from dnr.debate import EXIT_CODES, _positive, format_plan, load_config as debate_config, plan_debate
+    from dnr.debate import EXIT_CODES, _positive, format_plan, load_debate_config, plan_debate
     ap = argparse.ArgumentParser(prog='dnr run', description=run_cli.__doc__,
                                  epilog='exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) +
                                  ' (3 and 4: nothing was built or trained unless --allow-partial).')
@@ -356,7 +356,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     try:
         cfg = load_pipeline_config(a.config, out=a.out)
         if a.plan:
-            p = plan_debate(debate_config(cfg.debate), typical_tokens=a.typical_tokens); print(format_plan(p)); print(json.dumps(p)); return 0
+            p = plan_debate(load_debate_config(cfg.debate), typical_tokens=a.typical_tokens); print(format_plan(p)); print(json.dumps(p)); return 0
         res = run_pipeline(cfg, progress=not a.no_progress, allow_partial=a.allow_partial)
     except PartialDebate as e: print(f"dnr run: error: {e}", file=sys.stderr); return e.code
     except (ValueError, FileNotFoundError) as e:

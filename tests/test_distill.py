@@ -50,8 +50,8 @@ def test_build_tdpo_cli(tmp_path):
 
 def test_build_from_a_replayed_debate(tmp_path):
     "Real recorded answers (the offline replay of MMLU-Pro physics): unparsed answers become rejected responses."
-    from dnr.debate import offline_config, load_config, run_dir, run_sync
-    run_sync(run_dir(load_config(offline_config('physics', limit=40)), tmp_path / 'deb', progress=False))
+    from dnr.debate import offline_config, load_debate_config, debate_into, run_sync
+    run_sync(debate_into(load_debate_config(offline_config('physics', limit=40)), tmp_path / 'deb', progress=False))
     from dnr.mag import read_mags
     from dnr.distill import answer_state, build_tdpo
     mags = read_mags(tmp_path / 'deb' / 'mags.jsonl')

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest, yaml
 from conftest import BIN, ROOT
 from dnr.data import load_benchmark
-from dnr.debate import load_config as debate_config
+from dnr.debate import load_debate_config
 from dnr.report import PAPER_EXPERIMENTS, PAPER_RESULTS, dataset_column, paper_number
 from dnr.pipeline import load_pipeline_config
 
@@ -25,7 +25,7 @@ def test_paper_config_loads_with_the_papers_settings(name):
     e = PAPER_EXPERIMENTS[name]
     assert cfg.experiment == name and cfg.out == f'runs/paper/{name}'
     assert cfg.student == 'mistralai/Mistral-7B-Instruct-v0.2'
-    d = debate_config(cfg.debate)
+    d = load_debate_config(cfg.debate)
     col = e['column']
     assert dataset_column(cfg.eval.dataset) == col and cfg.eval.split == 'test'
     assert len(load_benchmark(cfg.eval.dataset, 'test')) == PAPER_RESULTS['test_sizes'][col]
@@ -101,9 +101,9 @@ def test_figures_place_a_finished_run_beside_the_paper(tmp_path):
 
 def test_pipeline_builds_from_another_runs_debates(tmp_path):
     "`debate_from` + `build.debates` + `train: [sft]` (the data-scale and SFT-only configs), on replayed real debates."
-    from dnr.debate import offline_config, run_dir, run_sync
+    from dnr.debate import offline_config, debate_into, run_sync
     from dnr.pipeline import demo_config, run_pipeline
-    run_sync(run_dir(debate_config(offline_config('physics', limit=12)), tmp_path / 'deb', progress=False))
+    run_sync(debate_into(load_debate_config(offline_config('physics', limit=12)), tmp_path / 'deb', progress=False))
     base = demo_config(tmp_path / 'x', questions=12, eval_questions=4, steps=2).model_dump()
     cfg = load_pipeline_config({**base, 'out': str(tmp_path / 'scale'), 'debate_from': str(tmp_path / 'deb'),
                                 'experiment': 'ablation_sft_only', 'train': ['sft'], 'build': {**base['build'], 'debates': 5},
@@ -131,9 +131,9 @@ def test_pipeline_builds_from_another_runs_debates(tmp_path):
 def test_paper_budgets_come_from_the_plan(name):
     "Each paid config's cap is its `--plan` estimate (400-token completions) plus a 15% margin, rounded up to $5."
     import math
-    from dnr.debate import load_config as debate_config, plan_debate
+    from dnr.debate import load_debate_config, plan_debate
     f = PAPER / f'{name}.yaml'
-    cfg = debate_config(f) if name.startswith('debate_') else debate_config(load_pipeline_config(f).debate)
+    cfg = load_debate_config(f) if name.startswith('debate_') else load_debate_config(load_pipeline_config(f).debate)
     usd = plan_debate(cfg, typical_tokens=400)['estimated_usd']
     assert cfg.budget_usd == max(5, 5 * math.ceil(usd * 1.15 / 5)), (cfg.budget_usd, usd)
     assert f"estimates ${usd:.2f}" in f.read_text()
