@@ -131,21 +131,24 @@ def write_jsonl(path: str | Path, rows: Iterable,
     return n
 
 # %% ../nbs/00a_files.ipynb #2101c114
-def append_text(path: str | Path, text: str) -> int:
+def append_text(path: str | Path, text: str,
+                fsync: bool = True, # flush to disk before returning (survives a power cut, not only a killed process)
+               ) -> int:
     "Append `text` to `path` (created if missing) with one `write` on an `O_APPEND` file, then fsync; returns the bytes written."
     data = text.encode('utf-8')
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         n = os.write(fd, data) if data else 0
         while n < len(data): n += os.write(fd, data[n:])
-        os.fsync(fd)
+        if fsync: os.fsync(fd)
     finally: os.close(fd)
     return n
 
 def append_jsonl(path: str | Path, rows: Iterable,
                  ensure_ascii: bool = False, # escape non-ASCII characters instead of writing UTF-8
+                 fsync: bool = True, # flush to disk before returning
                 ) -> int:
     "Append `rows` to `path` as whole JSON lines (all serialised first, then one write + fsync); returns the number of rows."
     lines = [json.dumps(r, ensure_ascii=ensure_ascii) + '\n' for r in rows]
-    append_text(path, ''.join(lines))
+    append_text(path, ''.join(lines), fsync)
     return len(lines)
