@@ -15,6 +15,7 @@ from .providers import (AgentConfigError, PROVIDERS, AgentSpec, load_agents, Mal
     make_client, call_provider, price, _api_key, _close_client, _error_text, _HFModel, _HFRunner)
 from .cache import ResponseCache, cache_key, legacy_cache_key, _check_messages
 from .batches import _Batcher
+from .files import append_jsonl, append_text, write_text
 
 # %% auto #0
 __all__ = ['log', 'NO_RECORDING', 'BUDGET_ERROR', 'Completion', 'preflight', 'replay_answer', 'RateLimiter', 'BudgetExceeded',
@@ -488,15 +489,17 @@ async def _run_chat(pool: AgentPool, reqs: list[dict], default: str | None, out:
     done, nxt, errors = {}, 0, 0
     bar = tqdm(total=len(reqs), desc='dnr chat', disable=not progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, 'w', encoding='utf-8') as f:
-        async def one(i, r):
-            nonlocal nxt, errors
-            c = await pool.acomplete(r.get('agent') or default, r['messages'], r.get('meta'), r.get('sample', 0))
-            done[i] = c; errors += not c.ok; bar.update(1)
-            while nxt in done:  # write the finished prefix in input order
-                f.write(json.dumps(_out_line(reqs[nxt], done.pop(nxt)), ensure_ascii=False) + '\n'); nxt += 1
-            f.flush()
-        await asyncio.gather(*(one(i, r) for i, r in enumerate(reqs)))
+    write_text(out, '')  # a new run starts the file afresh
+    async def one(i, r):
+        nonlocal nxt, errors
+        c = await pool.acomplete(r.get('agent') or default, r['messages'], r.get('meta'), r.get('sample', 0))
+        done[i] = c; errors += not c.ok; bar.update(1)
+        rows = []
+        while nxt in done:  # the finished prefix, in input order: whole lines, one write + fsync
+            rows.append(_out_line(reqs[nxt], done.pop(nxt))); nxt += 1
+        if rows: append_jsonl(out, rows, fsync=False)  # thousands a second from the cache; resume is the cache's job
+    await asyncio.gather(*(one(i, r) for i, r in enumerate(reqs)))
+    append_text(out, '')  # one fsync for the whole file
     bar.close(); await pool.aclose()
     return errors
 

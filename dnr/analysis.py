@@ -8,6 +8,7 @@ import json, os, re, sys, time
 from pathlib import Path
 from typing import Any, Iterable
 from .mag import MAG, STOP_REASONS, Answer, Round, MAGError, iter_mags, validate_mag, read_mags, _short
+from .files import write_text
 
 # %% auto #0
 __all__ = ['answers_frame', 'accuracy_table', 'stops_table', 'flips_table', 'usage_table', 'plot_run', 'debate_graph',
@@ -323,8 +324,7 @@ def transcript_html(mag: dict | MAG, # one MAG
 
 def save_html(mag: dict | MAG, path: str | Path) -> Path:
     "Write one debate as a self-contained HTML file (inline styles and SVG, no scripts, nothing fetched)."
-    path = Path(path); path.write_text(transcript_html(mag, standalone=True), encoding='utf-8')
-    return path
+    return write_text(path, transcript_html(mag, standalone=True))
 
 # %% ../nbs/02a_analysis.ipynb #e083660a
 def _run_file(run: str | Path) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 from pydantic import BaseModel, ValidationError
 from .files import DataError, read_jsonl, validation_error, repair_tail, read_config
+from .files import write_jsonl
 from .grading import (LETTERS, AnswerKind, boxed_answers, Extraction, extract_answer, EXTRACTIONS, check_extraction,
     extract_mmlu_pro, MMLU_PRO_GUESS_SEED, mmlu_pro_guess, extract_authors, extract_feedback, grade, hendrycks_normalize,
     authors_is_equiv, grade_response, answer_labels, grade_many, accuracy_summary)
@@ -427,14 +428,6 @@ def published_rows(path: str | Path, # a downloaded result file: JSON list, or a
             if v is None: raise DataError(f"{where}: item {i}: field '{f}': missing")
         yield dict(model=model, question_id=it['question_id'], category=it.get('category'), response=text, pred=it.get('pred'))
 
-def _write_jsonl_gz(path: Path, rows: Iterable[dict]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, n = path.with_name(path.name + '.part'), 0
-    with gzip.open(tmp, 'wt', encoding='utf-8') as f:
-        for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n'); n += 1
-    tmp.replace(path)
-    return n
-
 # %% ../nbs/00_data.ipynb #d499369c
 def _fetch_mmlu_pro(dst: Path, hub: str) -> int:
     from datasets import load_dataset
@@ -445,7 +438,7 @@ def _fetch_mmlu_pro(dst: Path, hub: str) -> int:
     for i, r in enumerate(rows, 1):
         try: _MMLUProRow.model_validate(r)
         except ValidationError as e: raise _field_error(f'hf://{hub}', i, e) from None
-    return _write_jsonl_gz(dst, rows)
+    return write_jsonl(dst, rows)
 
 def _fetch_responses(dst: Path, base_url: str, models, categories, tmp: Path) -> dict:
     from urllib.parse import quote
@@ -460,7 +453,7 @@ def _fetch_responses(dst: Path, base_url: str, models, categories, tmp: Path) ->
                 if r['category'] not in categories or (model, str(r['question_id'])) in seen: continue
                 seen.add((model, str(r['question_id']))); rows.append(r); counts[model] += 1
             f.unlink()
-    _write_jsonl_gz(dst, rows)
+    write_jsonl(dst, rows)
     return dict(counts)
 
 def _fetch_math(out: Path, url: str, tmp: Path) -> dict:
@@ -474,7 +467,7 @@ def _fetch_math(out: Path, url: str, tmp: Path) -> dict:
             d = json.load(t.extractfile(m))
             rows[parts[-3]].append({**{k: d.get(k) for k in ('problem', 'level', 'type', 'solution')}, 'unique_id': '/'.join(parts[-3:])})
     f.unlink()
-    return {s: _write_jsonl_gz(out / 'math' / f'{s}.jsonl.gz', sorted(rs, key=lambda r: r['unique_id'])) for s, rs in rows.items()}
+    return {s: write_jsonl(out / 'math' / f'{s}.jsonl.gz', sorted(rs, key=lambda r: r['unique_id'])) for s, rs in rows.items()}
 
 def fetch_data(out: str | Path | None = None, # target folder (default `fetched_data_dir()`)
                hub: str = 'TIGER-Lab/MMLU-Pro', # MMLU-Pro's hub dataset (or a local copy in its layout)
@@ -498,6 +491,7 @@ def fetch_data(out: str | Path | None = None, # target folder (default `fetched_
         for rel, job in jobs:
             if (out / rel).exists() and not force:
                 done[rel] = 'kept'; log(f"{out / rel}: kept (exists; --force downloads again)"); continue
+            (out / rel).parent.mkdir(exist_ok=True)
             done[rel] = job(out / rel)
             log(f"{out / rel}: {done[rel]}")
     return done
@@ -579,10 +573,7 @@ def grade_cli(argv: list[str] | None = None) -> int:
            for r, q in zip(rows, tqdm(qs, desc='extract', disable=None))]
     ok = grade_many([(e.answer, q.gold, q.kind, a.extraction) for e, q in zip(exs, qs)])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = Path(str(a.out) + '.tmp')
-    with open(tmp_out, 'w', encoding='utf-8') as f:
-        for r, e, c in zip(rows, exs, ok): f.write(json.dumps({**r, 'answer': e.answer, 'status': e.status, 'correct': c}) + '\n')
-    tmp_out.replace(a.out)
+    write_jsonl(a.out, ({**r, 'answer': e.answer, 'status': e.status, 'correct': c} for r, e, c in zip(rows, exs, ok)), ensure_ascii=True)
     mc = a.dataset == 'mmlu_pro'
     s = accuracy_summary([e.status for e in exs], ok, 10 if mc else None,
                          [mmlu_pro_guess(len(q.options)) == q.gold for q in qs] if mc else None)

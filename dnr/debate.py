@@ -13,6 +13,7 @@ from .data import (Question, load_benchmark, grade_response, round0_prompt, deba
                       critique_prompt, self_reflection_test_prompt, critique_test_prompt, format_last_round,
                       extract_feedback, read_config, validation_error, extract_answer, extract_authors, answer_labels, grade)
 from .agents import AgentSpec, AgentPool, Completion, load_agents
+from .files import append_jsonl, write_json, write_text
 from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
                      repair_mags, validate_mag, write_mags)
 
@@ -381,7 +382,7 @@ def set_aside_stopped(out: Path, # RUN_DIR
     log = log or (lambda msg: print(msg, file=sys.stderr))
     mags_path = out / 'mags.jsonl'
     if stopped_before:
-        with open(out / 'mags.stopped.jsonl', 'a', encoding='utf-8') as f: f.writelines(m.to_line() + '\n' for m in stopped_before)
+        append_jsonl(out / 'mags.stopped.jsonl', [m.to_dict() for m in stopped_before])
         write_mags(mags_path, done)
         log(f"dnr debate: debating again {len(stopped_before)} questions that stopped on error or budget "
             f"(their earlier lines moved to {out / 'mags.stopped.jsonl'})")
@@ -404,7 +405,7 @@ def _write_usage(out: Path, pool: AgentPool, invocations: int, summary: dict | N
     u = dict(invocations=invocations, cost_usd=round(led['paid_usd'], 6), paid_calls=led['paid_calls'],
              unsettled_usd=round(led['unsettled_usd'], 6), budget_usd=pool.budget_usd,
              last=dict(summary or {}, pool_usage=_pool_usage(pool)))
-    (out / 'usage.json').write_text(json.dumps(u, default=str, indent=1))
+    write_json(out / 'usage.json', u, default=str)
     return u
 
 def _next_step(stopped: Counter, cfg: DebateConfig, out) -> str | None:
@@ -440,7 +441,7 @@ async def debate_into(cfg: DebateConfig, # the run's config
     if todo: preflight(specs, probe=probe)
     # 2. write
     out.mkdir(parents=True, exist_ok=True)
-    if not snap.exists(): snap.write_text(yaml.safe_dump(cur, sort_keys=False))
+    if not snap.exists(): write_text(snap, yaml.safe_dump(cur, sort_keys=False))
     if torn:
         r = repair_mags(mags_path)
         log(f"dnr debate: {mags_path}: cut a torn last line ({torn} bytes, left by a killed writer); the original file is kept as {r['backup']}")

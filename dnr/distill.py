@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from .data import DATASETS, Question, format_last_round, train_debate_prompt, train_prompt
 from .mag import MAG, iter_mags, validate_mag
+from .files import atomic_file, write_json, write_jsonl
 
 # %% auto #0
 __all__ = ['UNPARSED_TEXT', 'ABLATIONS', 'UNPARSED', 'mag_question', 'answer_text', 'is_trainable', 'answer_state',
@@ -255,12 +256,6 @@ def _mags_file(run) -> Path:
     if not f.exists(): raise FileNotFoundError(f"{run}: no mags.jsonl (expected a debate run folder or a MAG JSONL file)")
     return f
 
-def _write_jsonl(path: Path, rows) -> int:
-    n = 0
-    with open(path, 'w', encoding='utf-8') as f:
-        for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n'); n += 1
-    return n
-
 def _first(mags, debates: int | None):
     "The first `debates` MAGs (the authors' `all_mags[:N]`), or all."
     if debates is not None and (not isinstance(debates, int) or debates < 1):
@@ -276,10 +271,10 @@ def build_sft(run, # run folder (with mags.jsonl) or a MAG JSONL file
     t0, st, f = time.perf_counter(), Counter(), _mags_file(run)
     rows = sft_examples(_first(iter_mags(f), debates), include_student, st)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / 'sft.jsonl', rows)
+    write_jsonl(out / 'sft.jsonl', rows)
     s = dict(kind='sft', mags=st['mags'], examples=len(rows), duplicates=st['duplicates'], unparsed_answers=st['unparsed'],
              amplification=round(len(rows) / max(1, st['mags']), 2), include_student=include_student, debates=debates, seconds=round(time.perf_counter() - t0, 3), out=str(out))
-    (out / 'summary.json').write_text(json.dumps(s, indent=1)); return s
+    write_json(out / 'summary.json', s); return s
 
 def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
                out, # output folder
@@ -300,8 +295,7 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
     budget = ContextBudget(tokenizer, answer_cap, cut_to, context_budget, prompt_cap) if tokenizer is not None else None
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     n_pairs = 0
-    with open(out / 'nodes.jsonl', 'w', encoding='utf-8') as fn, open(out / 'pairs.jsonl', 'w', encoding='utf-8') as fp, \
-         open(out / 'tree.jsonl', 'w', encoding='utf-8') as ft:
+    with atomic_file(out / 'nodes.jsonl') as fn, atomic_file(out / 'pairs.jsonl') as fp, atomic_file(out / 'tree.jsonl') as ft:
         for m in _first(iter_mags(f), debates):
             ns = mag_nodes(m, budget, ablation, st, unparsed)
             for n in ns: fn.write(json.dumps(n, ensure_ascii=False) + '\n')
@@ -325,7 +319,7 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
              ablation=ablation, debates=debates,
              budgets=None if budget is None else dict(answer_cap=answer_cap, cut_to=cut_to, context_budget=context_budget, prompt_cap=budget.prompt_cap),
              seconds=round(time.perf_counter() - t0, 3), out=str(out))
-    (out / 'summary.json').write_text(json.dumps(s, indent=1)); return s
+    write_json(out / 'summary.json', s); return s
 
 # %% ../nbs/04_distill.ipynb #454ecc7d
 def build_cli(argv: list[str] | None = None) -> int:

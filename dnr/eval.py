@@ -10,6 +10,7 @@ import numpy as np
 from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, self_reflection_test_prompt,
                       grade, grade_response, accuracy_summary, extract_feedback, read_jsonl, repair_tail,
                       EXTRACTIONS, check_extraction, mmlu_pro_guess)
+from .files import append_jsonl, write_json
 
 # %% auto #0
 __all__ = ['DECODING', 'eval_messages', 'quiet_loading', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'ReplayBackend',
@@ -347,13 +348,13 @@ def evaluate(questions: list[Question], # questions in evaluation order
     todo = [q for q in questions if q.id not in done]
     if self_reflect and isinstance(backend, ReplayBackend): raise ValueError("self_reflect needs a model, not recorded answers")
     t0, errors = time.time(), []
-    with open(pred, 'a', encoding='utf-8') as f, tqdm(total=len(questions), initial=len(questions) - len(todo),
-                                                      disable=not progress, desc='eval') as bar:
+    with tqdm(total=len(questions), initial=len(questions) - len(todo), disable=not progress, desc='eval') as bar:
         for s in range(0, len(todo), chunk):
+            rows = []
             for r in answer_batch(todo[s:s + chunk], backend, self_reflect, extraction):
                 if r.pop('error', None): errors.append(r['question_id']); continue
-                f.write(json.dumps(r, ensure_ascii=False) + '\n'); done[r['question_id']] = r
-            f.flush(); os.fsync(f.fileno()); bar.update(len(todo[s:s + chunk]))
+                rows.append(r); done[r['question_id']] = r
+            append_jsonl(pred, rows); bar.update(len(todo[s:s + chunk]))  # one write + fsync per chunk
     recs = [done[q.id] for q in questions if q.id in done]
     kinds, cats = {q.kind for q in questions}, {q.category for q in questions}
     name = questions[0].dataset if questions else None
@@ -362,7 +363,7 @@ def evaluate(questions: list[Question], # questions in evaluation order
     s.update(n_questions=len(questions), generated=len(todo) - len(errors), resumed=len(questions) - len(todo),
              missing=len(questions) - len(recs), errors=len(errors), self_reflect=self_reflect,
              wall_s=round(time.time() - t0, 2), prompt_format='chat_template(test_prompt(q))')
-    (out / 'summary.json').write_text(json.dumps(s, indent=1) + '\n')
+    write_json(out / 'summary.json', s, newline=True)
     return s
 
 # %% ../nbs/06_eval.ipynb #ae28bff4
@@ -439,7 +440,7 @@ def eval_cli(argv: list[str] | None = None) -> int:
     if cf.exists() and (old := json.loads(cf.read_text())) != cfg and (out / 'predictions.jsonl').exists():
         diff = {k: (old.get(k), cfg[k]) for k in _CONFIG_KEYS if old.get(k) != cfg[k]}
         raise EvalError(f"dnr eval: {out} holds a run with a different configuration {diff}; use another --out")
-    cf.write_text(json.dumps(cfg, indent=1) + '\n')
+    write_json(cf, cfg, newline=True)
     questions = load_benchmark(a.dataset, a.split, path=a.data_path)
     if a.limit: questions = questions[:a.limit]
     dec = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p)

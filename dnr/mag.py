@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from .data import repair_tail  # re-exported: the run-file repair used by debates
+from .files import append_jsonl, append_text, write_jsonl, write_text
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'StopReason', 'STOP_REASONS', 'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Round', 'MAG',
@@ -159,13 +160,7 @@ def append_mag(path: str | Path, # the `mags.jsonl` file
               ) -> MAG:
     "Validate `mag` and append it to `path` as one line (single write + fsync)."
     m = validate_mag(mag, where=f"{path} (new line)")
-    data = (m.to_line() + '\n').encode('utf-8')
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        n = os.write(fd, data)
-        while n < len(data): n += os.write(fd, data[n:])
-        os.fsync(fd)
-    finally: os.close(fd)
+    append_jsonl(path, [m.to_dict()])  # the bytes of `m.to_line()`
     return m
 
 # %% ../nbs/02_mag.ipynb #120fbcc5
@@ -188,12 +183,9 @@ def read_mags(path: str | Path, validate: bool = True) -> list[MAG]:
     return list(iter_mags(path, validate))
 
 def write_mags(path: str | Path, mags: Iterable[dict | MAG]) -> Path:
-    "Write MAGs to a new JSONL file atomically (temporary file, then rename)."
-    path = Path(path); tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        for m in mags: f.write(validate_mag(m).to_line() + '\n')
-    os.replace(tmp, path)
-    return path
+    "Write MAGs to a JSONL file atomically (temporary file, then rename); an invalid MAG leaves the old file as it was."
+    write_jsonl(path, (validate_mag(m).to_dict() for m in mags))
+    return Path(path)
 
 # %% ../nbs/02_mag.ipynb #313de4f1
 def repair_mags(path: str | Path, # a `mags.jsonl` file
@@ -215,9 +207,8 @@ def repair_mags(path: str | Path, # a `mags.jsonl` file
     rejected = None
     if bad:
         rejected = path.with_name(path.name + '.rejected')
-        with open(rejected, 'a', encoding='utf-8') as f: f.writelines(l if l.endswith('\n') else l + '\n' for _, l in bad)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(''.join(good), encoding='utf-8'); os.replace(tmp, path)
+        append_text(rejected, ''.join(l if l.endswith('\n') else l + '\n' for _, l in bad))
+    write_text(path, ''.join(good))
     return dict(path=str(path), kept=len(good), torn_bytes=torn, bad_lines=[i for i, _ in bad], backup=str(backup),
                 rejected=str(rejected) if rejected else None)
 

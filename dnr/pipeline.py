@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from .data import read_config, validation_error
+from .files import write_json, write_text
 
 # %% auto #0
 __all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError',
@@ -114,7 +115,7 @@ def _stage(folder: Path, name: str, fn, log) -> dict:
     s = fn() or {}
     s = {**s, 'stage_seconds': round(time.time() - t, 2)}
     folder.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps(s, indent=1, default=str))
+    write_json(done, s, default=str)
     log(f"[{name}] done in {s['stage_seconds']}s")
     return s
 
@@ -155,7 +156,7 @@ def run_pipeline(cfg: PipelineConfig, # the run
     if cfg.debate_from: s['debate'] = finished(_borrowed_debate(deb))
     elif not (deb / 'done.json').exists(): select_questions(dcfg); preflight(pool_specs(dcfg))
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'pipeline.yaml').write_text(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
+    write_text(out / 'pipeline.yaml', yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
     if not cfg.debate_from:
         s['debate'] = _stage(deb, 'debate', lambda: finished(run_sync(debate_into(dcfg, deb, resume=True, progress=progress))), log)
     b = cfg.build
@@ -315,7 +316,7 @@ def scripted_debate(out: str | Path, # run folder (replaced: the server's addres
         cfg = load_debate_config(dict(dataset=dict(name='mmlu_pro', category=category, split='train', ids=[q.id for q in qs]),
                                agents=agents, max_rounds=max_rounds))
         s = run_sync(debate_into(cfg, out, progress=False))
-    (out / 'README.txt').write_text(
+    write_text(out / 'README.txt',
         "SCRIPTED debate: the agents are dnr.pipeline.ScriptedDebaters behind a local dnr.servers.ScriptedServer,\n"
         "not language models. The questions and gold answers are real MMLU-Pro; every answer, reflection and\n"
         "critique text is scripted (marked [scripted]). It shows the debate protocol, not what models say.\n")

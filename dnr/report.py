@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, json, math
 from pathlib import Path
 import numpy as np
+from .files import write_text
 
 # %% auto #0
 __all__ = ['PAPER_RESULTS', 'PAPER_EXPERIMENTS', 'paper_number', 'dataset_column', 'load_runs', 'table1_frame', 'table1_markdown',
@@ -342,11 +343,11 @@ def figures(dirs: list[str | Path], # run folders
     runs, debates = load_runs(dirs)
     written = {}
     t1 = table1_frame(runs)
-    t1.to_csv(out / 'table1.csv')
-    (out / 'table1.md').write_text(table1_markdown(t1))
+    write_text(out / 'table1.csv', t1.to_csv())
+    write_text(out / 'table1.md', table1_markdown(t1))
     written['table1_tables'] = [str(out / 'table1.csv'), str(out / 'table1.md')]
     ex = experiments_frame(runs)
-    ex.to_csv(out / 'experiments.csv', index=False); (out / 'experiments.md').write_text(experiments_markdown(ex))
+    write_text(out / 'experiments.csv', ex.to_csv(index=False)); write_text(out / 'experiments.md', experiments_markdown(ex))
     written['experiments'] = [str(out / 'experiments.csv'), str(out / 'experiments.md')]
     plots = dict(table1=plot_table1, ablation=plot_ablation, token_cost=plot_token_cost, data_scale=plot_data_scale)
     for name, fn in plots.items():

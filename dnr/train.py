@@ -13,6 +13,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from .data import read_jsonl as _jsonl_lines  # (line, row) pairs with file:line errors
 from .data import read_config, validation_error
+from .files import write_jsonl
 from .distill import nodes_to_pairs
 from .tdpo import (LORA_DEFAULTS, TDPO_DEFAULTS, TreeCollator, TreeDPOConfig, TreeDPOTrainer, add_ref_logps, chat_ids,
                       compare_first_step, device_args, disable_dropout, first_step_grads, max_grad_diff, pair_losses,
@@ -264,10 +265,8 @@ def make_tdpo_trainer(cfg: dict, # a training config (`load_train_config`)
         tr = TreeDPOTrainer(policy, args, ds, processing_class=tok)
         if tr.is_world_process_zero():
             out.mkdir(parents=True, exist_ok=True)
-            with open(out / 'ref_logps.jsonl', 'w') as f:
-                for x in tr.train_dataset:
-                    f.write(json.dumps({'id': x['id'], 'fp': _fingerprint(x, cfg['model'], cfg.get('adapter')),
-                                        'ref_logps': x['ref_logps']}) + '\n')
+            write_jsonl(out / 'ref_logps.jsonl', ({'id': x['id'], 'fp': _fingerprint(x, cfg['model'], cfg.get('adapter')),
+                                                  'ref_logps': x['ref_logps']} for x in tr.train_dataset), ensure_ascii=True)
     else:
         from trl import DPOTrainer
         tr = DPOTrainer(model=policy, args=args, train_dataset=_shared_dataset(nodes_to_pairs(kept), out / 'trl_pairs'),
