@@ -37,7 +37,7 @@ class HFBackend:
                  device: str | None = None, # default: cuda if available, else cpu
                  dtype: str = 'auto', # 'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16', 'float16'
                  seed: int = 0, # sampling seed: the i-th batch this backend generates is seeded with seed + i
-                 field: str = '--model', # where `model` came from, for the missing-folder error
+                 field: str = 'model', # where `model` came from, for the missing-folder error (`dnr eval`: '--model')
                 ):
         self.tok, self.model = load_local_model(model, adapter, device, dtype, field)
         self.device = str(self.model.device)
@@ -84,7 +84,7 @@ class VLLMBackend:
     def __init__(self, model: str | Path, adapter: str | Path | None = None,
                  max_new_tokens: int = DECODING['max_new_tokens'], temperature: float = DECODING['temperature'],
                  top_p: float = DECODING['top_p'], seed: int = 0,
-                 gpu_memory_utilization: float = 0.85, max_model_len: int | None = 4096, field: str = '--model'):
+                 gpu_memory_utilization: float = 0.85, max_model_len: int | None = 4096, field: str = 'model'):
         check_model_path(model, field)
         try:
             from vllm import LLM, SamplingParams
