@@ -18,8 +18,8 @@ from .batches import _Batcher
 from .files import append_jsonl, append_text, write_text
 
 # %% auto #0
-__all__ = ['log', 'NO_RECORDING', 'BUDGET_ERROR', 'Completion', 'preflight', 'replay_answer', 'RateLimiter', 'BudgetExceeded',
-           'AgentPool', 'read_requests', 'chat_cli']
+__all__ = ['log', 'NO_RECORDING', 'BUDGET_ERROR', 'Completion', 'preflight', 'Recording', 'replay_answer', 'RateLimiter',
+           'BudgetExceeded', 'AgentPool', 'read_requests', 'chat_cli']
 
 # %% ../nbs/01_agents.ipynb #d04ba503
 log = logging.getLogger('dnr.agents')
@@ -53,10 +53,14 @@ def preflight(specs, # AgentSpecs (or anything `load_agents` reads)
               probe: bool = True, # also open a TCP connection to each endpoint
               timeout: float = 2.0, # seconds per probe
              ) -> list[str]:
-    "Check keys (by variable name) and that each HTTP endpoint is reachable; raises `AgentConfigError`, returns the URLs probed."
+    "Check keys (by variable name), `hf` model folders and that each HTTP endpoint is reachable; raises `AgentConfigError`, returns the URLs probed."
     import socket
+    from dnr.providers import check_model_path
     specs, urls = load_agents(specs), []
     for s in specs:
+        if s.provider == 'hf':
+            try: check_model_path(s.model, f"agent {s.name!r}: model")
+            except ValueError as e: raise AgentConfigError(str(e)) from None
         if s.provider in ('replay', 'hf'): continue
         _api_key(s)
         if (u := endpoint_url(s)) not in urls: urls.append(u)
@@ -70,22 +74,42 @@ def preflight(specs, # AgentSpecs (or anything `load_agents` reads)
     return urls
 
 # %% ../nbs/01_agents.ipynb #00753283
-@functools.lru_cache(maxsize=4)
-def _recorded(path: str | None) -> dict:
-    from dnr.data import load_recorded_answers
-    df = load_recorded_answers(path)
-    return {(m, str(q)): r for m, q, r in zip(df['model'], df['question_id'], df['response'])}
+class Recording:
+    "Recorded answers by (model, question id): what `replay` agents and `dnr.eval.ReplayBackend` answer with."
+    def __init__(self, answers: dict): # {(model, question_id): response text}
+        self.answers = {(m, str(q)): t for (m, q), t in answers.items()}
 
-def replay_answer(spec: AgentSpec, # a provider='replay' agent; `model` is the recorded model name
+    @classmethod
+    def from_frame(cls, df) -> Recording:
+        "From a table with `model`, `question_id` and `response` columns (`dnr.data.load_recorded_answers()`)."
+        return cls({(m, q): r for m, q, r in zip(df['model'], df['question_id'], df['response'])})
+
+    @staticmethod
+    def load(path: str | Path | None = None) -> Recording:
+        "The recorded answers in `path` (default `dnr.data`'s), read once per path."
+        return _load_recording(None if path is None else str(path))
+
+    def answer(self, model: str, # the recorded model's name
+               meta: dict | None, # needs 'question_id'; 'round' (default 0) and 'kind' (default 'answer')
+              ) -> Completion:
+        "`model`'s recorded round-0 answer to the question in `meta`, or `error='no recording'`."
+        meta = meta or {}
+        qid = meta.get('question_id')
+        if qid is not None and meta.get('round', 0) == 0 and meta.get('kind', 'answer') == 'answer':
+            text = self.answers.get((model, str(qid)))
+            if text is not None: return Completion(content=text, finish_reason='stop')
+        return Completion(content=None, error=NO_RECORDING)
+
+@functools.lru_cache(maxsize=4)
+def _load_recording(path: str | None) -> Recording:
+    from dnr.data import load_recorded_answers
+    return Recording.from_frame(load_recorded_answers(path))
+
+def replay_answer(spec: AgentSpec, # a provider='replay' agent; `model` is the recorded model name, `path` the file
                   meta: dict | None, # needs 'question_id'; 'round' (default 0) and 'kind' (default 'answer')
                  ) -> Completion:
     "The recorded answer for this question, or `error='no recording'`."
-    meta = meta or {}
-    qid = meta.get('question_id')
-    if qid is not None and meta.get('round', 0) == 0 and meta.get('kind', 'answer') == 'answer':
-        text = _recorded(spec.path).get((spec.model, str(qid)))
-        if text is not None: return Completion(content=text, finish_reason='stop')
-    return Completion(content=None, error=NO_RECORDING)
+    return Recording.load(spec.path).answer(spec.model, meta)
 
 # %% ../nbs/01_agents.ipynb #ca9968b3
 class RateLimiter:
@@ -163,7 +187,7 @@ class AgentPool:
         try: return self.specs[agent]
         except KeyError: raise AgentConfigError(f"unknown agent {agent!r}; known: {sorted(self.specs)}") from None
 
-    def _add(self, spec: AgentSpec, meta: dict | None, **d):
+    def _count_usage(self, spec: AgentSpec, meta: dict | None, **d):
         r = (meta or {}).get('round')
         with self._lock:
             rows = [self.usage['total'], self.usage['agents'].setdefault(spec.name, _zero())]
@@ -251,7 +275,7 @@ async def _with_retries(self: AgentPool, spec: AgentSpec, fn: Callable, meta: di
                                              self._scrub(_error_text(rs.outcome.exception()))[:200], rs.attempt_number,
                                              spec.max_attempts - 1, rs.next_action.sleep)):
         with attempt:
-            if count: self._add(spec, meta, provider_calls=1)
+            if count: self._count_usage(spec, meta, provider_calls=1)
             return await fn()
 
 @patch
@@ -270,27 +294,27 @@ async def acomplete(self: AgentPool, agent: str, # agent name
                    ) -> Completion:
     "One chat request to `agent`; never raises for provider errors (see `Completion.error`)."
     spec, messages = self.spec(agent), _check_messages(messages)
-    self._add(spec, meta, requests=1)
+    self._count_usage(spec, meta, requests=1)
     if spec.provider == 'replay':
         c = replay_answer(spec, meta)
-        if c.error: self._add(spec, meta, errors=1)
+        if c.error: self._count_usage(spec, meta, errors=1)
         return c
     key = cache_key(spec, messages, sample)
     if self.cache is not None and ((rec := self.cache.get(key)) is not None or  # else a version-1 entry this agent made
                                    (rec := self.cache.get(legacy_cache_key(spec, messages, sample), spec.name)) is not None):
-        self._add(spec, meta, cache_hits=1)
+        self._count_usage(spec, meta, cache_hits=1)
         return Completion(**rec, cached=True)
     st = self._state()
     if key in st.inflight:  # the same request is already being answered: join it
         c = await asyncio.shield(st.inflight[key])
-        self._add(spec, meta, cache_hits=int(c.ok), errors=int(not c.ok))
+        self._count_usage(spec, meta, cache_hits=int(c.ok), errors=int(not c.ok))
         return c.model_copy(update={'cached': c.ok})
     task = st.inflight[key] = asyncio.ensure_future(self._fresh(spec, messages, key, meta))
     task.add_done_callback(lambda t: st.inflight.pop(key, None))
     c = await asyncio.shield(task)
-    if c.ok: self._add(spec, meta, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+    if c.ok: self._count_usage(spec, meta, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
                        cached_tokens=c.cached_tokens, cost_usd=c.cost_usd)
-    else: self._add(spec, meta, errors=1)
+    else: self._count_usage(spec, meta, errors=1)
     return c
 
 @patch
@@ -304,7 +328,7 @@ async def _fresh(self: AgentPool, spec: AgentSpec, messages: list[dict], key: st
             finally: self._settle(est, rec['cost_usd'] if rec else 0.0)
         elif spec.provider == 'hf':
             runner = self._hf_runner(spec)
-            rec = await runner.generate(messages); self._add(spec, meta, provider_calls=1)
+            rec = await runner.generate(messages); self._count_usage(spec, meta, provider_calls=1)
             rec['cost_usd'] = 0.0
         else:
             client = self._client(spec)

@@ -111,4 +111,4 @@ class _Batcher:
         f = self.waiters.pop(key, None)
         if f is None or f.done(): return
         if exc is not None: f.set_exception(exc)
-        else: self.pool._add(self.spec, None, provider_calls=1); f.set_result(rec)
+        else: self.pool._count_usage(self.spec, None, provider_calls=1); f.set_result(rec)

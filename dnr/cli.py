@@ -46,8 +46,6 @@ def error_line(e: BaseException) -> str:
     "An exception's message on one line."
     msg = str(e).strip() or type(e).__name__
     if isinstance(e, OSError) and e.filename and e.strerror: msg = f"{e.filename}: {e.strerror}"
-    if type(e).__name__ == 'HFValidationError' and (m := __import__('re').search(r": '([^']+)'", msg)):  # a model path that is not there
-        msg = f"{m.group(1)}: no such local folder, and not a Hugging Face hub id either ({msg})"
     return '; '.join(l.strip() for l in msg.splitlines() if l.strip())
 
 # %% ../nbs/cli.ipynb #adfd3423

@@ -7,15 +7,16 @@ from __future__ import annotations
 import argparse, contextlib, json, math, os, re, sys, time, warnings
 from pathlib import Path
 import numpy as np
+from .providers import load_local_model, generate_local, check_model_path
 from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, self_reflection_test_prompt,
                       grade, grade_response, accuracy_summary, extract_feedback, read_jsonl, repair_tail,
                       EXTRACTIONS, check_extraction, mmlu_pro_guess)
 from .files import append_jsonl, write_json
 
 # %% auto #0
-__all__ = ['DECODING', 'eval_messages', 'quiet_loading', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'ReplayBackend',
-           'grade_conventions', 'make_record', 'reflect_messages', 'verify_messages', 'answer_batch', 'bootstrap_ci',
-           'summarize', 'grade_recorded', 'read_predictions', 'evaluate', 'EvalError', 'eval_cli']
+__all__ = ['DECODING', 'eval_messages', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'ReplayBackend', 'grade_conventions',
+           'make_record', 'reflect_messages', 'verify_messages', 'answer_batch', 'bootstrap_ci', 'summarize',
+           'grade_recorded', 'read_predictions', 'evaluate', 'EvalError', 'eval_cli']
 
 # %% ../nbs/06_eval.ipynb #c54c1373
 DECODING = dict(max_new_tokens=700, temperature=0.3, top_p=0.9) # the paper's evaluation decoding (authors' README)
@@ -26,29 +27,8 @@ def eval_messages(q: Question, # the question
     return [{'role': 'user', 'content': test_prompt(q)}]
 
 # %% ../nbs/06_eval.ipynb #6a90efc6
-def _count_completion(ids, eos_ids: set, pad_id) -> int:
-    "Generated tokens up to and including the first end-of-sequence token."
-    n = 0
-    for t in ids:
-        n += 1
-        if t in eos_ids: return n
-    while n and ids[n - 1] == pad_id and pad_id not in eos_ids: n -= 1
-    return n
-
-@contextlib.contextmanager
-def quiet_loading():
-    "Silence transformers' weight-loading progress bars and FutureWarnings inside the block (restored after)."
-    from transformers.utils import logging as hfl
-    was = hfl.is_progress_bar_enabled()
-    hfl.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', FutureWarning); yield
-    finally:
-        if was: hfl.enable_progress_bar()
-
 class HFBackend:
-    "Batched transformers generation with left padding and the chat template; LoRA adapters through PEFT."
+    "Local transformers generation (`dnr.providers.generate_local`): chat template, length-sorted left-padded batches, LoRA merged."
     def __init__(self, model: str | Path, # model folder or hub id
                  adapter: str | Path | None = None, # LoRA adapter folder (PEFT)
                  max_new_tokens: int = DECODING['max_new_tokens'],
@@ -57,50 +37,20 @@ class HFBackend:
                  batch_size: int = 8, # prompts per `generate` call
                  device: str | None = None, # default: cuda if available, else cpu
                  dtype: str = 'auto', # 'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16', 'float16'
-                 seed: int = 0, # sampling seed
+                 seed: int = 0, # sampling seed: the i-th batch this backend generates is seeded with seed + i
+                 field: str = 'model', # where `model` came from, for the missing-folder error (`dnr eval`: '--model')
                 ):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        dt = {'auto': torch.bfloat16 if self.device.startswith('cuda') else torch.float32, 'float32': torch.float32,
-              'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
-        self.tok = AutoTokenizer.from_pretrained(adapter if adapter and (Path(adapter) / 'tokenizer_config.json').exists() else model)
-        if not self.tok.chat_template:
-            raise ValueError(f"{model}: the tokenizer has no chat template; dnr evaluates through the chat template")
-        self.tok.padding_side = 'left'
-        if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
-        with quiet_loading():
-            m = AutoModelForCausalLM.from_pretrained(model, dtype=dt)
-            if adapter:
-                from peft import PeftModel
-                m = PeftModel.from_pretrained(m, str(adapter)).merge_and_unload()  # merged: faster generation
-        self.model = m.to(self.device).eval()
-        self.gen_kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=self.tok.pad_token_id,
-                               do_sample=temperature > 0, **(dict(temperature=temperature, top_p=top_p) if temperature > 0 else {}))
-        eos = self.model.generation_config.eos_token_id
-        self.eos_ids = (set(eos if isinstance(eos, list) else [eos]) | {self.tok.eos_token_id}) - {None}
+        self.tok, self.model = load_local_model(model, adapter, device, dtype, field)
+        self.device = str(self.model.device)
+        self.decoding = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size)
         self.batch_size, self.seed, self._calls = batch_size, seed, 0
 
     def generate(self, convs: list[list[dict]]) -> list[dict]:
         "Generations for `convs` (lists of chat messages), in order."
-        import torch
-        texts = [self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
-        lens = [len(self.tok(t, add_special_tokens=False)['input_ids']) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: lens[i])  # similar lengths share a batch: less padding
-        out = [None] * len(texts)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            enc = self.tok([texts[i] for i in idx], return_tensors='pt', padding=True, add_special_tokens=False).to(self.device)
-            torch.manual_seed(self.seed + self._calls); self._calls += 1
-            with torch.no_grad(): gen = self.model.generate(**enc, **self.gen_kwargs)
-            P = enc['input_ids'].shape[1]
-            for j, i in enumerate(idx):
-                ids = gen[j, P:].tolist()
-                n = _count_completion(ids, self.eos_ids, self.tok.pad_token_id)
-                hit_eos = n > 0 and ids[n - 1] in self.eos_ids
-                out[i] = dict(response=self.tok.decode(ids[:n], skip_special_tokens=True), prompt_tokens=lens[i],
-                              completion_tokens=n, finish_reason='stop' if hit_eos else 'length', error=None)
-        return out
+        outs = generate_local(self.tok, self.model, convs, seed=self.seed + self._calls, **self.decoding)
+        self._calls += math.ceil(len(convs) / self.batch_size)
+        return [dict(response=o['content'], prompt_tokens=o['prompt_tokens'], completion_tokens=o['completion_tokens'],
+                     finish_reason=o['finish_reason'], error=None) for o in outs]
 
 # %% ../nbs/06_eval.ipynb #a58ad511
 class OpenAIBackend:
@@ -135,7 +85,8 @@ class VLLMBackend:
     def __init__(self, model: str | Path, adapter: str | Path | None = None,
                  max_new_tokens: int = DECODING['max_new_tokens'], temperature: float = DECODING['temperature'],
                  top_p: float = DECODING['top_p'], seed: int = 0,
-                 gpu_memory_utilization: float = 0.85, max_model_len: int | None = 4096):
+                 gpu_memory_utilization: float = 0.85, max_model_len: int | None = 4096, field: str = 'model'):
+        check_model_path(model, field)
         try:
             from vllm import LLM, SamplingParams
             from vllm.lora.request import LoRARequest
@@ -155,17 +106,17 @@ class VLLMBackend:
 
 # %% ../nbs/06_eval.ipynb #ee9f9f18
 class ReplayBackend:
-    "Recorded responses instead of a model: grade existing outputs through the same path (no token counts)."
+    "Recorded responses instead of a model (`dnr.agents.Recording`): grade existing outputs through the same path (no token counts)."
     wants_meta = True
-    def __init__(self, responses: dict[str, str]): # question_id -> response text
-        self.responses = responses
+    def __init__(self, responses: dict[str, str] | Recording, # question_id -> response text, or a `Recording`
+                 model: str = '', # the recorded model's name (with a `Recording`)
+                ):
+        from dnr.agents import Recording
+        self.recording = responses if isinstance(responses, Recording) else Recording({(model, q): r for q, r in responses.items()})
+        self.model = model
     def generate(self, convs, metas) -> list[dict]:
-        out = []
-        for m in metas:
-            r = self.responses.get(m['question_id'])
-            out.append(dict(response=r, prompt_tokens=None, completion_tokens=None, finish_reason=None,
-                            error=None if r is not None else 'no recording'))
-        return out
+        cs = [self.recording.answer(self.model, m) for m in metas]
+        return [dict(response=c.content, prompt_tokens=None, completion_tokens=None, finish_reason=None, error=c.error) for c in cs]
 
 # %% ../nbs/06_eval.ipynb #21886a3a
 def grade_conventions(q: Question, # the question
@@ -209,7 +160,7 @@ def verify_messages(q: Question, first: dict, reflection: str) -> list[dict]:
                                {'role': 'user', 'content': f"### Self-reflection\n{extract_feedback(reflection) or 'None'}\n\n" + test_verify_prompt(q)}]
 
 # %% ../nbs/06_eval.ipynb #01245863
-def _add(*xs): return None if any(x is None for x in xs) else sum(xs)
+def _sum_or_none(*xs): return None if any(x is None for x in xs) else sum(xs)
 
 def answer_batch(questions: list[Question], # questions to answer
                  backend, # HFBackend | OpenAIBackend | VLLMBackend
@@ -230,8 +181,8 @@ def answer_batch(questions: list[Question], # questions to answer
     for q, r, a, b in zip(questions, recs, g2, g3):
         f = make_record(q, b, extraction)
         f.update(first_response=r['response'], first_answer=r['answer'], first_correct=r['correct'], reflection=a['response'],
-                 prompt_tokens=_add(r['prompt_tokens'], a['prompt_tokens'], f['prompt_tokens']),
-                 completion_tokens=_add(r['completion_tokens'], a['completion_tokens'], f['completion_tokens']),
+                 prompt_tokens=_sum_or_none(r['prompt_tokens'], a['prompt_tokens'], f['prompt_tokens']),
+                 completion_tokens=_sum_or_none(r['completion_tokens'], a['completion_tokens'], f['completion_tokens']),
                  error=r['error'] or a.get('error') or b.get('error'))
         out.append(f)
     return out
@@ -408,13 +359,6 @@ def _tags(items: list[str]) -> dict:
         out[k] = int(v) if re.fullmatch(r'-?\d+', v) else v
     return out
 
-def _check_model(model: str) -> str:
-    "`model` if it is a local folder or looks like a hub id (NAME or ORG/NAME), else an `EvalError` saying which it is not."
-    if Path(model).expanduser().exists(): return model
-    if re.fullmatch(r'[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?', model) and not model.endswith(('.', '-')):
-        return model
-    raise EvalError(f"dnr eval: --model {model}: not found locally, and not a hub id (NAME or ORG/NAME)")
-
 def _base_of(adapter) -> str:
     cfg = Path(adapter) / 'adapter_config.json'
     if not cfg.exists(): raise EvalError(f"dnr eval: {cfg}: not found (is --adapter a PEFT adapter folder?)")
@@ -427,7 +371,6 @@ def eval_cli(argv: list[str] | None = None) -> int:
     model = a.model or (_base_of(a.adapter) if a.adapter else None)
     if not model: raise EvalError("dnr eval: give --model (or --adapter, whose base model is used)")
     if a.adapter and not Path(a.adapter).exists(): raise EvalError(f"dnr eval: --adapter {a.adapter}: not found")
-    if a.backend != 'openai': _check_model(str(model))  # an OpenAI-compatible server names its models as it likes
     if a.extraction == 'mmlu_pro' and not a.dataset.startswith('mmlu_pro'):
         raise EvalError(f"dnr eval: --extraction mmlu_pro reads multiple-choice letters only, not --dataset {a.dataset}")
     if a.backend == 'openai' and not a.base_url: raise EvalError("dnr eval: --backend openai needs --base-url")
@@ -444,8 +387,9 @@ def eval_cli(argv: list[str] | None = None) -> int:
     questions = load_benchmark(a.dataset, a.split, path=a.data_path)
     if a.limit: questions = questions[:a.limit]
     dec = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p)
-    if a.backend == 'hf': be = HFBackend(model, a.adapter, batch_size=a.batch_size, device=a.device, dtype=a.dtype, seed=a.seed, **dec)
-    elif a.backend == 'vllm': be = VLLMBackend(model, a.adapter, seed=a.seed, **dec)
+    field = '--model' if a.model else f"{Path(a.adapter) / 'adapter_config.json'}: base_model_name_or_path"
+    if a.backend == 'hf': be = HFBackend(model, a.adapter, batch_size=a.batch_size, device=a.device, dtype=a.dtype, seed=a.seed, field=field, **dec)
+    elif a.backend == 'vllm': be = VLLMBackend(model, a.adapter, seed=a.seed, field=field, **dec)
     else: be = OpenAIBackend(str(model), a.base_url, concurrency=a.concurrency, cache=out / 'cache.sqlite', api_key_env=a.api_key_env, **dec)
     label = a.label or (Path(a.adapter).name if a.adapter else Path(str(model)).name)
     s = evaluate(questions, be, out, self_reflect=a.self_reflect, chunk=a.chunk or (512 if a.backend == 'vllm' else 64), progress=not a.no_progress,

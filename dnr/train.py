@@ -11,6 +11,7 @@ import torch, yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from .providers import check_model_path
 from .data import read_jsonl as _jsonl_lines  # (line, row) pairs with file:line errors
 from .data import read_config, validation_error
 from .files import write_jsonl
@@ -190,7 +191,7 @@ def make_sft_trainer(cfg: dict, # a training config (`load_train_config`)
     args = _make_args(SFTConfig, cfg, SFT_DEFAULTS, where=where)
     peft_config = _lora(cfg, where)
     rows = read_training_rows(cfg['data'], ('prompt', 'completion'), 'sft.jsonl')
-    tok = AutoTokenizer.from_pretrained(cfg['model'])
+    tok = AutoTokenizer.from_pretrained(check_model_path(cfg['model'], f"{where}: field 'model'"))
     n_long = sum(len(chat_ids(tok, r['prompt'] + r['completion'])) > args.max_length for r in rows) if args.max_length else 0
     ds = Dataset.from_list([{'prompt': r['prompt'], 'completion': r['completion']} for r in rows])
     tr = SFTTrainer(model=_load_model(cfg['model'], args), args=args, train_dataset=ds, processing_class=tok,
@@ -249,7 +250,7 @@ def make_tdpo_trainer(cfg: dict, # a training config (`load_train_config`)
     lora = None if cfg.get('adapter') else _lora(cfg, where)
     src = Path(cfg['data'])
     nodes = read_training_rows(src, ('prompt', 'responses'), 'nodes.jsonl')
-    tok = AutoTokenizer.from_pretrained(cfg['model'])
+    tok = AutoTokenizer.from_pretrained(check_model_path(cfg['model'], f"{where}: field 'model'"))
     a = {**TDPO_DEFAULTS, **(cfg.get('args') or {})}
     stats, toks, kept = {}, [], []
     for n in nodes:

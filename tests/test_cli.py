@@ -60,3 +60,22 @@ def test_debug_shows_the_traceback_and_help_documents_exit_codes(tmp_path):
     assert all(f'  {k}  ' in h for k in range(5)) and '--debug' in h
     h = subprocess.run([str(BIN / 'dnr'), 'debate', '--help'], capture_output=True, text=True, cwd=ROOT).stdout
     assert 'exit status' in h and '3 some questions stopped at the budget' in ' '.join(h.split())
+
+
+def test_a_missing_model_folder_is_named_the_same_way_everywhere(tmp_path, capsys):
+    "One check (`dnr.providers.check_model_path`) for `dnr eval --model`, `dnr train --model` and an `hf` agent's `model`."
+    import yaml
+    missing = tmp_path / 'no' / 'model'
+    (tmp_path / 'sft').mkdir()
+    (tmp_path / 'sft' / 'sft.jsonl').write_text(json.dumps({'prompt': [{'role': 'user', 'content': 'What is 2 + 3?'}],
+                                                            'completion': [{'role': 'assistant', 'content': 'The answer is 5.'}]}) + '\n')
+    cfg = yaml.safe_load((ROOT / 'configs' / 'debate_offline.yaml').read_text())
+    cfg['agents'][-1] = dict(name='student', role='student', provider='hf', model=str(missing))
+    (tmp_path / 'debate.yaml').write_text(yaml.safe_dump(cfg))
+    cases = {'eval': (['--model', missing, '--dataset', 'mmlu_pro:physics', '--out', tmp_path / 'e'], f'--model {missing}'),
+             'train': (['sft', '--config', ROOT / 'configs' / 'sft_tiny.yaml', '--model', missing, '--data', tmp_path / 'sft',
+                        '--output-dir', tmp_path / 't'], f"sft_tiny.yaml: field 'model' {missing}"),
+             'debate': (['--config', tmp_path / 'debate.yaml', '--out', tmp_path / 'd', '--limit', 1], f"agent 'student': model {missing}")}
+    for cmd, (argv, name) in cases.items():
+        rc, err = run(capsys, cmd, *argv)
+        assert rc == 2 and f'{name}: not found locally, and not a hub id' in one_error_line(err, cmd), (cmd, err)
