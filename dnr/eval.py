@@ -375,6 +375,10 @@ def eval_cli(argv: list[str] | None = None) -> int:
         raise EvalError(f"dnr eval: --extraction mmlu_pro reads multiple-choice letters only, not --dataset {a.dataset}")
     if a.backend == 'openai' and not a.base_url: raise EvalError("dnr eval: --backend openai needs --base-url")
     if a.backend == 'openai' and a.adapter: raise EvalError("dnr eval: --backend openai cannot apply --adapter; serve a merged model")
+    field = '--model' if a.model else f"{Path(a.adapter) / 'adapter_config.json'}: base_model_name_or_path"
+    if a.backend != 'openai': check_model_path(model, field)  # validate, then write: nothing is created for a bad path
+    questions = load_benchmark(a.dataset, a.split, path=a.data_path)
+    if a.limit: questions = questions[:a.limit]
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     cfg = dict(model=str(model), adapter=str(a.adapter) if a.adapter else None, dataset=a.dataset, split=a.split,
                backend=a.backend, self_reflect=a.self_reflect, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
@@ -384,10 +388,7 @@ def eval_cli(argv: list[str] | None = None) -> int:
         diff = {k: (old.get(k), cfg[k]) for k in _CONFIG_KEYS if old.get(k) != cfg[k]}
         raise EvalError(f"dnr eval: {out} holds a run with a different configuration {diff}; use another --out")
     write_json(cf, cfg, newline=True)
-    questions = load_benchmark(a.dataset, a.split, path=a.data_path)
-    if a.limit: questions = questions[:a.limit]
     dec = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p)
-    field = '--model' if a.model else f"{Path(a.adapter) / 'adapter_config.json'}: base_model_name_or_path"
     if a.backend == 'hf': be = HFBackend(model, a.adapter, batch_size=a.batch_size, device=a.device, dtype=a.dtype, seed=a.seed, field=field, **dec)
     elif a.backend == 'vllm': be = VLLMBackend(model, a.adapter, seed=a.seed, field=field, **dec)
     else: be = OpenAIBackend(str(model), a.base_url, concurrency=a.concurrency, cache=out / 'cache.sqlite', api_key_env=a.api_key_env, **dec)

@@ -79,3 +79,4 @@ def test_a_missing_model_folder_is_named_the_same_way_everywhere(tmp_path, capsy
     for cmd, (argv, name) in cases.items():
         rc, err = run(capsys, cmd, *argv)
         assert rc == 2 and f'{name}: not found locally, and not a hub id' in one_error_line(err, cmd), (cmd, err)
+    assert not [d for d in ('e', 't', 'd') if (tmp_path / d).exists()], "validate, then write: nothing created for a bad model"
