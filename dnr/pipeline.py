@@ -151,7 +151,9 @@ def run_pipeline(cfg: PipelineConfig, # the run
             log(f"[debate] partial: {d['stopped']} questions did not finish; going on because of --allow-partial")
             d = {**d, 'partial': True}
         return d
+    from dnr.providers import check_model_path
     dcfg = load_debate_config(cfg.debate)  # validate before anything is written
+    check_model_path(cfg.student, "field 'student'")
     deb = _debate_dir(cfg)
     if cfg.debate_from: s['debate'] = finished(_borrowed_debate(deb))
     elif not (deb / 'done.json').exists(): select_questions(dcfg); preflight(pool_specs(dcfg))
