@@ -388,8 +388,8 @@ def _bg_loop(self: AgentPool) -> asyncio.AbstractEventLoop:
         return self._bg[0]
 
 @patch
-def run_sync(self: AgentPool, coro):
-    "Run a coroutine on the pool's background loop and wait for its result (works inside Jupyter too)."
+def run_on_loop(self: AgentPool, coro):
+    "Run a coroutine on the pool's background loop (where its clients live) and wait for its result; works inside Jupyter. (`dnr.debate.run_sync` runs a coroutine that makes its own pool.)"
     loop = self._bg_loop()
     try: running = asyncio.get_running_loop()
     except RuntimeError: running = None
@@ -399,12 +399,12 @@ def run_sync(self: AgentPool, coro):
 @patch
 def complete(self: AgentPool, agent: str, messages: list[dict], meta: dict | None = None, sample: int = 0) -> Completion:
     "Synchronous `acomplete`."
-    return self.run_sync(self.acomplete(agent, messages, meta, sample))
+    return self.run_on_loop(self.acomplete(agent, messages, meta, sample))
 
 @patch
 def complete_many(self: AgentPool, requests: list[dict], progress: bool | None = None, desc: str = 'requests') -> list[Completion]:
     "Synchronous `acomplete_many`."
-    return self.run_sync(self.acomplete_many(requests, progress, desc))
+    return self.run_on_loop(self.acomplete_many(requests, progress, desc))
 
 @patch
 async def aclose(self: AgentPool):
@@ -457,7 +457,7 @@ async def acollect_batches(self: AgentPool) -> int:
 @patch
 def collect_batches(self: AgentPool) -> int:
     "Synchronous `acollect_batches`."
-    return self.run_sync(self.acollect_batches())
+    return self.run_on_loop(self.acollect_batches())
 
 # %% ../nbs/01_agents.ipynb #ba9a181c
 def read_requests(path: str | Path, # JSONL file of requests

@@ -19,7 +19,7 @@ from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round,
 
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'FREE_KEYS', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig',
-           'DebateConfig', 'ConfigError', 'load_debate_config', 'offline_config', 'shuffled_order', 'stop_reason',
+           'DebateConfig', 'DebateConfigError', 'load_debate_config', 'offline_config', 'shuffled_order', 'stop_reason',
            'consensus_answer', 'grade_debate_answer', 'answer_counts', 'Debate', 'run_debate', 'debate_questions',
            'pool_specs', 'select_questions', 'read_run_mags', 'check_snapshot', 'questions_to_debate',
            'set_aside_stopped', 'debate_into', 'run_sync', 'plan_debate', 'format_plan', 'debate_cli']
@@ -57,21 +57,21 @@ class DebateConfig(BaseModel):
         return self.samples if isinstance(self.samples, int) else self.samples.get(agent, 1)
 
 # %% ../nbs/03_debate.ipynb #0afd1948
-class ConfigError(ValueError):
+class DebateConfigError(ValueError):
     "A debate config that does not validate; the message names the file and field."
 
 def load_debate_config(src: str | Path | dict, # YAML file or dict
                ) -> DebateConfig:
     "Read and validate a debate config, naming the file and field on bad input."
-    d, where = read_config(src, ConfigError)
+    d, where = read_config(src, DebateConfigError)
     try: cfg = DebateConfig.model_validate(d)
-    except ValidationError as e: raise validation_error(where, e, ConfigError) from None
+    except ValidationError as e: raise validation_error(where, e, DebateConfigError) from None
     try: load_agents(cfg.agents)
-    except Exception as e: raise ConfigError(f"{where}: field 'agents': {e}") from None
+    except Exception as e: raise DebateConfigError(f"{where}: field 'agents': {e}") from None
     names = [a['name'] for a in cfg.agents]
-    if len(set(names)) != len(names): raise ConfigError(f"{where}: field 'agents': duplicate agent names {names}")
+    if len(set(names)) != len(names): raise DebateConfigError(f"{where}: field 'agents': duplicate agent names {names}")
     if isinstance(cfg.samples, dict) and (bad := set(cfg.samples) - set(names)):
-        raise ConfigError(f"{where}: field 'samples': unknown agents {sorted(bad)}")
+        raise DebateConfigError(f"{where}: field 'samples': unknown agents {sorted(bad)}")
     return cfg
 
 # %% ../nbs/03_debate.ipynb #5386686e
@@ -303,7 +303,7 @@ async def run_debate(questions: list[Question], # questions to debate
 
 def debate_questions(questions, cfg, pool, **kw) -> list[MAG]:
     "Synchronous `run_debate` on the pool's background loop (works in scripts and notebooks)."
-    return pool.run_sync(run_debate(questions, cfg, pool, **kw))
+    return pool.run_on_loop(run_debate(questions, cfg, pool, **kw))
 
 def pool_specs(cfg: DebateConfig) -> list[AgentSpec]:
     "The agents' specs, with provider batches switched on for OpenAI/Anthropic agents when `cfg.batch`."
@@ -314,16 +314,16 @@ def pool_specs(cfg: DebateConfig) -> list[AgentSpec]:
 STOPPED = ('error', 'budget')  # stop reasons of questions that did not finish: `--resume` debates them again
 
 def select_questions(cfg: DebateConfig) -> list[Question]:
-    "The questions a run debates (dataset, split, category, ids, limit); bad values raise `ConfigError` naming the field."
+    "The questions a run debates (dataset, split, category, ids, limit); bad values raise `DebateConfigError` naming the field."
     d = cfg.dataset
     try: qs = load_benchmark(d.name, d.split, d.category, d.path)
     except (ValueError, FileNotFoundError) as e:
-        raise ConfigError(f"field 'dataset' (name={d.name!r}, split={d.split!r}, category={d.category!r}): {e}") from None
+        raise DebateConfigError(f"field 'dataset' (name={d.name!r}, split={d.split!r}, category={d.category!r}): {e}") from None
     if d.ids is not None:
         by = {q.id: q for q in qs}
-        if missing := [i for i in d.ids if i not in by]: raise ConfigError(f"field 'dataset.ids': unknown question ids {missing[:5]}")
+        if missing := [i for i in d.ids if i not in by]: raise DebateConfigError(f"field 'dataset.ids': unknown question ids {missing[:5]}")
         qs = [by[i] for i in d.ids]
-    if not qs: raise ConfigError(f"field 'dataset': no questions in {d.name} split={d.split!r} category={d.category!r}")
+    if not qs: raise DebateConfigError(f"field 'dataset': no questions in {d.name} split={d.split!r} category={d.category!r}")
     return qs[:cfg.limit] if cfg.limit is not None else qs
 
 # %% ../nbs/03_debate.ipynb #9ec1c707
@@ -348,17 +348,17 @@ def check_snapshot(cfg: DebateConfig, # this invocation's config
                    out: str | Path, # RUN_DIR
                    resume: bool = False, # continue the run in `out`
                   ) -> dict:
-    "The config as `out/config.yaml` stores it; raises `ConfigError` when `out` holds a run and `resume` is off, or its snapshot differs outside `FREE_KEYS`."
+    "The config as `out/config.yaml` stores it; raises `DebateConfigError` when `out` holds a run and `resume` is off, or its snapshot differs outside `FREE_KEYS`."
     import yaml
     snap, cur = Path(out) / 'config.yaml', cfg.model_dump(mode='json')
     if snap.exists():
-        if not resume: raise ConfigError(f"{out} already holds a run (config.yaml); pass --resume to continue it")
+        if not resume: raise DebateConfigError(f"{out} already holds a run (config.yaml); pass --resume to continue it")
         old = yaml.safe_load(snap.read_text())
         old.setdefault('grading', 'lenient')  # runs from before `grading` existed graded leniently
         old, cur_ = ({k: v for k, v in x.items() if k not in FREE_KEYS} for x in (old, cur))
         if old != cur_:
             diff = sorted(k for k in set(old) | set(cur_) if old.get(k) != cur_.get(k))
-            raise ConfigError(f"{snap}: the config differs from this run's snapshot in {diff}; use a new --out")
+            raise DebateConfigError(f"{snap}: the config differs from this run's snapshot in {diff}; use a new --out")
     return cur
 
 # %% ../nbs/03_debate.ipynb #01cb59c1
@@ -494,7 +494,7 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
     rows = {s.name: dict(requests=0, prompt_tokens=0, completion_tokens=0) for s in specs}
     if from_run is not None:
         mags = read_mags(Path(from_run) / 'mags.jsonl')
-        if not mags: raise ConfigError(f"{from_run}: no MAG lines to take round statistics from")
+        if not mags: raise DebateConfigError(f"{from_run}: no MAG lines to take round statistics from")
         for m in mags:
             for r in m.rounds:
                 items = [*r.answers.items(), *r.reflections.items(), *((c.from_, c) for c in r.critiques)]
@@ -593,7 +593,7 @@ def debate_cli(argv: list[str] | None = None) -> int:
             print(format_plan(p)); print(json.dumps(p)); return 0
         if not a.out: ap.error('--out is required (except with --plan)')
         s = run_sync(debate_into(cfg, a.out, resume=a.resume, retry_failed=a.retry_failed, progress=not a.no_progress))
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (DebateConfigError, ValueError, FileNotFoundError) as e:
         from dnr.cli import error_line
         print(f"dnr debate: error: {error_line(e)}", file=sys.stderr); return 2
     print(f"debated {s['debated_now']} questions ({s['skipped']} already done); {s['finished']}/{s['questions']} finished; "

@@ -12,8 +12,8 @@ from .mag import MAG, iter_mags, validate_mag
 from .files import atomic_file, write_json, write_jsonl
 
 # %% auto #0
-__all__ = ['UNPARSED_TEXT', 'ABLATIONS', 'UNPARSED', 'mag_question', 'answer_text', 'is_trainable', 'answer_state',
-           'sft_examples', 'context_entries', 'entry_text', 'format_context', 'ContextBudget', 'mag_nodes',
+__all__ = ['UNPARSED_TEXT', 'ABLATIONS', 'UNPARSED_MODES', 'mag_question', 'answer_text', 'is_trainable', 'answer_state',
+           'sft_examples', 'context_entries', 'entry_text', 'format_context', 'ContextBudget', 'preference_nodes',
            'nodes_to_pairs', 'build_sft', 'build_tdpo', 'build_cli']
 
 # %% ../nbs/04_distill.ipynb #002fc2a3
@@ -162,16 +162,16 @@ class ContextBudget:
         return train_debate_prompt(q, 'None')
 
 # %% ../nbs/04_distill.ipynb #81480742
-UNPARSED = ('reject', 'drop')
+UNPARSED_MODES = ('reject', 'drop')
 
-def mag_nodes(m: MAG | dict, # a MAG
+def preference_nodes(m: MAG | dict, # a MAG
               budget: ContextBudget | None = None, # token budgets (None: no cuts, splits or prompt cap)
               ablation: str = 'none', # one of ABLATIONS
               stats: Counter | None = None, # counters updated in place
               unparsed: str = 'reject', # unparsed answers: 'reject' (the authors' `None` answer, a rejected child) or 'drop'
              ) -> list[dict]:
     "Preference nodes (context + right/wrong answers) of every round of a MAG."
-    if unparsed not in UNPARSED: raise ValueError(f"unparsed must be one of {UNPARSED}, got {unparsed!r}")
+    if unparsed not in UNPARSED_MODES: raise ValueError(f"unparsed must be one of {UNPARSED_MODES}, got {unparsed!r}")
     stats = stats if stats is not None else Counter()
     m = validate_mag(m); q = mag_question(m); roles = {a.name: a.role for a in m.agents}
     out = []
@@ -291,13 +291,13 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
         from transformers import AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     if ablation not in ABLATIONS: raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
-    if unparsed not in UNPARSED: raise ValueError(f"unparsed must be one of {UNPARSED}, got {unparsed!r}")
+    if unparsed not in UNPARSED_MODES: raise ValueError(f"unparsed must be one of {UNPARSED_MODES}, got {unparsed!r}")
     budget = ContextBudget(tokenizer, answer_cap, cut_to, context_budget, prompt_cap) if tokenizer is not None else None
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     n_pairs = 0
     with atomic_file(out / 'nodes.jsonl') as fn, atomic_file(out / 'pairs.jsonl') as fp, atomic_file(out / 'tree.jsonl') as ft:
         for m in _first(iter_mags(f), debates):
-            ns = mag_nodes(m, budget, ablation, st, unparsed)
+            ns = preference_nodes(m, budget, ablation, st, unparsed)
             for n in ns: fn.write(json.dumps(n, ensure_ascii=False) + '\n')
             for p in nodes_to_pairs(ns): fp.write(json.dumps(p, ensure_ascii=False) + '\n'); n_pairs += 1
             rounds = {}
@@ -335,7 +335,7 @@ def build_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--context-budget', type=int, default=1000)
     p.add_argument('--prompt-cap', type=int, default=1000, help="T-DPO: cut the debate context so a prompt fits this many tokens "
                    "(the trainer's max_prompt_length), never the instruction or question; 0: off (the trainer keeps the prompt's end)")
-    p.add_argument('--unparsed', choices=UNPARSED, default='reject',
+    p.add_argument('--unparsed', choices=UNPARSED_MODES, default='reject',
                    help="T-DPO: unparsed answers as rejected responses ('### Answer\\nNone\\nFinal answer: None', the authors') or dropped")
     p.add_argument('--debates', type=int, help='only the first N MAGs (the data-scale runs)')
     a = p.parse_args(argv)

@@ -21,7 +21,7 @@ from .tdpo import (LORA_DEFAULTS, TDPO_DEFAULTS, TreeCollator, TreeDPOConfig, Tr
                       response_logps, tokenize_node, tree_dpo_loss, tree_loss, trl_pair_loss)  # re-exported: dnr.train keeps these names
 
 # %% auto #0
-__all__ = ['SFT_DEFAULTS', 'TrainConfigError', 'load_train_config', 'read_training_rows', 'TrainConfig', 'args_class',
+__all__ = ['SFT_DEFAULTS', 'TrainConfigError', 'load_train_config', 'read_training_rows', 'TrainConfig', 'trainer_args_class',
            'check_train_config', 'make_sft_trainer', 'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo',
            'tree_eval_loss', 'merge_adapter', 'train_cli']
 
@@ -155,7 +155,7 @@ def _unknown(where, block, keys, known, what) -> TrainConfigError:
     hint = difflib.get_close_matches(str(k), sorted(known), n=1)
     return TrainConfigError(f"{where}: field '{block}{k}': unknown {what}" + (f" (did you mean '{hint[0]}'?)" if hint else ''))
 
-def args_class(stage: str, impl: str = 'tree'):
+def trainer_args_class(stage: str, impl: str = 'tree'):
     "The config class of the `args` block: SFTConfig, TreeDPOConfig or DPOConfig."
     if stage == 'sft': from trl import SFTConfig; return SFTConfig
     if impl == 'trl': from trl import DPOConfig; return DPOConfig
@@ -175,7 +175,7 @@ def check_train_config(cfg: dict, # a training config (as `load_train_config` re
     from peft import LoraConfig
     known = {f.name for f in dataclasses.fields(LoraConfig)} - _LORA_SKIP
     if bad := set(c.lora or {}) - known: raise _unknown(where, 'lora.', bad, known, 'LoRA setting')
-    cls = args_class(stage, c.impl)
+    cls = trainer_args_class(stage, c.impl)
     known = {f.name for f in dataclasses.fields(cls)} | ({'share', 'max_prompt_length', 'loss_average'} if cls.__name__ == 'DPOConfig' else set())
     if bad := set(c.args or {}) - known: raise _unknown(where, 'args.', bad, known, f'setting of {cls.__name__}')
     return c
