@@ -19,7 +19,7 @@ __all__ = ['answers_frame', 'accuracy_table', 'stops_table', 'flips_table', 'usa
 def _mags(mags) -> list[MAG]: return [validate_mag(m) for m in mags]
 
 def answers_frame(mags: Iterable[dict | MAG]) -> 'pd.DataFrame':
-    "One row per (question, round, agent) with answer, correctness, tokens and dollars."
+    "One row per (question, round, agent) with answer, extraction status, `parse` (how it was given), correctness, tokens and dollars."
     import pandas as pd
     rows = []
     for m in _mags(mags):
@@ -27,7 +27,7 @@ def answers_frame(mags: Iterable[dict | MAG]) -> 'pd.DataFrame':
         for r in m.rounds:
             for a, v in r.answers.items():
                 rows.append(dict(question_id=m.question_id, round=r.round, agent=a, role=roles[a], answer=v.answer,
-                                 status=v.status, correct=v.correct, prompt_tokens=v.prompt_tokens,
+                                 status=v.status, parse=v.parse, correct=v.correct, prompt_tokens=v.prompt_tokens,
                                  completion_tokens=v.completion_tokens, cost_usd=v.cost_usd,
                                  last_round=r.round == m.n_rounds - 1, stop_reason=m.stop_reason))
     return pd.DataFrame(rows)
@@ -43,7 +43,7 @@ def accuracy_table(mags, carry_forward: bool = False, # True: stopped questions 
         df = pd.concat([df] + [last[last['round'] < r].assign(round=r) for r in range(1, R)])
     t = df.assign(correct=df.correct.fillna(False).astype(float) * 100).pivot_table(
         index='agent', columns='round', values='correct', aggfunc='mean')
-    order = [a.name for a in mags[0].agents]
+    order = list(dict.fromkeys(a.name for m in mags for a in m.agents))  # every MAG's agents, in order of appearance
     return t.reindex([a for a in order if a in t.index]).round(1)
 
 # %% ../nbs/02a_analysis.ipynb #17707367

@@ -13,6 +13,7 @@ from .data import (Question, load_benchmark, grade_response, round0_prompt, deba
                       critique_prompt, self_reflection_test_prompt, critique_test_prompt, format_last_round,
                       extract_feedback, read_config, validation_error, extract_answer, extract_authors, answer_labels, grade)
 from .agents import AgentSpec, AgentPool, Completion, load_agents
+from .grading import parse_status
 from .files import append_jsonl, write_json, write_text
 from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
                      repair_mags, validate_mag, write_mags)
@@ -175,9 +176,7 @@ def grade_debate_answer(q: Question, # the question
     if grading == 'lenient': ex, ok = grade_response(q, response)
     elif grading == 'strict': ex, ok = strict, grade(strict.answer, q.gold, q.kind, extraction='authors')
     else: raise ValueError(f"grading: {grading!r} is not 'strict' or 'lenient'")
-    found = strict.answer is not None or (ex if grading == 'lenient' else extract_answer(response, q.kind, answer_labels(q))).answer is not None
-    parse = 'final_answer' if strict.answer is not None else 'fallback' if found else 'none'
-    return dict(answer=ex.answer, reasoning=ex.reasoning, status=ex.status, parse=parse, correct=bool(ok))
+    return dict(answer=ex.answer, reasoning=ex.reasoning, status=ex.status, parse=parse_status(q, response), correct=bool(ok))
 
 def answer_counts(g: dict, grading: str) -> bool:
     "Does a graded answer count as given (the student keeps the first sample that does)?"

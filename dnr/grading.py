@@ -12,7 +12,7 @@ if TYPE_CHECKING: from dnr.data import Question  # for annotations only: no impo
 # %% auto #0
 __all__ = ['LETTERS', 'AnswerKind', 'EXTRACTIONS', 'MMLU_PRO_GUESS_SEED', 'boxed_answers', 'Extraction', 'extract_answer',
            'check_extraction', 'extract_mmlu_pro', 'mmlu_pro_guess', 'extract_authors', 'extract_feedback', 'grade',
-           'hendrycks_normalize', 'authors_is_equiv', 'grade_response', 'answer_labels', 'grade_many',
+           'hendrycks_normalize', 'authors_is_equiv', 'grade_response', 'answer_labels', 'grade_many', 'parse_status',
            'accuracy_summary']
 
 # %% ../nbs/00b_grading.ipynb #e29dccf6
@@ -397,6 +397,15 @@ def grade_many(items: list[tuple], # (answer, gold, kind) triples, or (answer, g
         return [_grade_row(it) for it in items]
     with ProcessPoolExecutor(processes or os.cpu_count()) as ex:
         return list(ex.map(_grade_row, items, chunksize=chunksize))
+
+# %% ../nbs/00b_grading.ipynb #d50b736f
+def parse_status(q: Question, # the question (its kind and labels decide parsing)
+                 response: str | None, # the model's text (None: the call failed)
+                ) -> Literal['final_answer', 'fallback', 'none']:
+    "How `response` gives its answer: after `Final answer:` (the authors' rule), only by a weaker cue, or not at all."
+    if response is None: return 'none'
+    if extract_authors(response, q.kind, answer_labels(q, 'authors'), fallback=False).answer is not None: return 'final_answer'
+    return 'fallback' if extract_answer(response, q.kind, answer_labels(q)).answer is not None else 'none'
 
 # %% ../nbs/00b_grading.ipynb #2d2c21cb
 def accuracy_summary(statuses: list[str], # extraction statuses

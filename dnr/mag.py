@@ -8,7 +8,8 @@ import json, os, re, sys, time
 from pathlib import Path
 from typing import Any, Iterable, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from .data import repair_tail  # re-exported: the run-file repair used by debates
+from .data import Question, repair_tail  # repair_tail re-exported: the run-file repair used by debates
+from .grading import parse_status
 from .files import append_jsonl, append_text, write_jsonl, write_text
 
 # %% auto #0
@@ -250,6 +251,7 @@ def from_dr_authors(d: dict, # one line of the authors' MAG JSONL
         i for i, k in enumerate(d) if k.startswith(n + '_output_')))
     nr = 1 + max(int(m.group(2)) for k in d if (m := _OUT_RE.match(k)))
     gold = str(d['gold_answer']); kind = 'choice' if _CHOICE_RE.match(gold) else 'math'
+    q = Question(id=str(d['id']), dataset=dataset or '', question=d['question'], gold=gold, kind=kind)  # for `parse_status`
     rounds = []
     for r in range(nr):
         right = d.get(f'right_{r}') or {}
@@ -257,10 +259,11 @@ def from_dr_authors(d: dict, # one line of the authors' MAG JSONL
         for a in names:
             out = d.get(f'{a}_output_{r}')
             if out is None: continue
-            ans = out.get('answer')
-            answers[a] = Answer(response=d.get(f'{a}_raw_{r}'), reasoning=out.get('reasoning'),
+            ans, raw = out.get('answer'), d.get(f'{a}_raw_{r}')
+            answers[a] = Answer(response=raw, reasoning=out.get('reasoning'),
                                 answer=None if ans is None else str(ans), status='parsed' if ans is not None else 'unparsed',
-                                correct=right.get(a, None if ans is None else str(ans) == gold))
+                                correct=right.get(a, None if ans is None else str(ans) == gold),
+                                parse=None if raw is None else parse_status(q, raw))
         refl, crit = {}, []
         for c in d.get(f'critique_pool_{r}') or []:
             frm, to, text, raw = (list(c) + [None] * 4)[:4]
