@@ -68,7 +68,10 @@ def load_debate_config(src: str | Path | dict, # YAML file or dict
     try: cfg = DebateConfig.model_validate(d)
     except ValidationError as e: raise validation_error(where, e, DebateConfigError) from None
     try: load_agents(cfg.agents)
-    except Exception as e: raise DebateConfigError(f"{where}: field 'agents': {e}") from None
+    except Exception as e:  # load_agents names the agent as 'agents[i]' (or 'agents'): make that the field
+        at, _, msg = str(e).partition(': ')
+        field, msg = (at, msg) if at.startswith('agents') and msg else ('agents', str(e))
+        raise DebateConfigError(f"{where}: field '{field}': {msg}") from None
     names = [a['name'] for a in cfg.agents]
     if len(set(names)) != len(names): raise DebateConfigError(f"{where}: field 'agents': duplicate agent names {names}")
     if isinstance(cfg.samples, dict) and (bad := set(cfg.samples) - set(names)):
