@@ -157,7 +157,9 @@ def retry_wait(base: float = 0.5, # backoff base in seconds
     expo = tenacity.wait_random_exponential(multiplier=base, max=cap)
     def wait(rs) -> float:
         ra = retry_after(rs.outcome.exception()) if rs.outcome and rs.outcome.failed else None
-        return min(ra, 120.0) + random.uniform(0, 0.05 * max(ra, 1.0)) if ra is not None else expo(rs)
+        if ra is None: return expo(rs)
+        ra = min(ra, 120.0)  # at most two minutes, jitter included below
+        return ra + random.uniform(0, 0.05 * max(ra, 1.0))
     return wait
 
 _DEFAULT_URL = {'openai': 'https://api.openai.com/v1', 'anthropic': 'https://api.anthropic.com',
