@@ -101,8 +101,8 @@ def check_train_config(cfg: dict, # a training config mapping (YAML as read, or 
     return c
 
 # %% ../nbs/05_train.ipynb #60954501
-def load_train_config(src: str | Path | dict | TrainConfig | None = None, # YAML file, a mapping (a pipeline's `sft:` block), a `TrainConfig`, or None (empty)
-                      stage: str = 'sft', # 'sft' or 'tdpo': which keys and `args` settings are allowed
+def load_train_config(src: str | Path | dict | TrainConfig | None, # YAML file, a mapping (a pipeline's `sft:` block), a `TrainConfig`, or None (empty)
+                      stage: str, # 'sft' or 'tdpo': which keys and `args` settings are allowed
                       overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
                       where: str | None = None, # the name for errors (default: the file, or '<dict>')
                       **fill, # keys set as given after the overrides (None: left alone); an `args` dict merges into the block
