@@ -120,12 +120,10 @@ def _stage(folder: Path, name: str, fn, log) -> dict:
     return s
 
 # %% ../nbs/07_pipeline.ipynb #270879f1
-def _train_cfg(base: dict, **fill) -> dict:
+def _train_cfg(base: dict, stage: str, **fill):
+    "The pipeline's `sft:` or `tdpo:` block with the run's paths filled in: a `dnr.train.TrainConfig` (the block is not changed)."
     from dnr.train import load_train_config
-    cfg = load_train_config(None)
-    cfg.update(json.loads(json.dumps(base)))  # a copy
-    cfg.update(fill)
-    return cfg
+    return load_train_config(base, stage, where=f"pipeline config: field '{stage}'", **fill)
 
 class PartialDebate(RuntimeError):
     "The debate stage ended with questions stopped on 'error' or 'budget'; `code` is `dnr debate`'s exit status."
@@ -168,9 +166,9 @@ def run_pipeline(cfg: PipelineConfig, # the run
         deb, out / 'build' / 'tdpo', tokenizer=b.get('tokenizer', cfg.student), ablation=b.get('ablation', 'none'),
         **{k: b[k] for k in ('answer_cap', 'cut_to', 'context_budget', 'prompt_cap', 'unparsed', 'debates') if k in b}), log)
     s['sft'] = _stage(out / 'sft', 'sft', lambda: train_sft(_train_cfg(
-        cfg.sft, model=cfg.student, data=str(out / 'build' / 'sft'), output_dir=str(out / 'sft'))), log)
+        cfg.sft, 'sft', model=cfg.student, data=str(out / 'build' / 'sft'), output_dir=str(out / 'sft'))), log)
     if 'tdpo' in cfg.train: s['tdpo'] = _stage(out / 'tdpo', 'tdpo', lambda: train_tdpo(_train_cfg(
-        cfg.tdpo, model=cfg.student, adapter=str(out / 'sft'), data=str(out / 'build' / 'tdpo'),
+        cfg.tdpo, 'tdpo', model=cfg.student, adapter=str(out / 'sft'), data=str(out / 'build' / 'tdpo'),
         output_dir=str(out / 'tdpo'))), log)
     for m in cfg.eval.models:
         s[f'eval_{m}'] = _stage(out / 'eval' / m, f'eval {m}', lambda m=m: _evaluate(cfg, m, progress), log)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #c2f71c4f
 from __future__ import annotations
-import argparse, contextlib, dataclasses, difflib, json, math, os, sys, tempfile
+import argparse, contextlib, copy, dataclasses, difflib, json, math, os, sys, tempfile
 from pathlib import Path
 from typing import Any, Literal
 import torch, yaml
@@ -21,96 +21,14 @@ from .tdpo import (LORA_DEFAULTS, TDPO_DEFAULTS, TreeCollator, TreeDPOConfig, Tr
                       response_logps, tokenize_node, tree_dpo_loss, tree_loss, trl_pair_loss)  # re-exported: dnr.train keeps these names
 
 # %% auto #0
-__all__ = ['SFT_DEFAULTS', 'TrainConfigError', 'load_train_config', 'read_training_rows', 'TrainConfig', 'trainer_args_class',
-           'check_train_config', 'make_sft_trainer', 'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo',
+__all__ = ['SFT_DEFAULTS', 'TrainConfigError', 'TrainConfig', 'trainer_args_class', 'check_train_config', 'load_train_config',
+           'read_training_rows', 'make_sft_trainer', 'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo',
            'tree_eval_loss', 'merge_adapter', 'train_cli']
 
-# %% ../nbs/05_train.ipynb #60954501
+# %% ../nbs/05_train.ipynb #4b3fb29e
 class TrainConfigError(ValueError):
     "A training config that does not validate; the message names the file and field."
 
-def load_train_config(src: str | Path | None = None, # YAML file (None: an empty config)
-                      overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
-                     ) -> dict:
-    "A training config dict from YAML with `--set` overrides applied; `check_train_config` validates it into a `TrainConfig`."
-    cfg = read_config(src, TrainConfigError)[0] if src else {}
-    for o in overrides:
-        if '=' not in o: raise ValueError(f"override {o!r}: expected key=value")
-        k, v = o.split('=', 1)
-        *blocks, last = k.strip().split('.')
-        d = cfg
-        for b in blocks: d = d.setdefault(b, {})
-        d[last] = v.strip() if v.strip().lower() in ('no', 'yes', 'on', 'off') else yaml.safe_load(v)  # 'no' stays 'no'
-    return _numbers(cfg)
-
-def _numbers(x):
-    "YAML 1.1 reads '1e-5' as a string: make numeric strings numbers."
-    if isinstance(x, dict): return {k: _numbers(v) for k, v in x.items()}
-    if isinstance(x, list): return [_numbers(v) for v in x]
-    if isinstance(x, str):
-        try: return float(x) if any(c in x.lower() for c in '.e') and x.strip().lower() not in ('inf', 'nan') else x
-        except ValueError: return x
-    return x
-
-# %% ../nbs/05_train.ipynb #7a72ff83
-def read_training_rows(path: str | Path, # a .jsonl file, or a folder holding `name`
-                       required: tuple = (), # fields every line must have
-                       name: str | None = None, # file name inside a folder
-                      ) -> list[dict]:
-    "The rows of a `dnr build` file (`sft.jsonl`, `nodes.jsonl`), each with the `required` fields; errors name file, line and field."
-    path = Path(path)
-    if path.is_dir():
-        if not name or not (path / name).exists(): raise FileNotFoundError(f"{path}: no {name} in this folder (run `dnr build` first)")
-        path = path / name
-    rows = []
-    for i, d in _jsonl_lines(path):
-        if miss := [k for k in required if k not in d]: raise ValueError(f"{path}:{i}: missing field(s) {miss}")
-        rows.append(d)
-    if not rows: raise ValueError(f"{path}: no rows")
-    return rows
-
-# %% ../nbs/05_train.ipynb #e1355852
-SFT_DEFAULTS = dict(learning_rate=2e-4, num_train_epochs=2, per_device_train_batch_size=1, gradient_accumulation_steps=4,
-                    lr_scheduler_type='linear', max_length=2048, seed=42, logging_steps=10, save_strategy='steps',
-                    save_steps=500, save_total_limit=2, report_to='none')
-
-def _need(cfg, *keys):
-    miss = [k for k in keys if not cfg.get(k)]
-    if miss: raise ValueError(f"config: missing {', '.join(miss)} (set it in the YAML or with --set {miss[0]}=...)")
-
-def _make_args(cls, cfg: dict, defaults: dict, drop: tuple = (), where: str = '<dict>'):
-    "A TRL/transformers config from defaults + cfg['args'] + device detection; unknown keys are an error."
-    a = {**defaults, **(cfg.get('args') or {})}
-    for k in drop: a.pop(k, None)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    if bad := set(a) - fields: raise _unknown(where, 'args.', bad, fields, f'setting of {cls.__name__}')
-    a.update(device_args(cfg.get('bf16', 'auto')), output_dir=str(cfg['output_dir']))
-    if cls.__name__ in ('SFTConfig', 'DPOConfig'): a.setdefault('activation_checkpointing', False)
-    try: return cls(**a)
-    except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'args': {e}") from None
-
-def _lora(cfg: dict, where: str):
-    from peft import LoraConfig
-    try: return LoraConfig(task_type='CAUSAL_LM', **{**LORA_DEFAULTS, **(cfg.get('lora') or {})})
-    except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'lora': {e}") from None
-
-def _load_model(path, args):
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if args.bf16 else torch.float32)
-
-def _summary(tr, res, out, **kw) -> dict:
-    return dict(output_dir=str(out), train_loss=round(res.training_loss, 6), steps=res.global_step,
-                runtime_s=round(res.metrics.get('train_runtime', 0), 2), **kw)
-
-def _fit(tr, info: dict, cfg: dict) -> dict:
-    "Train (resuming if asked), save the adapter and tokenizer to `output_dir`, and summarise."
-    res = tr.train(resume_from_checkpoint=cfg.get('resume') or None)
-    m = tr.accelerator.unwrap_model(tr.model)
-    if len(getattr(m, 'peft_config', {})) > 1 and 'ref' in m.peft_config: m.delete_adapter('ref')  # TRL's frozen copy
-    tr.save_model(tr.args.output_dir)  # writes on the main process only
-    if tr.is_world_process_zero(): tr.processing_class.save_pretrained(tr.args.output_dir)
-    return _summary(tr, res, tr.args.output_dir, **info)
-
-# %% ../nbs/05_train.ipynb #4b3fb29e
 class TrainConfig(BaseModel):
     """The top level of a `dnr train sft|tdpo` config (YAML); unknown keys are refused.
 
@@ -146,6 +64,7 @@ class TrainConfig(BaseModel):
     bf16: bool | Literal['auto'] = 'auto'
     lora: dict[str, Any] | None = None
     args: dict[str, Any] | None = None
+    _where: str = '<dict>'  # where it was read from, for errors (not a config key)
 
 _TDPO_ONLY = ('adapter', 'impl')
 _LORA_SKIP = {'task_type', 'peft_type', 'auto_mapping', 'peft_version', 'base_model_name_or_path', 'revision', 'inference_mode'}
@@ -161,7 +80,7 @@ def trainer_args_class(stage: str, impl: str = 'tree'):
     if impl == 'trl': from trl import DPOConfig; return DPOConfig
     return TreeDPOConfig
 
-def check_train_config(cfg: dict, # a training config (as `load_train_config` returns)
+def check_train_config(cfg: dict, # a training config mapping (YAML as read, or a dict)
                        stage: str, # 'sft' or 'tdpo'
                        where: str = '<dict>', # the file it came from, for errors
                       ) -> TrainConfig:
@@ -178,29 +97,127 @@ def check_train_config(cfg: dict, # a training config (as `load_train_config` re
     cls = trainer_args_class(stage, c.impl)
     known = {f.name for f in dataclasses.fields(cls)} | ({'share', 'max_prompt_length', 'loss_average'} if cls.__name__ == 'DPOConfig' else set())
     if bad := set(c.args or {}) - known: raise _unknown(where, 'args.', bad, known, f'setting of {cls.__name__}')
+    c._where = where
     return c
 
+# %% ../nbs/05_train.ipynb #60954501
+def load_train_config(src: str | Path | dict | TrainConfig | None, # YAML file, a mapping (a pipeline's `sft:` block), a `TrainConfig`, or None (empty)
+                      stage: str, # 'sft' or 'tdpo': which keys and `args` settings are allowed
+                      overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
+                      where: str | None = None, # the name for errors (default: the file, or '<dict>')
+                      **fill, # keys set as given after the overrides (None: left alone); an `args` dict merges into the block
+                     ) -> TrainConfig:
+    "A `TrainConfig` for `stage` from YAML with `--set` overrides applied, validated by `check_train_config`; errors name the file and field."
+    if stage not in ('sft', 'tdpo'): raise ValueError(f"stage must be 'sft' or 'tdpo', got {stage!r}")
+    if isinstance(src, TrainConfig): cfg, name = src.model_dump(exclude_unset=True), src._where
+    elif src is None or src == '': cfg, name = {}, '<dict>'
+    else: cfg, name = read_config(src, TrainConfigError)
+    cfg, where = copy.deepcopy(cfg), where or name
+    for o in overrides:
+        if '=' not in o: raise TrainConfigError(f"{where}: override {o!r}: expected key=value")
+        k, v = o.split('=', 1)
+        *blocks, last = k.strip().split('.')
+        d = cfg
+        for b in blocks:
+            if d.get(b) is None: d[b] = {}
+            if not isinstance(d := d[b], dict): raise TrainConfigError(f"{where}: override {o!r}: field '{b}' is not a block")
+        d[last] = v.strip() if v.strip().lower() in ('no', 'yes', 'on', 'off') else yaml.safe_load(v)  # 'no' stays 'no'
+    cfg = _numbers(cfg)
+    for k, v in fill.items():
+        if v is not None: cfg[k] = {**(cfg.get('args') or {}), **v} if k == 'args' and isinstance(v, dict) else v
+    return check_train_config(cfg, stage, where)
+
+def _numbers(x):
+    "YAML 1.1 reads '1e-5' as a string: make numeric strings numbers."
+    if isinstance(x, dict): return {k: _numbers(v) for k, v in x.items()}
+    if isinstance(x, list): return [_numbers(v) for v in x]
+    if isinstance(x, str):
+        try: return float(x) if any(c in x.lower() for c in '.e') and x.strip().lower() not in ('inf', 'nan') else x
+        except ValueError: return x
+    return x
+
+# %% ../nbs/05_train.ipynb #7a72ff83
+def read_training_rows(path: str | Path, # a .jsonl file, or a folder holding `name`
+                       required: tuple = (), # fields every line must have
+                       name: str | None = None, # file name inside a folder
+                      ) -> list[dict]:
+    "The rows of a `dnr build` file (`sft.jsonl`, `nodes.jsonl`), each with the `required` fields; errors name file, line and field."
+    path = Path(path)
+    if path.is_dir():
+        if not name or not (path / name).exists(): raise FileNotFoundError(f"{path}: no {name} in this folder (run `dnr build` first)")
+        path = path / name
+    rows = []
+    for i, d in _jsonl_lines(path):
+        if miss := [k for k in required if k not in d]: raise ValueError(f"{path}:{i}: missing field(s) {miss}")
+        rows.append(d)
+    if not rows: raise ValueError(f"{path}: no rows")
+    return rows
+
+# %% ../nbs/05_train.ipynb #e1355852
+SFT_DEFAULTS = dict(learning_rate=2e-4, num_train_epochs=2, per_device_train_batch_size=1, gradient_accumulation_steps=4,
+                    lr_scheduler_type='linear', max_length=2048, seed=42, logging_steps=10, save_strategy='steps',
+                    save_steps=500, save_total_limit=2, report_to='none')
+
+def _need(cfg: TrainConfig, where: str, *keys):
+    if miss := [k for k in keys if not getattr(cfg, k)]:
+        raise TrainConfigError(f"{where}: field '{miss[0]}' is not set (set it in the YAML or with --set {miss[0]}=...)")
+
+def _make_args(cls, cfg: TrainConfig, defaults: dict, drop: tuple = (), where: str = '<dict>'):
+    "A TRL/transformers config from defaults + cfg.args + device detection; unknown keys are an error."
+    a = {**defaults, **(cfg.args or {})}
+    for k in drop: a.pop(k, None)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if bad := set(a) - fields: raise _unknown(where, 'args.', bad, fields, f'setting of {cls.__name__}')
+    a.update(device_args(cfg.bf16), output_dir=str(cfg.output_dir))
+    if cls.__name__ in ('SFTConfig', 'DPOConfig'): a.setdefault('activation_checkpointing', False)
+    try: return cls(**a)
+    except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'args': {e}") from None
+
+def _lora(cfg: TrainConfig, where: str):
+    from peft import LoraConfig
+    try: return LoraConfig(task_type='CAUSAL_LM', **{**LORA_DEFAULTS, **(cfg.lora or {})})
+    except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'lora': {e}") from None
+
+def _load_model(path, args):
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if args.bf16 else torch.float32)
+
+def _summary(tr, res, out, **kw) -> dict:
+    return dict(output_dir=str(out), train_loss=round(res.training_loss, 6), steps=res.global_step,
+                runtime_s=round(res.metrics.get('train_runtime', 0), 2), **kw)
+
+def _fit(tr, info: dict, cfg: TrainConfig) -> dict:
+    "Train (resuming if asked), save the adapter and tokenizer to `output_dir`, and summarise."
+    res = tr.train(resume_from_checkpoint=cfg.resume or None)
+    m = tr.accelerator.unwrap_model(tr.model)
+    if len(getattr(m, 'peft_config', {})) > 1 and 'ref' in m.peft_config: m.delete_adapter('ref')  # TRL's frozen copy
+    tr.save_model(tr.args.output_dir)  # writes on the main process only
+    if tr.is_world_process_zero(): tr.processing_class.save_pretrained(tr.args.output_dir)
+    return _summary(tr, res, tr.args.output_dir, **info)
+
 # %% ../nbs/05_train.ipynb #78da1b04
-def make_sft_trainer(cfg: dict, # a training config (`load_train_config`)
-                     where: str = '<dict>', # where it came from, for errors
+def make_sft_trainer(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
+                     where: str | None = None, # where it came from, for errors (default: the config's file)
                     ) -> tuple:
     "The SFTTrainer (LoRA, completion-only loss) for a config, and facts about its data."
     from trl import SFTConfig, SFTTrainer
-    check_train_config(cfg, 'sft', where)
-    _need(cfg, 'model', 'data', 'output_dir')
+    cfg = load_train_config(cfg, 'sft', where=where); where = cfg._where
+    _need(cfg, where, 'model', 'data', 'output_dir')
     args = _make_args(SFTConfig, cfg, SFT_DEFAULTS, where=where)
     peft_config = _lora(cfg, where)
-    rows = read_training_rows(cfg['data'], ('prompt', 'completion'), 'sft.jsonl')
-    tok = AutoTokenizer.from_pretrained(check_model_path(cfg['model'], f"{where}: field 'model'"))
+    rows = read_training_rows(cfg.data, ('prompt', 'completion'), 'sft.jsonl')
+    tok = AutoTokenizer.from_pretrained(check_model_path(cfg.model, f"{where}: field 'model'"))
     n_long = sum(len(chat_ids(tok, r['prompt'] + r['completion'])) > args.max_length for r in rows) if args.max_length else 0
     ds = Dataset.from_list([{'prompt': r['prompt'], 'completion': r['completion']} for r in rows])
-    tr = SFTTrainer(model=_load_model(cfg['model'], args), args=args, train_dataset=ds, processing_class=tok,
+    tr = SFTTrainer(model=_load_model(cfg.model, args), args=args, train_dataset=ds, processing_class=tok,
                     peft_config=peft_config)
     return tr, dict(stage='sft', examples=len(ds), truncated=n_long)
 
-def train_sft(cfg: dict, where: str = '<dict>') -> dict:
+def train_sft(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
+              where: str | None = None, # where it came from, for errors (default: the config's file)
+             ) -> dict:
     "LoRA SFT on `sft.jsonl`; saves the adapter and tokenizer to `output_dir`; returns a summary."
-    return _fit(*make_sft_trainer(cfg, where), cfg)
+    cfg = load_train_config(cfg, 'sft', where=where)
+    return _fit(*make_sft_trainer(cfg), cfg)
 
 # %% ../nbs/05_train.ipynb #181f1cc0
 def _fingerprint(row: dict, model, adapter) -> str:
@@ -232,41 +249,40 @@ def _shared_dataset(rows: list[dict], folder: Path) -> Dataset:
         if is_main_process(): ds.save_to_disk(str(folder))
         return load_from_disk(str(folder))
 
-def make_tdpo_trainer(cfg: dict, # a training config (`load_train_config`)
-                      where: str = '<dict>', # where it came from, for errors
+def make_tdpo_trainer(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
+                      where: str | None = None, # where it came from, for errors (default: the config's file)
                      ) -> tuple:
     "The T-DPO trainer for a config (tree-aware or TRL's), and the node counts."
     from peft import PeftModel, get_peft_model
-    impl = check_train_config(cfg, 'tdpo', where).impl
-    _need(cfg, 'model', 'data', 'output_dir')
-    out = Path(cfg['output_dir'])
+    cfg = load_train_config(cfg, 'tdpo', where=where); where, impl = cfg._where, cfg.impl
+    _need(cfg, where, 'model', 'data', 'output_dir')
+    out, a = Path(cfg.output_dir), {**TDPO_DEFAULTS, **(cfg.args or {})}
     if impl == 'tree': args = _make_args(TreeDPOConfig, cfg, TDPO_DEFAULTS, where=where)
     else:
         from trl import DPOConfig
-        if (cfg.get('args') or {}).get('loss_average', 'pair') != 'pair':
+        if a.get('loss_average', 'pair') != 'pair':
             raise TrainConfigError(f"{where}: field 'args.loss_average': TRL's DPOTrainer averages per pair only (impl: trl)")
         args = _make_args(DPOConfig, cfg, {**TDPO_DEFAULTS, 'precompute_ref_log_probs': True},
                           drop=('max_prompt_length', 'share', 'loss_average'), where=where)
-    lora = None if cfg.get('adapter') else _lora(cfg, where)
-    src = Path(cfg['data'])
+    lora = None if cfg.adapter else _lora(cfg, where)
+    src = Path(cfg.data)
     nodes = read_training_rows(src, ('prompt', 'responses'), 'nodes.jsonl')
-    tok = AutoTokenizer.from_pretrained(check_model_path(cfg['model'], f"{where}: field 'model'"))
-    a = {**TDPO_DEFAULTS, **(cfg.get('args') or {})}
+    tok = AutoTokenizer.from_pretrained(check_model_path(cfg.model, f"{where}: field 'model'"))
     stats, toks, kept = {}, [], []
     for n in nodes:
         t = tokenize_node(n, tok, a.get('max_length'), a.get('max_prompt_length', 1000), stats)
         if t: toks.append(t); kept.append(n)
     if not toks: raise ValueError(f"{src}: no trainable nodes (each needs a right and a wrong answer that fit max_length): {stats}")
-    base = _load_model(cfg['model'], args)
-    if cfg.get('adapter'): policy = PeftModel.from_pretrained(base, cfg['adapter'], is_trainable=True)
+    base = _load_model(cfg.model, args)
+    if cfg.adapter: policy = PeftModel.from_pretrained(base, cfg.adapter, is_trainable=True)
     else: policy = get_peft_model(base, lora)
     if impl == 'tree':
         ds = Dataset.from_list(toks)
-        if (ref := _ref_cache(out, ds, cfg['model'], cfg.get('adapter'))) is not None: ds = ds.add_column('ref_logps', ref)
+        if (ref := _ref_cache(out, ds, cfg.model, cfg.adapter)) is not None: ds = ds.add_column('ref_logps', ref)
         tr = TreeDPOTrainer(policy, args, ds, processing_class=tok)
         if tr.is_world_process_zero():
             out.mkdir(parents=True, exist_ok=True)
-            write_jsonl(out / 'ref_logps.jsonl', ({'id': x['id'], 'fp': _fingerprint(x, cfg['model'], cfg.get('adapter')),
+            write_jsonl(out / 'ref_logps.jsonl', ({'id': x['id'], 'fp': _fingerprint(x, cfg.model, cfg.adapter),
                                                   'ref_logps': x['ref_logps']} for x in tr.train_dataset), ensure_ascii=True)
     else:
         from trl import DPOTrainer
@@ -275,9 +291,12 @@ def make_tdpo_trainer(cfg: dict, # a training config (`load_train_config`)
     return tr, dict(stage='tdpo', impl=impl, nodes=len(toks), pairs=stats.get('pairs', 0),
                     skipped={k: v for k, v in stats.items() if k not in ('nodes', 'pairs')})
 
-def train_tdpo(cfg: dict, where: str = '<dict>') -> dict:
+def train_tdpo(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
+               where: str | None = None, # where it came from, for errors (default: the config's file)
+              ) -> dict:
     "T-DPO from the SFT adapter; saves the adapter and tokenizer to `output_dir`; returns a summary."
-    return _fit(*make_tdpo_trainer(cfg, where), cfg)
+    cfg = load_train_config(cfg, 'tdpo', where=where)
+    return _fit(*make_tdpo_trainer(cfg), cfg)
 
 @torch.no_grad()
 def tree_eval_loss(tr: TreeDPOTrainer) -> float:
@@ -330,15 +349,12 @@ def train_cli(argv: list[str] | None = None) -> int:
     if a.stage == 'merge':
         print(json.dumps({'merged': str(merge_adapter(a.adapter, a.out, a.base))})); return 0
     try:
-        cfg = load_train_config(a.config, a.set)
-        for k in ('model', 'data', 'adapter', 'impl', 'resume'):
-            if getattr(a, k, None) is not None: cfg[k] = getattr(a, k)
-        if a.output_dir: cfg['output_dir'] = a.output_dir
-        if getattr(a, 'share', None): cfg.setdefault('args', {})['share'] = a.share
-        for k, v in (('max_steps', a.max_steps), ('num_train_epochs', a.epochs), ('seed', a.seed), ('report_to', a.report_to)):
-            if v is not None: cfg.setdefault('args', {})[k] = v
         where = (a.config or 'command line') + (' with --set' if a.set else '')
-        out = (train_sft if a.stage == 'sft' else train_tdpo)(cfg, where)
+        flags = {k: v for k, v in (('max_steps', a.max_steps), ('num_train_epochs', a.epochs), ('seed', a.seed),
+                                   ('report_to', a.report_to), ('share', getattr(a, 'share', None))) if v is not None}
+        cfg = load_train_config(a.config, a.stage, a.set, where, output_dir=a.output_dir or None, args=flags or None,
+                                **{k: getattr(a, k, None) for k in ('model', 'data', 'adapter', 'impl', 'resume')})
+        out = (train_sft if a.stage == 'sft' else train_tdpo)(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"dnr train {a.stage}: error: {e}", file=sys.stderr); return 2
     if is_main_process(): print(json.dumps(out))  # one summary line, from rank 0
