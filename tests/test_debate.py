@@ -310,7 +310,7 @@ def test_bad_config_names_file_and_field(tmp_path, capsys):
     assert rc == 2 and f"{bad}: field 'max_round': Extra inputs are not permitted" in err
     bad.write_text(yaml.safe_dump(dict(agents=[dict(name='a', provider='telepathy', model='m')])))
     rc, err = cli_inproc(capsys, '--config', bad, '--out', tmp_path / 'run2')
-    assert rc == 2 and "field 'agents'" in err and 'provider' in err
+    assert rc == 2 and "field 'agents[0]': agent 'a': field 'provider'" in err
 
 
 def test_offline_default_on_recorded_answers(tmp_path):
