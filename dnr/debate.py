@@ -9,11 +9,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from .data import (Question, load_benchmark, grade_response, round0_prompt, debate_prompt, self_reflection_prompt,
+from .data import (Question, load_benchmark, round0_prompt, debate_prompt, self_reflection_prompt,
                       critique_prompt, self_reflection_test_prompt, critique_test_prompt, format_last_round,
-                      extract_feedback, read_config, validation_error, extract_answer, extract_authors, answer_labels, grade)
+                      extract_feedback, read_config, validation_error)
 from .agents import AgentSpec, AgentPool, Completion, load_agents
-from .grading import parse_status
+from .grading import grade_debate_answer, answer_counts
 from .files import append_jsonl, write_json, write_text
 from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
                      repair_mags, validate_mag, write_mags)
@@ -21,9 +21,9 @@ from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round,
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'FREE_KEYS', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig',
            'DebateConfig', 'DebateConfigError', 'load_debate_config', 'offline_config', 'shuffled_order', 'stop_reason',
-           'consensus_answer', 'grade_debate_answer', 'answer_counts', 'Debate', 'run_debate', 'debate_questions',
-           'pool_specs', 'select_questions', 'read_run_mags', 'check_snapshot', 'questions_to_debate',
-           'set_aside_stopped', 'debate_into', 'run_sync', 'plan_debate', 'format_plan', 'debate_cli']
+           'consensus_answer', 'Debate', 'run_debate', 'debate_questions', 'pool_specs', 'select_questions',
+           'read_run_mags', 'check_snapshot', 'questions_to_debate', 'set_aside_stopped', 'debate_into', 'run_sync',
+           'plan_debate', 'format_plan', 'debate_cli']
 
 # %% ../nbs/03_debate.ipynb #af9b72f0
 class DatasetConfig(BaseModel):
@@ -167,25 +167,6 @@ def consensus_answer(answers: dict[str, Answer], # agent -> answer of one round
     if not votes: return None
     top = max(votes.values())
     return next(answers[a].answer for a in order if a in answers and votes.get(answers[a].answer) == top)
-
-# %% ../nbs/03_debate.ipynb #02a93395
-def grade_debate_answer(q: Question, # the question
-                        response: str | None, # the agent's text (None: the call failed)
-                        grading: str = 'strict', # 'strict' (the authors' rule) or 'lenient' (dnr's cascade)
-                       ) -> dict:
-    "One debate answer read and graded: answer, reasoning, status, parse ('final_answer', 'fallback', 'none') and correct."
-    if response is None: return dict(answer=None, reasoning=None, status='missing', parse='none', correct=False)
-    strict = extract_authors(response, q.kind, answer_labels(q, 'authors'), fallback=False)
-    if grading == 'lenient': ex, ok = grade_response(q, response)
-    elif grading == 'strict': ex, ok = strict, grade(strict.answer, q.gold, q.kind, extraction='authors')
-    else: raise ValueError(f"grading: {grading!r} is not 'strict' or 'lenient'")
-    return dict(answer=ex.answer, reasoning=ex.reasoning, status=ex.status, parse=parse_status(q, response), correct=bool(ok))
-
-def answer_counts(g: dict, grading: str) -> bool:
-    "Does a graded answer count as given (the student keeps the first sample that does)?"
-    # strict: the `Final answer:` cue is there (`extract_authors` gives a reasoning exactly then), as the authors keep
-    # the first of their n=5 student samples that has the cue, whatever follows it
-    return g['reasoning'] is not None if grading == 'strict' else g['status'] == 'parsed'
 
 # %% ../nbs/03_debate.ipynb #e5c3a283
 ROUND_SAMPLE_STRIDE = 100  # sample index offset per round (cache keys)

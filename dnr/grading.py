@@ -13,7 +13,7 @@ if TYPE_CHECKING: from dnr.data import Question  # for annotations only: no impo
 __all__ = ['LETTERS', 'AnswerKind', 'EXTRACTIONS', 'MMLU_PRO_GUESS_SEED', 'boxed_answers', 'Extraction', 'extract_answer',
            'check_extraction', 'extract_mmlu_pro', 'mmlu_pro_guess', 'extract_authors', 'extract_feedback', 'grade',
            'hendrycks_normalize', 'authors_is_equiv', 'grade_response', 'answer_labels', 'grade_many', 'parse_status',
-           'accuracy_summary']
+           'grade_debate_answer', 'answer_counts', 'accuracy_summary']
 
 # %% ../nbs/00b_grading.ipynb #e29dccf6
 LETTERS = 'ABCDEFGHIJ'
@@ -406,6 +406,25 @@ def parse_status(q: Question, # the question (its kind and labels decide parsing
     if response is None: return 'none'
     if extract_authors(response, q.kind, answer_labels(q, 'authors'), fallback=False).answer is not None: return 'final_answer'
     return 'fallback' if extract_answer(response, q.kind, answer_labels(q)).answer is not None else 'none'
+
+# %% ../nbs/00b_grading.ipynb #02a93395
+def grade_debate_answer(q: Question, # the question
+                        response: str | None, # the agent's text (None: the call failed)
+                        grading: str = 'strict', # 'strict' (the authors' rule) or 'lenient' (dnr's cascade)
+                       ) -> dict:
+    "One debate answer read and graded: answer, reasoning, status, parse ('final_answer', 'fallback', 'none') and correct."
+    if response is None: return dict(answer=None, reasoning=None, status='missing', parse='none', correct=False)
+    strict = extract_authors(response, q.kind, answer_labels(q, 'authors'), fallback=False)
+    if grading == 'lenient': ex, ok = grade_response(q, response)
+    elif grading == 'strict': ex, ok = strict, grade(strict.answer, q.gold, q.kind, extraction='authors')
+    else: raise ValueError(f"grading: {grading!r} is not 'strict' or 'lenient'")
+    return dict(answer=ex.answer, reasoning=ex.reasoning, status=ex.status, parse=parse_status(q, response), correct=bool(ok))
+
+def answer_counts(g: dict, grading: str) -> bool:
+    "Does a graded answer count as given (the student keeps the first sample that does)?"
+    # strict: the `Final answer:` cue is there (`extract_authors` gives a reasoning exactly then), as the authors keep
+    # the first of their n=5 student samples that has the cue, whatever follows it
+    return g['reasoning'] is not None if grading == 'strict' else g['status'] == 'parsed'
 
 # %% ../nbs/00b_grading.ipynb #2d2c21cb
 def accuracy_summary(statuses: list[str], # extraction statuses
