@@ -94,3 +94,27 @@ def test_readme_and_sidebar_list_every_chapter():
                and f"| `{s}` | `dnr.{m}` |" not in readme]
     assert not missing, f"add these chapters to the chapter table in nbs/index.ipynb: {missing}"
     assert not [s for s in chapters.values() if f"- {s}.ipynb" not in sidebar]
+
+def _only(src: str, ok) -> bool:
+    "Is every statement of a cell's code (directives dropped) accepted by `ok`?"
+    import ast
+    try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.startswith('#|')))
+    except SyntaxError: return False
+    return all(ok(n) for n in tree.body)
+
+def test_every_exported_definition_is_followed_by_a_test():
+    """fastcore style: after each exported cell (other than imports) and before the next one, a code cell that is more
+    than imports and `show_doc` calls: the definition's example, right where a reader meets it."""
+    import ast, json, re
+    imports = lambda n: isinstance(n, (ast.Import, ast.ImportFrom)) or (isinstance(n, ast.If) and 'TYPE_CHECKING' in ast.unparse(n.test))
+    docs = lambda n: imports(n) or (isinstance(n, ast.Expr) and 'show_doc(' in ast.unparse(n))
+    bad = []
+    for p in sorted((ROOT / 'nbs').glob('*.ipynb')):
+        cells = [(c['cell_type'], ''.join(c['source'])) for c in json.loads(p.read_text())['cells']]
+        exported = [i for i, (t, s) in enumerate(cells) if t == 'code' and re.match(r'#\|\s*export\b', s)]
+        for i, nxt in zip(exported, exported[1:] + [len(cells)]):
+            if _only(cells[i][1], imports): continue
+            if not any(t == 'code' and s.strip() and not _only(s, docs) for t, s in cells[i + 1:nxt]):
+                names = re.findall(r'^(?:async def|def|class) (\w+)|^(\w+) *=', cells[i][1], re.M)
+                bad.append(f"{p.stem}: {[a or b for a, b in names][:3]}")
+    assert not bad, f"exported cells with no test before the next exported cell: {bad}"
