@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_pipeline.ipynb #6b0d0036
 from __future__ import annotations
-import contextlib, json, re, time
+import contextlib, hashlib, json, re, tempfile, time
 from pathlib import Path
 from typing import Any, Literal
 import yaml
@@ -14,8 +14,8 @@ from .files import write_json, write_text
 
 # %% auto #0
 __all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError',
-           'load_pipeline_config', 'PartialDebate', 'run_pipeline', 'eval_tags', 'demo_data', 'demo_config',
-           'ScriptedDebaters', 'scripted_debate', 'run_cli', 'demo_cli']
+           'load_pipeline_config', 'PartialDebate', 'run_pipeline', 'sft_fingerprint', 'fingerprint_diff', 'eval_tags',
+           'demo_data', 'demo_config', 'ScriptedDebaters', 'scripted_debate', 'run_cli', 'demo_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -52,6 +52,7 @@ class PipelineConfig(BaseModel):
     student: str # base model folder or hub id (the model SFT and T-DPO adapt)
     debate: dict[str, Any] # a `dnr debate` config
     debate_from: str | None = None # build from this finished debate folder (its mags.jsonl) instead of debating
+    sft_from: str | None = None # use this finished run's SFT adapter (its `sft/` folder) as this run's SFT student instead of training one; it must have been trained on the same base model, SFT config and SFT data (checked before anything is written)
     experiment: str | None = None # the paper experiment this run reproduces (`dnr.eval.PAPER_EXPERIMENTS`); tags its evaluations
     build: dict[str, Any] = {} # a `BuildSpec` (validated; kept as a dict)
     train: list[Literal['sft', 'tdpo']] = ['sft', 'tdpo'] # students to train (SFT-only experiments: [sft])
@@ -74,6 +75,8 @@ class PipelineConfig(BaseModel):
     @model_validator(mode='after')
     def _students(self):
         if 'tdpo' in self.train and 'sft' not in self.train: raise ValueError("train: T-DPO continues the SFT adapter, so train needs sft too")
+        if self.sft_from and 'sft' not in self.train:
+            raise ValueError(f"sft_from: {self.sft_from} is this run's SFT student (borrowed, not trained), so train needs sft")
         if bad := [m for m in self.eval.models if m != 'base' and m not in self.train]:
             raise ValueError(f"eval.models: {bad} not trained (train: {self.train})")
         return self
@@ -137,7 +140,7 @@ def run_pipeline(cfg: PipelineConfig, # the run
     "Run every stage not yet done; returns {stage: summary}. Raises `PartialDebate` rather than build on an unfinished debate."
     from dnr.debate import load_debate_config, debate_into, run_sync, select_questions, pool_specs
     from dnr.agents import preflight
-    from dnr.distill import build_sft, build_tdpo
+    from dnr.distill import build_tdpo
     from dnr.train import train_sft, train_tdpo
     out, s = Path(cfg.out), {}
     def finished(d: dict) -> dict:
@@ -155,20 +158,28 @@ def run_pipeline(cfg: PipelineConfig, # the run
     deb = _debate_dir(cfg)
     if cfg.debate_from: s['debate'] = finished(_borrowed_debate(deb))
     elif not (deb / 'done.json').exists(): select_questions(dcfg); preflight(pool_specs(dcfg))
+    debate_ready = bool(cfg.debate_from) or (deb / 'done.json').exists()
+    if cfg.sft_from: s['sft'] = _borrowed_sft(cfg, debate=deb if debate_ready else None)  # the data too, when the debate exists
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / 'pipeline.yaml', yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
     if not cfg.debate_from:
         s['debate'] = _stage(deb, 'debate', lambda: finished(run_sync(debate_into(dcfg, deb, resume=True, progress=progress))), log)
     b = cfg.build
-    s['build_sft'] = _stage(out / 'build' / 'sft', 'build sft', lambda: build_sft(
-        deb, out / 'build' / 'sft', include_student=b.get('include_student', False), debates=b.get('debates')), log)
+    s['build_sft'] = _stage(out / 'build' / 'sft', 'build sft', lambda: _build_sft(cfg, deb, out / 'build' / 'sft'), log)
     if 'tdpo' in cfg.train: s['build_tdpo'] = _stage(out / 'build' / 'tdpo', 'build tdpo', lambda: build_tdpo(
         deb, out / 'build' / 'tdpo', tokenizer=b.get('tokenizer', cfg.student), ablation=b.get('ablation', 'none'),
         **{k: b[k] for k in ('answer_cap', 'cut_to', 'context_budget', 'prompt_cap', 'unparsed', 'debates') if k in b}), log)
-    s['sft'] = _stage(out / 'sft', 'sft', lambda: train_sft(_train_cfg(
-        cfg.sft, 'sft', model=cfg.student, data=str(out / 'build' / 'sft'), output_dir=str(out / 'sft'))), log)
+    if cfg.sft_from:
+        if not debate_ready: s['sft'] = _borrowed_sft(cfg, sft_data=out / 'build' / 'sft')  # before any training
+        log(f"[sft] borrowed from {cfg.sft_from} (same base model, SFT config and SFT data), not trained")
+    else:
+        def own_sft():
+            tc = _train_cfg(cfg.sft, 'sft', model=cfg.student, data=str(out / 'build' / 'sft'), output_dir=str(out / 'sft'))
+            fp = sft_fingerprint(tc, out / 'build' / 'sft')  # what `sft_from` checks a later run against
+            return {**train_sft(tc), 'fingerprint': fp}
+        s['sft'] = _stage(out / 'sft', 'sft', own_sft, log)
     if 'tdpo' in cfg.train: s['tdpo'] = _stage(out / 'tdpo', 'tdpo', lambda: train_tdpo(_train_cfg(
-        cfg.tdpo, 'tdpo', model=cfg.student, adapter=str(out / 'sft'), data=str(out / 'build' / 'tdpo'),
+        cfg.tdpo, 'tdpo', model=cfg.student, adapter=str(_student_dir(cfg, 'sft')), data=str(out / 'build' / 'tdpo'),
         output_dir=str(out / 'tdpo'))), log)
     for m in cfg.eval.models:
         s[f'eval_{m}'] = _stage(out / 'eval' / m, f'eval {m}', lambda m=m: _evaluate(cfg, m, progress), log)
@@ -184,6 +195,15 @@ def _debate_dir(cfg: PipelineConfig) -> Path:
     if not (d / 'mags.jsonl').exists(): raise PipelineConfigError(f"debate_from: {d} has no mags.jsonl (run that debate first)")
     return d
 
+def _build_sft(cfg: PipelineConfig, deb: Path, folder: Path) -> dict:
+    "`build_sft` with the run's `build` options (the build stage, and the data check of `sft_from`)."
+    from dnr.distill import build_sft
+    return build_sft(deb, folder, include_student=cfg.build.get('include_student', False), debates=cfg.build.get('debates'))
+
+def _student_dir(cfg: PipelineConfig, which: str) -> Path:
+    "The adapter folder of a trained student: `out/<which>`, or for SFT `sft_from` when it is borrowed."
+    return Path(cfg.sft_from) if which == 'sft' and cfg.sft_from else Path(cfg.out) / which
+
 def _borrowed_debate(d: Path) -> dict:
     "The `debate_from` run's state: its questions stopped on 'error' or 'budget' are counted, so no one trains on them by accident."
     from collections import Counter
@@ -191,6 +211,59 @@ def _borrowed_debate(d: Path) -> dict:
     stopped = Counter(m.get('stop_reason') for _, m in read_jsonl(d / 'mags.jsonl') if m.get('stop_reason') in ('error', 'budget'))
     return {'debate_from': str(d), 'stopped': dict(stopped),
             'next': f"finish that debate first (`dnr debate --resume` on {d}, or `dnr run` on its pipeline config)"}
+
+# %% ../nbs/07_pipeline.ipynb #1b5fe249
+def _sft_config(tc) -> dict:
+    from dnr.train import LORA_DEFAULTS, SFT_DEFAULTS
+    c = tc.model_dump(mode='json', exclude={'data', 'output_dir', 'resume', 'adapter', 'impl'})
+    c['lora'] = {**LORA_DEFAULTS, **(c.get('lora') or {})}
+    c['args'] = {k: v for k, v in {**SFT_DEFAULTS, **(c.get('args') or {})}.items() if k != 'output_dir'}
+    return json.loads(json.dumps(c, default=str))
+
+def sft_fingerprint(tc, # the SFT `TrainConfig` with the run's paths filled in (`_train_cfg`)
+                    data: str | Path, # the `sft.jsonl` it trains on, or its folder
+                   ) -> dict:
+    "What decides an SFT adapter: `config` (base model, LoRA and trainer settings over dnr's defaults, no paths) and `data_sha256` (of `sft.jsonl`)."
+    f = Path(data); f = f / 'sft.jsonl' if f.is_dir() else f
+    return {'config': _sft_config(tc), 'data_sha256': hashlib.sha256(f.read_bytes()).hexdigest()}
+
+def _flat(d: dict, pre: str = '') -> dict:
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f'{pre}{k}.').items() if isinstance(v, dict) else [(f'{pre}{k}', v)])}
+
+def fingerprint_diff(theirs: dict, # the borrowed adapter's fingerprint
+                     ours: dict, # this run's (without `data_sha256`: the config only)
+                    ) -> list[str]:
+    "The differing fields of two SFT fingerprints, e.g. `field 'args.learning_rate': 0.0002 there, 0.0001 here`."
+    a, b = _flat(theirs.get('config', {})), _flat(ours.get('config', {}))
+    out = [f"field '{k}': {a.get(k, '(unset)')!r} there, {b.get(k, '(unset)')!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if 'data_sha256' in ours and theirs.get('data_sha256') != ours['data_sha256']:
+        out.append(f"field 'data' (sha256 of sft.jsonl): {str(theirs.get('data_sha256'))[:12]}… there, {ours['data_sha256'][:12]}… here "
+                   f"(another debate, or other build.include_student / build.debates)")
+    return out
+
+def _borrowed_sft(cfg: PipelineConfig, # the run
+                  debate: Path | None = None, # its debate folder: its SFT data is built from it (in a temporary folder) to compare
+                  sft_data: Path | None = None, # or its built SFT data (`build/sft`); neither: the config only
+                 ) -> dict:
+    "The `sft_from` folder's SFT summary plus `sft_from`, once it is a finished SFT stage trained as this run's SFT would be."
+    d = Path(cfg.sft_from); where = f"sft_from: {d}"
+    if not (d / 'done.json').exists():
+        raise PipelineConfigError(f"{where} is not a finished SFT stage (no done.json: its training failed or stopped, or "
+                                  f"`dnr run` did not train it); finish that run first, or remove sft_from to train this run's own")
+    s = json.loads((d / 'done.json').read_text())
+    if s.get('stage') != 'sft': raise PipelineConfigError(f"{where} is not an SFT stage (its done.json is not an SFT training's)")
+    if not (d / 'adapter_config.json').exists() or not any((d / f).exists() for f in ('adapter_model.safetensors', 'adapter_model.bin')):
+        raise PipelineConfigError(f"{where} has no adapter files (adapter_config.json, adapter_model.safetensors)")
+    if 'fingerprint' not in s:
+        raise PipelineConfigError(f"{where}: its done.json records no fingerprint (trained by a dnr before fingerprints), so "
+                                  f"it cannot be checked to match this run's SFT; remove sft_from to train this run's own")
+    tc = _train_cfg(cfg.sft, 'sft', model=cfg.student, data='-', output_dir='-')
+    with tempfile.TemporaryDirectory() as t:
+        if sft_data is None and debate is not None: _build_sft(cfg, debate, Path(t)); sft_data = Path(t)
+        ours = sft_fingerprint(tc, sft_data) if sft_data is not None else {'config': _sft_config(tc)}
+    if bad := fingerprint_diff(s['fingerprint'], ours):
+        raise PipelineConfigError(f"{where} was trained differently from this run's SFT: " + '; '.join(bad))
+    return {**s, 'sft_from': str(d)}
 
 # %% ../nbs/07_pipeline.ipynb #712f60c7
 _METHOD = {'base': ('vanilla', 'No distillation'), 'sft': ('dnr_sft', 'D&R SFT only'), 'tdpo': ('dnr', 'D&R (SFT + T-DPO)')}
@@ -213,7 +286,8 @@ def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     from dnr.eval import HFBackend, VLLMBackend, evaluate
     if which not in _METHOD: raise PipelineConfigError(f"eval.models: unknown model {which!r}; use {list(_METHOD)}")
     e, out = cfg.eval, Path(cfg.out)
-    adapter = None if which == 'base' else str(out / which)
+    adapter = None if which == 'base' else str(_student_dir(cfg, which))
+    run = (e.label or Path(cfg.out).name) + (f', SFT adapter of {cfg.sft_from}' if which == 'sft' and cfg.sft_from else '')
     qs = load_benchmark(e.dataset, e.split)[:e.limit]
     dec = dict(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
     be = (HFBackend(cfg.student, adapter, batch_size=e.batch_size, **dec) if e.backend == 'hf'
@@ -221,7 +295,7 @@ def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     key, label = _METHOD[which]
     tags = eval_tags(cfg, which)
     try:
-        return evaluate(qs, be, out / 'eval' / which, progress=progress, label=f'{label} ({e.label or Path(cfg.out).name})',
+        return evaluate(qs, be, out / 'eval' / which, progress=progress, label=f'{label} ({run})',
                         tags=tags, model=cfg.student, adapter=adapter, dataset=e.dataset, split=e.split,
                         backend=e.backend, **dec)
     finally:
@@ -335,7 +409,8 @@ def _print_summary(res: dict, out) -> dict:
                    stop_reasons=d.get('stop_reasons'), provider_calls=d.get('provider_calls'), cost_usd=d.get('cost_usd'),
                    sft_examples=res.get('build_sft', {}).get('examples'), tdpo_pairs=res.get('build_tdpo', {}).get('pairs'),
                    accuracy={k: v.get('accuracy') for k, v in ev.items()},
-                   figures=sorted(res.get('figures', {}).get('written', {})))
+                   figures=sorted(res.get('figures', {}).get('written', {})),
+                   **({'sft_from': res['sft']['sft_from']} if res.get('sft', {}).get('sft_from') else {}))
     print(json.dumps(summary, default=str))
     return summary
 

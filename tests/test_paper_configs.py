@@ -44,12 +44,28 @@ def test_paper_config_loads_with_the_papers_settings(name):
     assert set(cfg.eval.models) <= set(e['paper']) and ('tdpo' in cfg.train) == ('tdpo' in e['paper'])
     if e['group'] in ('ablation', 'data_scale'):
         assert cfg.debate_from == 'runs/paper/table1_physics/debate' and cfg.debate == load_pipeline_config(PAPER / 'table1_physics.yaml').debate
+    assert (cfg.sft_from is not None) == (e['group'] == 'ablation')  # only the ablations borrow an SFT adapter
     if name.startswith('single_teacher_claude'):
         assert [a['name'] for a in d.agents] == ['claude-3-5'] and d.max_rounds == 0 and cfg.train == ['sft']
     # the numbers in the config's header comment are the paper's
     head = ' '.join(l for l in (PAPER / f'{name}.yaml').read_text().splitlines()[:2])
     said = {float(x) for x in re.findall(r'\b\d+\.\d\d\b', head)}
     assert said <= _numbers(name) | {34.77} and (said or not _numbers(name)), (head, _numbers(name))
+
+@pytest.mark.parametrize('name', [n for n in NAMES if n.startswith('ablation_')])
+def test_ablations_borrow_table1_physics_sft(name, tmp_path):
+    "`sft_from` names Table 1 physics' SFT folder, and the ablation's SFT would be that one: same student, debates, build options, SFT config."
+    from dnr.distill import _demo_mag, build_sft
+    from dnr.pipeline import _train_cfg, fingerprint_diff, sft_fingerprint
+    phys, cfg = load_pipeline_config(PAPER / 'table1_physics.yaml'), load_pipeline_config(PAPER / f'{name}.yaml')
+    assert cfg.sft_from == f'{phys.out}/sft' and cfg.debate_from == f'{phys.out}/debate' and cfg.student == phys.student
+    assert 'sft' in cfg.train and [cfg.build.get(k) for k in ('include_student', 'debates')] == [phys.build.get(k) for k in ('include_student', 'debates')]
+    (tmp_path / 'mags.jsonl').write_text(''.join(json.dumps(_demo_mag(str(i), seed=i)) + '\n' for i in range(20)))
+    build_sft(tmp_path, tmp_path / 'sft')
+    fp = lambda c, **kw: sft_fingerprint(_train_cfg(c.sft, 'sft', model=c.student, data='x', output_dir=c.out, **kw), tmp_path / 'sft')
+    assert fingerprint_diff(fp(phys), fp(cfg)) == []
+    assert fingerprint_diff(fp(phys), fp(cfg, args={'seed': 7})) == ["field 'args.seed': 42 there, 7 here"]  # the check can fail
+    if 'tdpo' not in cfg.train: assert cfg.eval.models == ['sft']  # SFT only: evaluates the borrowed adapter
 
 def test_docs_list_every_config_with_its_number():
     nb = json.loads((ROOT / 'nbs' / '07_pipeline.ipynb').read_text())
