@@ -212,7 +212,7 @@ def _borrowed_debate(d: Path) -> dict:
     return {'debate_from': str(d), 'stopped': dict(stopped),
             'next': f"finish that debate first (`dnr debate --resume` on {d}, or `dnr run` on its pipeline config)"}
 
-# %% ../nbs/07_pipeline.ipynb #1b5fe249
+# %% ../nbs/07_pipeline.ipynb #f7209e44
 def _sft_config(tc) -> dict:
     from dnr.train import LORA_DEFAULTS, SFT_DEFAULTS
     c = tc.model_dump(mode='json', exclude={'data', 'output_dir', 'resume', 'adapter', 'impl'})
