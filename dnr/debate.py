@@ -317,7 +317,7 @@ def read_run_mags(path: str | Path) -> tuple[list, int]:
     data = path.read_bytes()
     torn, hint = len(data) - (data.rfind(b'\n') + 1), f"`dnr repair {path.parent}` sets bad lines aside (keeping a copy of the file)"
     out = []
-    for i, line in enumerate(data[:len(data) - torn].decode('utf-8').splitlines(), 1):
+    for i, line in enumerate(data[:len(data) - torn].decode('utf-8').split('\n'), 1):  # not splitlines: see `repair_mags`
         if not line.strip(): continue
         try: out.append(validate_mag(json.loads(line), where=f"{path}:{i}"))
         except json.JSONDecodeError as e: raise MAGError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); {hint}") from None
@@ -350,8 +350,9 @@ def questions_to_debate(qs: list[Question], # the run's questions (`select_quest
                         retry_failed: bool = True, # debate questions that stopped on 'error' or 'budget' again
                        ) -> tuple[list[Question], list[MAG], list[MAG]]:
     "What to debate: the questions with no MAG to keep, the MAGs kept, and the stopped MAGs to set aside (their questions are debated again)."
-    stopped_before = [m for m in done if m.stop_reason in STOPPED] if retry_failed else []
-    if stopped_before: done = [m for m in done if m.stop_reason not in STOPPED]
+    ids = {q.id for q in qs}  # `limit` may have changed since: only this invocation's questions are set aside and debated
+    retry = lambda m: retry_failed and m.stop_reason in STOPPED and m.question_id in ids
+    stopped_before, done = [m for m in done if retry(m)], [m for m in done if not retry(m)]
     finished = {m.question_id for m in done}
     return [q for q in qs if q.id not in finished], done, stopped_before
 

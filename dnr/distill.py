@@ -33,14 +33,14 @@ def answer_text(reasoning: str, # the answer's reasoning
 
 def is_trainable(a) -> bool:
     "True for an answer that can be trained on: parsed in the required format, graded, with reasoning."
-    return a.status == 'parsed' and a.correct is not None and a.answer is not None and a.reasoning is not None
+    return answer_state(a) == 'trainable'
 
 UNPARSED_TEXT = "### Answer\nNone\nFinal answer: None"  # the authors' rejected response for an unparsed answer
 
 def answer_state(a) -> str:
     "'trainable' (`is_trainable`), 'unparsed' (no answer in the required format: the authors' None), 'missing' (no response) or 'ungraded'."
     if a.status == 'missing' or a.response is None: return 'missing'
-    if getattr(a, 'parsed', None) is False or a.status != 'parsed' or a.answer is None or a.reasoning is None: return 'unparsed'
+    if a.status != 'parsed' or a.answer is None or a.reasoning is None: return 'unparsed'
     return 'trainable' if a.correct is not None else 'ungraded'
 
 # %% ../nbs/04_distill.ipynb #d5e3f60a

@@ -198,9 +198,10 @@ def repair_mags(path: str | Path, # a `mags.jsonl` file
     data = path.read_bytes()
     torn = len(data) - (data.rfind(b'\n') + 1)
     good, bad = [], []
-    for i, line in enumerate(data[:len(data) - torn].decode('utf-8', errors='replace').splitlines(keepends=True), 1):
+    # split on '\n' only: str.splitlines would also split inside a JSON string holding U+2028, U+2029 or U+0085
+    for i, line in enumerate(data[:len(data) - torn].decode('utf-8', errors='replace').split('\n'), 1):
         if not line.strip(): continue
-        try: validate_mag(json.loads(line)); good.append(line)
+        try: validate_mag(json.loads(line)); good.append(line + '\n')
         except (json.JSONDecodeError, MAGError): bad.append((i, line))
     if not torn and not bad: return dict(path=str(path), kept=len(good), torn_bytes=0, bad_lines=[], backup=None, rejected=None)
     backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
@@ -208,7 +209,7 @@ def repair_mags(path: str | Path, # a `mags.jsonl` file
     rejected = None
     if bad:
         rejected = path.with_name(path.name + '.rejected')
-        append_text(rejected, ''.join(l if l.endswith('\n') else l + '\n' for _, l in bad))
+        append_text(rejected, ''.join(l + '\n' for _, l in bad))
     write_text(path, ''.join(good))
     return dict(path=str(path), kept=len(good), torn_bytes=torn, bad_lines=[i for i, _ in bad], backup=str(backup),
                 rejected=str(rejected) if rejected else None)
