@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .data import (Question, load_benchmark, round0_prompt, debate_prompt, self_reflection_prompt,
                       critique_prompt, self_reflection_test_prompt, critique_test_prompt, format_last_round,
                       extract_feedback, read_config, validation_error)
-from .agents import AgentSpec, AgentPool, Completion, load_agents
+from .agents import AgentSpec, AgentPool, AgentConfigError, Completion, load_agents
 from .grading import grade_debate_answer, answer_counts
 from .files import append_jsonl, write_json, write_text
 from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
@@ -67,13 +67,9 @@ def load_debate_config(src: str | Path | dict, # YAML file or dict
     d, where = read_config(src, DebateConfigError)
     try: cfg = DebateConfig.model_validate(d)
     except ValidationError as e: raise validation_error(where, e, DebateConfigError) from None
-    try: load_agents(cfg.agents)
-    except Exception as e:  # load_agents names the agent as 'agents[i]' (or 'agents'): make that the field
-        at, _, msg = str(e).partition(': ')
-        field, msg = (at, msg) if at.startswith('agents') and msg else ('agents', str(e))
-        raise DebateConfigError(f"{where}: field '{field}': {msg}") from None
+    try: load_agents(cfg.agents, config=where)
+    except AgentConfigError as e: raise DebateConfigError(str(e)) from None
     names = [a['name'] for a in cfg.agents]
-    if len(set(names)) != len(names): raise DebateConfigError(f"{where}: field 'agents': duplicate agent names {names}")
     if isinstance(cfg.samples, dict) and (bad := set(cfg.samples) - set(names)):
         raise DebateConfigError(f"{where}: field 'samples': unknown agents {sorted(bad)}")
     return cfg

@@ -84,6 +84,7 @@ def _yaml_lines(text: str) -> list[tuple[int, dict]]:
             for it in node.value]
 
 def load_agents(src, # YAML path, or a list of dicts / AgentSpec
+                config: str | None = None, # the config file a list came from: errors then name `config: field 'agents[i]'`
                ) -> list[AgentSpec]:
     "Agent specs from a YAML file or a list; errors name file, line and field."
     where, lines = None, []
@@ -94,13 +95,14 @@ def load_agents(src, # YAML path, or a list of dicts / AgentSpec
         try: src = yaml.safe_load(text)
         except yaml.YAMLError as e: raise AgentConfigError(f"{path}: invalid YAML: {e}") from None
         where, lines = str(path), _yaml_lines(text)
+    label = lambda i='': f"{config}: field 'agents{i}'" if config and not where else f"{where or 'agents'}{i}"
     if isinstance(src, (dict, AgentSpec)): src = src['agents'] if isinstance(src, dict) and 'agents' in src else [src]
     if not isinstance(src, list) or not src:
-        raise AgentConfigError(f"{where or 'agents'}: expected a list of agents or a mapping with an 'agents:' list")
+        raise AgentConfigError(f"{label()}: expected a list of agents or a mapping with an 'agents:' list")
     specs = []
     for i, a in enumerate(src):
         line, keys = lines[i] if i < len(lines) else (None, {})
-        at = f"{where}:{line}" if where and line else f"{where or 'agents'}[{i}]"
+        at = f"{where}:{line}" if where and line else label(f'[{i}]')
         if isinstance(a, AgentSpec): specs.append(a); continue
         if not isinstance(a, dict): raise AgentConfigError(f"{at}: agent must be a mapping, got {type(a).__name__}")
         try: specs.append(AgentSpec(**a))
@@ -109,7 +111,7 @@ def load_agents(src, # YAML path, or a list of dicts / AgentSpec
             if err['loc'] and where and err['loc'][0] in keys: at = f"{where}:{keys[err['loc'][0]]}"
             raise AgentConfigError(f"{at}: agent {a.get('name', i)!r}: field '{fld}': {err['msg']}") from None
     names = [s.name for s in specs]
-    if dup := sorted({n for n in names if names.count(n) > 1}): raise AgentConfigError(f"{where or 'agents'}: duplicate agent names {dup}")
+    if dup := sorted({n for n in names if names.count(n) > 1}): raise AgentConfigError(f"{label()}: duplicate agent names {dup}")
     return specs
 
 # %% ../nbs/01a_providers.ipynb #6f98e663
