@@ -86,8 +86,12 @@ class Recording:
 
     @staticmethod
     def load(path: str | Path | None = None) -> Recording:
-        "The recorded answers in `path` (default `dnr.data`'s), read once per path."
-        return _load_recording(None if path is None else str(path))
+        "The recorded answers in `path` (default `dnr.data`'s), read once per file and version (size, modification time)."
+        from dnr.data import _resolve
+        f = _resolve(path, 'mmlu_pro/responses.jsonl.gz')
+        if f is None or not f.is_file(): return _load_recording(None if path is None else str(path), None)  # its error
+        st = f.stat()
+        return _load_recording(str(f.resolve()), (st.st_size, st.st_mtime_ns))
 
     def answer(self, model: str, # the recorded model's name
                meta: dict | None, # needs 'question_id'; 'round' (default 0) and 'kind' (default 'answer')
@@ -101,7 +105,7 @@ class Recording:
         return Completion(content=None, error=NO_RECORDING)
 
 @functools.lru_cache(maxsize=4)
-def _load_recording(path: str | None) -> Recording:
+def _load_recording(path: str | None, version) -> Recording:
     from dnr.data import load_recorded_answers
     return Recording.from_frame(load_recorded_answers(path))
 

@@ -368,9 +368,10 @@ def eval_cli(argv: list[str] | None = None) -> int:
     "`dnr eval`: evaluate, write predictions.jsonl + summary.json into --out, print the summary as JSON."
     a = _eval_parser().parse_args(argv)
     tags = _tags(a.tag)
-    model = a.model or (_base_of(a.adapter) if a.adapter else None)
-    if not model: raise EvalError("dnr eval: give --model (or --adapter, whose base model is used)")
     if a.adapter and not Path(a.adapter).exists(): raise EvalError(f"dnr eval: --adapter {a.adapter}: not found")
+    base = _base_of(a.adapter) if a.adapter else None  # also when --model is given: a PEFT adapter folder, before anything is written
+    model = a.model or base
+    if not model: raise EvalError("dnr eval: give --model (or --adapter, whose base model is used)")
     if a.extraction == 'mmlu_pro' and not a.dataset.startswith('mmlu_pro'):
         raise EvalError(f"dnr eval: --extraction mmlu_pro reads multiple-choice letters only, not --dataset {a.dataset}")
     if a.backend == 'openai' and not a.base_url: raise EvalError("dnr eval: --backend openai needs --base-url")

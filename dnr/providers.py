@@ -345,9 +345,11 @@ def check_model_path(model: str | Path, # a model folder or a hub id
                      field: str = 'model', # where the value came from, for the message (e.g. '--model')
                     ) -> str:
     "`model` if it is a local folder or looks like a hub id (NAME or ORG/NAME), else a `ValueError` naming it and `field`."
-    model = str(model)
-    if Path(model).expanduser().exists(): return model
-    if re.fullmatch(r'[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?', model) and not model.endswith(('.', '-')): return model
+    model, p = str(model), Path(model).expanduser()
+    if p.exists(): return model
+    # a missing path that reads as a local one is not taken for a hub id: `runs/sft` when `runs/` is a folder here
+    local = model.startswith(('.', '/', '~')) or (len(p.parts) == 2 and Path(p.parts[0]).is_dir())
+    if not local and re.fullmatch(r'[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?', model) and not model.endswith(('.', '-')): return model
     raise ValueError(f"{field} {model}: not found locally, and not a hub id (NAME or ORG/NAME)")
 
 def load_local_model(model: str | Path, # model folder or hub id

@@ -82,6 +82,11 @@ def test_eval_missing_model_folder_is_named(tmp_path):
     p = dnr('eval', '--adapter', str(tmp_path / 'no-adapter'), '--model', 'org/name', '--dataset', 'mmlu_pro:physics',
             '--out', str(tmp_path / 'r2'), check=False)
     assert p.returncode != 0 and f'--adapter {tmp_path / "no-adapter"}: not found' in p.stderr
+    (tmp_path / 'not-an-adapter').mkdir()  # a folder, but not a PEFT adapter: named before --out is created
+    p = dnr('eval', '--adapter', str(tmp_path / 'not-an-adapter'), '--model', 'org/name', '--dataset', 'mmlu_pro:physics',
+            '--out', str(tmp_path / 'r3'), check=False)
+    assert p.returncode == 2 and 'adapter_config.json: not found (is --adapter a PEFT adapter folder?)' in p.stderr
+    assert not (tmp_path / 'r3').exists()
 
 def test_openai_backend_through_transformers_serve(tmp_path, tiny):
     from dnr.tiny import serve_model
