@@ -433,9 +433,8 @@ async def debate_into(cfg: DebateConfig, # the run's config
     try:
         _write_usage(out, pool, inv)  # counts this invocation even if it is killed
         new = await run_debate(todo, cfg, pool, on_finish=lambda m: append_mag(mags_path, m), progress=progress)
-        allm = read_mags(mags_path)
         ids = {q.id for q in qs}
-        mine = [m for m in allm if m.question_id in ids]
+        mine = [m for m in done + new if m.question_id in ids]  # mags.jsonl now holds exactly done + new: no need to read it again
         stopped = Counter(m.stop_reason for m in mine if m.stop_reason in STOPPED)
         led = pool.cache.ledger(pool.invocation)
         summary = dict(questions=len(qs), finished=len(mine) - sum(stopped.values()), stopped=dict(sorted(stopped.items())),
