@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, asyncio, functools, io, json, logging, os, sys, threading, time, weakref
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Callable
 from pydantic import BaseModel
 import tenacity
 from fastcore.basics import patch

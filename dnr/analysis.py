@@ -4,10 +4,10 @@
 
 # %% ../nbs/02a_analysis.ipynb #4cda8b3a
 from __future__ import annotations
-import json, os, re, sys, time
+import json, re, sys
 from pathlib import Path
-from typing import Any, Iterable
-from .mag import MAG, STOP_REASONS, Answer, Round, MAGError, iter_mags, validate_mag, read_mags, _short
+from typing import Iterable
+from .mag import MAG, STOP_REASONS, Answer, Round, MAGError, iter_mags, validate_mag, _short
 from .files import write_text
 
 # %% auto #0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #a6264d88
 from __future__ import annotations
-import gzip, json, math, os, random
+import json, math, os, random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_debate.ipynb #aa208a19
 from __future__ import annotations
-import asyncio, json, os, random, sys, time
+import asyncio, json, random, sys, time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_eval.ipynb #39521ec6
 from __future__ import annotations
-import argparse, contextlib, json, math, os, re, sys, time, warnings
+import argparse, contextlib, json, math, os, re, sys, time
 from pathlib import Path
 import numpy as np
 from .providers import load_local_model, generate_local, check_model_path
