@@ -65,6 +65,10 @@ def test_ablations_borrow_table1_physics_sft(name, tmp_path):
     fp = lambda c, **kw: sft_fingerprint(_train_cfg(c.sft, 'sft', model=c.student, data='x', output_dir=c.out, **kw), tmp_path / 'sft')
     assert fingerprint_diff(fp(phys), fp(cfg)) == []
     assert fingerprint_diff(fp(phys), fp(cfg, args={'seed': 7})) == ["field 'args.seed': 42 there, 7 here"]  # the check can fail
+    (tmp_path / 'fewer').mkdir()  # other debates give other SFT data: the data half of the check can fail too
+    (tmp_path / 'fewer' / 'sft.jsonl').write_text(''.join((tmp_path / 'sft' / 'sft.jsonl').read_text().splitlines(keepends=True)[:5]))
+    other = sft_fingerprint(_train_cfg(cfg.sft, 'sft', model=cfg.student, data='x', output_dir=cfg.out), tmp_path / 'fewer')
+    assert [d.split(' (')[0] for d in fingerprint_diff(fp(phys), other)] == ["field 'data'"]
     if 'tdpo' not in cfg.train: assert cfg.eval.models == ['sft']  # SFT only: evaluates the borrowed adapter
 
 def test_docs_list_every_config_with_its_number():

@@ -103,8 +103,8 @@ def _only(src: str, ok) -> bool:
     return all(ok(n) for n in tree.body)
 
 def test_every_exported_definition_is_followed_by_a_test():
-    """fastcore style: after each exported cell (other than imports) and before the next one, a code cell that is more
-    than imports and `show_doc` calls: the definition's example, right where a reader meets it."""
+    """fastcore style: after each exported cell (other than imports) and before the next one, a code cell with an
+    assertion (`assert`, `test_eq`, `test_fail`, ...): the definition's example, checked, right where a reader meets it."""
     import ast, json, re
     imports = lambda n: isinstance(n, (ast.Import, ast.ImportFrom)) or (isinstance(n, ast.If) and 'TYPE_CHECKING' in ast.unparse(n.test))
     docs = lambda n: imports(n) or (isinstance(n, ast.Expr) and 'show_doc(' in ast.unparse(n))
@@ -114,7 +114,7 @@ def test_every_exported_definition_is_followed_by_a_test():
         exported = [i for i, (t, s) in enumerate(cells) if t == 'code' and re.match(r'#\|\s*export\b', s)]
         for i, nxt in zip(exported, exported[1:] + [len(cells)]):
             if _only(cells[i][1], imports): continue
-            if not any(t == 'code' and s.strip() and not _only(s, docs) for t, s in cells[i + 1:nxt]):
+            if not any(t == 'code' and not _only(s, docs) and re.search(r'\b(test_\w+|assert)\b', s) for t, s in cells[i + 1:nxt]):
                 names = re.findall(r'^(?:async def|def|class) (\w+)|^(\w+) *=', cells[i][1], re.M)
                 bad.append(f"{p.stem}: {[a or b for a, b in names][:3]}")
     assert not bad, f"exported cells with no test before the next exported cell: {bad}"
