@@ -431,6 +431,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         cfg = load_pipeline_config(a.config, out=a.out)
+        if a.plan and cfg.debate_from:  # its `debate:` only describes the borrowed debate: this run makes no calls
+            print(f"no debate: this run builds on the debate in {cfg.debate_from}: 0 requests, $0 (training and evaluation are local)")
+            print(json.dumps(dict(debate_from=cfg.debate_from, total=dict(requests=0), estimated_usd=0.0))); return 0
         if a.plan:
             p = plan_debate(load_debate_config(cfg.debate), typical_tokens=a.typical_tokens); print(format_plan(p)); print(json.dumps(p)); return 0
         res = run_pipeline(cfg, progress=not a.no_progress, allow_partial=a.allow_partial)
