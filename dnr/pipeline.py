@@ -275,7 +275,8 @@ def eval_tags(cfg: PipelineConfig, # the run
     tags = {'method': _METHOD[which][0], 'stage': which}
     if cfg.experiment: tags['experiment'] = cfg.experiment  # `dnr figures` puts the run beside the paper's number
     if which == 'tdpo' and cfg.build.get('ablation', 'none') != 'none':
-        tags['ablation'] = {'no_reflection': 'no_sr', 'no_feedback': 'no_tf', 'no_both': 'no_sr_tf'}[cfg.build['ablation']]
+        from dnr.report import PAPER_EXPERIMENTS  # the paper's key for this ablation ('no_sr', 'no_tf', 'no_sr_tf')
+        tags['ablation'] = PAPER_EXPERIMENTS[f"ablation_{cfg.build['ablation']}"]['paper']['tdpo'][1]
     if which != 'base':  # trained on this many debates: places the run on the data-scale figure
         n = sum(1 for l in open(_debate_dir(cfg) / 'mags.jsonl', encoding='utf-8') if l.strip())
         tags['n_debates'] = min(n, cfg.build.get('debates') or n)

@@ -418,7 +418,8 @@ class _HFModel:
         sp = self.spec
         with self.lock:
             if self.model is None: self.tok, self.model = load_local_model(sp.model, device=sp.device, field=f"agent {sp.name!r}: model")
-            return generate_local(self.tok, self.model, convs, sp.max_tokens, sp.temperature, sp.top_p, sp.hf_batch_size)
+            return generate_local(self.tok, self.model, convs, max_new_tokens=sp.max_tokens, temperature=sp.temperature,
+                                  top_p=sp.top_p, batch_size=sp.hf_batch_size)
 
 class _HFRunner:
     "Per-loop queue: requests that arrive together go to `_HFModel.generate` as one call (length-sorted into batches there)."
