@@ -16,7 +16,8 @@ import tenacity
 __all__ = ['PROVIDERS', 'CONNECT_ATTEMPTS', 'CONNECT_WAIT', 'AgentConfigError', 'AgentSpec', 'load_agents', 'MalformedResponse',
            'is_retryable', 'retry_after', 'retry_wait', 'endpoint_url', 'is_connect_error', 'openai_params',
            'parse_openai', 'anthropic_params', 'parse_anthropic', 'gemini_request', 'parse_gemini', 'price',
-           'make_client', 'call_provider', 'quiet_loading', 'check_model_path', 'load_local_model', 'generate_local']
+           'sdk_httpx', 'make_client', 'call_provider', 'quiet_loading', 'check_model_path', 'load_local_model',
+           'generate_local']
 
 # %% ../nbs/01a_providers.ipynb #81d6e63c
 _KEY_ENV = {'openai': 'OPENAI_API_KEY', 'anthropic': 'ANTHROPIC_API_KEY', 'gemini': 'GEMINI_API_KEY'}
@@ -179,7 +180,7 @@ def is_connect_error(e: BaseException) -> bool:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, (ConnectionRefusedError, socket.gaierror)): return True
-        if type(e).__name__ in ('ConnectError', 'ConnectTimeout') and type(e).__module__.split('.')[0] in ('httpx', 'httpx2', 'httpcore'): return True
+        if type(e).__name__ in ('ConnectError', 'ConnectTimeout') and type(e).__module__.split('.')[0] in ('httpx', 'httpx2', 'httpcore', 'httpcore2'): return True
         e = e.__cause__ or e.__context__
     return False
 
@@ -271,23 +272,28 @@ def _api_key(spec: AgentSpec) -> str:
     if spec.provider == 'openai_compatible' and not spec.api_key_env: return 'EMPTY'
     raise AgentConfigError(f"agent {spec.name!r}: environment variable {env} is not set (api_key_env names the variable holding the key)")
 
-def _timeout(spec: AgentSpec, hx=None):
-    "`spec.timeout` for the request, at most 10 s to open the connection (an unreachable host fails fast); `hx`: the SDK's httpx module."
-    if hx is None: import httpx as hx
-    return hx.Timeout(spec.timeout, connect=min(10.0, spec.timeout))
+def sdk_httpx(sdk: str):
+    "The httpx module (`httpx`, or its successor `httpx2`) that SDK `sdk` ('openai', 'anthropic') builds its client on."
+    import importlib
+    base = importlib.import_module(f'{sdk}._base_client')  # the module that creates the SDK's HTTP client
+    for name in ('httpx2', 'httpx'):
+        hx = getattr(base, name, None)
+        if hx is not None and hasattr(hx, 'Timeout'): return hx
+    raise ImportError(f"cannot tell which httpx module {sdk} {importlib.import_module(sdk).__version__} uses")
+
+def _timeout(spec: AgentSpec, sdk: str):
+    "`spec.timeout` for the request, at most 10 s to open the connection (an unreachable host fails fast), as SDK `sdk`'s own httpx `Timeout`."
+    return sdk_httpx(sdk).Timeout(spec.timeout, connect=min(10.0, spec.timeout))
 
 def make_client(spec: AgentSpec):
     "The provider's async SDK client for `spec` (SDK retries off; dnr retries)."
     key = _api_key(spec)
     if spec.provider in ('openai', 'openai_compatible'):
         import openai
-        return openai.AsyncOpenAI(api_key=key, base_url=spec.base_url, max_retries=0, timeout=_timeout(spec))
+        return openai.AsyncOpenAI(api_key=key, base_url=spec.base_url, max_retries=0, timeout=_timeout(spec, 'openai'))
     if spec.provider == 'anthropic':
         import anthropic
-        try: import httpx2 as hx  # recent anthropic SDKs run on httpx2 and reject httpx objects
-        except ImportError: import httpx as hx
-        try: t = _timeout(spec, hx); return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=t)
-        except TypeError: return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
+        return anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, max_retries=0, timeout=_timeout(spec, 'anthropic'))
     if spec.provider == 'gemini':
         from google import genai
         from google.genai import types
