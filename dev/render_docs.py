@@ -36,6 +36,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def build_inputs() -> str:
+    """sha256 of what a build depends on: every notebook, module, `settings.ini`, this script, the data folder's
+    listing and the installed distributions (name==version). `manifest.json` records it, and `tests/test_docs.py`
+    rebuilds when it differs (file times say nothing about a build that failed or ran on other packages)."""
+    import hashlib
+    from importlib.metadata import distributions
+    h = hashlib.sha256()
+    files = sorted([*(ROOT / 'nbs').glob('*.ipynb'), *(ROOT / 'nbs').glob('*.yml'), *(ROOT / 'dnr').glob('*.py'),
+                    ROOT / 'settings.ini', Path(__file__).resolve()])
+    for f in files: h.update(f"{f.relative_to(ROOT)}\0".encode()); h.update(f.read_bytes())
+    data = Path(os.environ.get('DNR_DATA_DIR') or ROOT.parent / 'shared' / 'data')
+    if data.is_dir():
+        for f in sorted(data.rglob('*')):
+            if f.is_file(): h.update(f"{f.relative_to(data)}:{f.stat().st_size}\0".encode())
+    h.update('\n'.join(sorted({f"{d.metadata['Name']}=={d.version}".lower() for d in distributions() if d.metadata['Name']})).encode())
+    h.update(sys.version.encode())
+    return h.hexdigest()
+
+
 def _exec_all_processor(flags: set):
     "An nbdev Processor that executes every runnable cell (nbdev_test's rules) in a CaptureShell."
     from execnb.shell import CaptureShell
@@ -213,6 +232,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     nbs = [Path(n).resolve() for n in a.notebooks] or sorted((ROOT / 'nbs').glob('[!_.]*.ipynb'))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    inputs = build_inputs()  # before the build: a notebook edited while it runs makes the next check rebuild
     t0 = time.time()
     with ProcessPoolExecutor(a.jobs, mp_context=__import__('multiprocessing').get_context('fork')) as ex:  # as nbdev_test
         # by module name, not __main__: executing a notebook replaces sys.modules['__main__'] in the worker
@@ -221,9 +241,10 @@ def main(argv=None) -> int:
         entries = list(ex.map(worker, map(str, nbs), [str(out)] * len(nbs), [a.proc] * len(nbs)))
     add_nav(out, chapters_nav())
     mf = out / 'manifest.json'
-    old = {e['chapter']: e for e in json.loads(mf.read_text())['chapters']} if mf.exists() and a.notebooks else {}
+    prev = json.loads(mf.read_text()) if mf.exists() and a.notebooks else {}
+    old = {e['chapter']: e for e in prev.get('chapters', [])} if prev.get('inputs') == inputs else {}  # keep only same-input pages
     old.update({e['chapter']: e for e in entries})
-    mf.write_text(json.dumps(dict(built=time.time(), chapters=sorted(old.values(), key=lambda e: e['chapter'])), indent=1))
+    mf.write_text(json.dumps(dict(built=time.time(), inputs=inputs, chapters=sorted(old.values(), key=lambda e: e['chapter'])), indent=1))
     for e in entries:
         print(f"{e['chapter']:<14} {e['status']:<6} {e['seconds']:>6.1f}s  images={e['images']}" + (f"  {e['error'].splitlines()[0]}" if e['error'] else ''))
     bad = [e['chapter'] for e in entries if e['status'] != 'ok']

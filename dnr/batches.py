@@ -4,7 +4,7 @@
 
 # %% ../nbs/01c_batches.ipynb #0c0aeb76
 from __future__ import annotations
-import asyncio, io, json, logging
+import asyncio, io, json, logging, time
 from .providers import AgentSpec, MalformedResponse, openai_params, parse_openai, anthropic_params, parse_anthropic, price, _error_text
 _log = logging.getLogger('dnr.agents.batches')  # a child of dnr.agents' logger: `dnr chat --log` records it too
 
@@ -92,9 +92,13 @@ class _Batcher:
         return out
 
     async def _poll(self, bid: str):
+        deadline = time.monotonic() + self.spec.batch_wait_s
         try:
             while (res := await self.pool._with_retries(self.spec, lambda: self._check(bid), count=False)) is None:
-                await asyncio.sleep(self.spec.poll_s)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"agent {self.spec.name}: batch {bid} has not ended after batch_wait_s={self.spec.batch_wait_s:g}s; "
+                                       f"it stays recorded in the cache: rerun, or `collect_batches()`, to collect it once it ends")
+                await asyncio.sleep(min(self.spec.poll_s, max(0.0, deadline - time.monotonic()) + 0.01))
         except Exception as e:
             for k, _ in self.pool.cache.batch_items(bid): self._resolve(k, exc=e)
             return

@@ -14,8 +14,9 @@ from .files import write_json, write_text
 
 # %% auto #0
 __all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError',
-           'load_pipeline_config', 'PartialDebate', 'run_pipeline', 'sft_fingerprint', 'fingerprint_diff', 'eval_tags',
-           'demo_data', 'demo_config', 'ScriptedDebaters', 'scripted_debate', 'run_cli', 'demo_cli']
+           'load_pipeline_config', 'PartialDebate', 'first_error', 'run_pipeline', 'sft_fingerprint',
+           'fingerprint_diff', 'eval_tags', 'demo_data', 'demo_config', 'ScriptedDebaters', 'scripted_debate',
+           'run_cli', 'demo_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -129,8 +130,19 @@ def _train_cfg(base: dict, stage: str, **fill):
     return load_train_config(base, stage, where=f"pipeline config: field '{stage}'", **fill)
 
 class PartialDebate(RuntimeError):
-    "The debate stage ended with questions stopped on 'error' or 'budget'; `code` is `dnr debate`'s exit status."
-    def __init__(self, msg: str, code: int): super().__init__(msg); self.code = code
+    "A debate stage (`stage`) ended with questions stopped on 'error' or 'budget'; `code` is `dnr debate`'s exit status."
+    def __init__(self, msg: str, code: int, stage: str = 'debate'): super().__init__(msg); self.code, self.stage = code, stage
+
+def first_error(mags_path: str | Path) -> str | None:
+    "The first provider error recorded in a run's stopped MAGs (an answer's, reflection's or critique's `error`), if any."
+    from dnr.mag import read_mags
+    p = Path(mags_path)
+    for m in (read_mags(p) if p.exists() else []):
+        if m.stop_reason not in ('error', 'budget'): continue
+        for r in m.rounds:
+            for x in [*r.answers.values(), *r.reflections.values(), *r.critiques]:
+                if x.error: return f"question {m.question_id}, round {r.round}: {x.error}"
+    return None
 
 def run_pipeline(cfg: PipelineConfig, # the run
                  progress: bool = True, # progress bars inside stages
@@ -147,8 +159,10 @@ def run_pipeline(cfg: PipelineConfig, # the run
         if d.get('stopped'):
             code = 4 if d['stopped'].get('error') else 3
             if not allow_partial:
+                err = first_error(deb / 'mags.jsonl')
                 raise PartialDebate(f"the debate in {deb} did not finish ({d['stopped']}): {d['next']}; "
-                                    f"`dnr run` builds and trains only on a finished debate (or pass --allow-partial)", code)
+                                    f"`dnr run` builds and trains only on a finished debate (or pass --allow-partial)"
+                                    + (f"; first error: {err}" if err else ''), code)
             log(f"[debate] partial: {d['stopped']} questions did not finish; going on because of --allow-partial")
             d = {**d, 'partial': True}
         return d
@@ -391,6 +405,10 @@ def scripted_debate(out: str | Path, # run folder (replaced: the server's addres
         cfg = load_debate_config(dict(dataset=dict(name='mmlu_pro', category=category, split='train', ids=[q.id for q in qs]),
                                agents=agents, max_rounds=max_rounds))
         s = run_sync(debate_into(cfg, out, progress=False))
+    if s['stopped']:  # a debate that stopped on errors is a failed stage, as in `dnr debate` and `dnr run`
+        raise PartialDebate(f"{sum(s['stopped'].values())} of {s['questions']} questions stopped ({s['stopped']}); "
+                            f"first error: {first_error(out / 'mags.jsonl')}", 4 if s['stopped'].get('error') else 3,
+                            stage='scripted debate')
     write_text(out / 'README.txt',
         "SCRIPTED debate: the agents are dnr.pipeline.ScriptedDebaters behind a local dnr.servers.ScriptedServer,\n"
         "not language models. The questions and gold answers are real MMLU-Pro; every answer, reflection and\n"
@@ -538,10 +556,13 @@ def demo_cli(argv: list[str] | None = None) -> int:
           f"{Path(cfg.student).name}, {a.steps} SFT + {a.steps} T-DPO steps, evaluation on {a.eval_questions} test questions")
     n = 5 + len(cfg.eval.models) + int(cfg.figures) + 1  # debate, build x2, sft, tdpo, evals, figures, scripted debate
     log = _StageLines(stdout, n) if not a.no_progress else (lambda m: None)
-    with _quiet_stages(out / 'demo.log'):
-        res = run_pipeline(cfg, progress=False, log=log)
-        res['scripted_debate'] = _stage(out / 'scripted_debate', 'scripted debate',
-                                        lambda: scripted_debate(out / 'scripted_debate', a.scripted_questions), log)
+    try:
+        with _quiet_stages(out / 'demo.log'):
+            res = run_pipeline(cfg, progress=False, log=log)
+            res['scripted_debate'] = _stage(out / 'scripted_debate', 'scripted debate',
+                                            lambda: scripted_debate(out / 'scripted_debate', a.scripted_questions), log)
+    except PartialDebate as e:  # a stage that failed fails the demo, naming the stage and the first error
+        print(f"\ndnr demo: error: stage '{e.stage}' failed: {e}", file=sys.stderr); return e.code
     print('\n'.join(_demo_report(out, res)))
     _print_summary(res, cfg.out)
     return 0

@@ -57,6 +57,7 @@ class AgentSpec(BaseModel):
     batch_size: int = 10_000  # flush a batch at this many requests ...
     batch_window: float = 2.0  # ... or this many seconds after its first request
     poll_s: float = 30.0  # seconds between batch status polls
+    batch_wait_s: float = 90_000.0  # stop waiting on a batch after this long (25 h: the providers' 24 h window and a margin); it stays recorded for `collect_batches()`
     path: str | None = None  # 'replay': recorded answers file (default: dnr.data's)
     hf_batch_size: int = 8  # 'hf': prompts generated together
     device: str = 'cpu'  # 'hf': torch device

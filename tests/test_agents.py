@@ -311,7 +311,10 @@ def test_batch_resume_by_id_after_restart(provider, tmp_path, monkeypatch):
         pool = AgentPool([spec], cache=db)
         async def submit_and_quit():
             tasks = [asyncio.ensure_future(pool.acomplete(r['agent'], r['messages'])) for r in reqs]
-            while not pool.cache.batches(): await asyncio.sleep(0.02)
+            deadline = time.monotonic() + 30
+            while not pool.cache.batches():
+                assert time.monotonic() < deadline, f"no batch submitted in 30 s: {[t.exception() for t in tasks if t.done()]}"
+                await asyncio.sleep(0.02)
             for t in tasks: t.cancel()
             await pool.aclose()
         asyncio.run(submit_and_quit()); pool.close()
@@ -338,7 +341,10 @@ def test_collect_batches_without_requests(tmp_path, monkeypatch):
         pool = AgentPool([spec], cache=db)
         async def submit_and_quit():
             tasks = [asyncio.ensure_future(pool.acomplete('anthropic', [{'role': 'user', 'content': f'B{i}'}])) for i in range(3)]
-            while not pool.cache.batches(): await asyncio.sleep(0.02)
+            deadline = time.monotonic() + 30
+            while not pool.cache.batches():
+                assert time.monotonic() < deadline, f"no batch submitted in 30 s: {[t.exception() for t in tasks if t.done()]}"
+                await asyncio.sleep(0.02)
             for t in tasks: t.cancel()
             await pool.aclose()
         asyncio.run(submit_and_quit()); pool.close()

@@ -6,7 +6,8 @@ The pages come from `dev/render_docs.py` (nbdev's processing + execution of ever
 Building them executes every chapter once, which is the expensive part (it is a full notebook test run), so:
 - CI runs `python dev/render_docs.py` as its own step (it fails on any failing chapter) and then this test, which
   only checks the pages (seconds);
-- locally, when `_site_fallback/` is missing or older than a notebook or a module, the test builds it first
+- locally, when `_site_fallback/` is missing, failed in a chapter, or was built from other inputs (notebooks, modules,
+  data, installed packages: `dev/render_docs.py`'s `build_inputs` hash in its manifest), the test builds it first
   (set DNR_DOCS_REBUILD=1 to force a rebuild, DNR_DOCS_NO_BUILD=1 to check what is there, as CI does after its build step).
 Needs Debian's `chromium` (`apt-get install -y chromium`) and Playwright from PyPI (no browser download).
 """
@@ -22,23 +23,43 @@ FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-
 CHAPTERS = sorted(p.stem for p in (ROOT / 'nbs').glob('[!_.]*.ipynb'))
 
 
-def _stale() -> bool:
-    mf = SITE / 'manifest.json'
-    if os.environ.get('DNR_DOCS_REBUILD') or not mf.exists(): return True
-    built = mf.stat().st_mtime
-    srcs = list((ROOT / 'nbs').glob('*.ipynb')) + list((ROOT / 'dnr').glob('*.py'))
-    have = {e['chapter'] for e in json.loads(mf.read_text())['chapters']}
-    return any(p.stat().st_mtime > built for p in srcs) or not set(CHAPTERS) <= have
+sys.path.insert(0, str(ROOT / 'dev'))
+from render_docs import build_inputs
+
+
+def _stale(site: Path = SITE) -> str | None:
+    "Why `_site_fallback/` must be rebuilt (None: it was built, without a failure, from these notebooks, modules and packages)."
+    mf = site / 'manifest.json'
+    if os.environ.get('DNR_DOCS_REBUILD'): return 'DNR_DOCS_REBUILD is set'
+    if not mf.exists(): return 'no manifest'
+    m = json.loads(mf.read_text())
+    if m.get('inputs') != build_inputs(): return 'built from other notebooks, modules, data or packages'
+    have = {e['chapter']: e['status'] for e in m['chapters']}
+    if missing := set(CHAPTERS) - set(have): return f"chapters missing: {sorted(missing)}"
+    if bad := sorted(c for c in CHAPTERS if have[c] != 'ok'): return f"chapters failed in that build: {bad}"
+    return None
+
+
+def test_stale_site_is_rebuilt(tmp_path):
+    "A manifest from other inputs, or from a build where a chapter failed, asks for a rebuild; a good one of these inputs does not."
+    write = lambda inputs, status: (tmp_path / 'manifest.json').write_text(json.dumps(dict(
+        inputs=inputs, chapters=[dict(chapter=c, status='ok' if c != CHAPTERS[0] else status) for c in CHAPTERS])))
+    assert _stale(tmp_path) == 'no manifest'
+    write('0' * 64, 'ok'); assert 'other notebooks' in _stale(tmp_path)
+    write(build_inputs(), 'failed'); assert _stale(tmp_path) == f"chapters failed in that build: {[CHAPTERS[0]]}"
+    write(build_inputs(), 'ok'); assert _stale(tmp_path) is None
 
 
 @pytest.fixture(scope='module')
 def manifest():
     from filelock import FileLock
     with FileLock(str(ROOT / '.docs-build.lock')):  # one build: pytest-xdist workers would otherwise rebuild the site under each other
-        if _stale() and not os.environ.get('DNR_DOCS_NO_BUILD'):
+        if (why := _stale()) and not os.environ.get('DNR_DOCS_NO_BUILD'):
+            print(f"rebuilding {SITE}: {why}")
             env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
             env.setdefault('DNR_DATA_DIR', str(ROOT.parent / 'shared' / 'data'))
-            p = subprocess.run([sys.executable, str(ROOT / 'dev' / 'render_docs.py')], cwd=ROOT, env=env, capture_output=True, text=True)
+            p = subprocess.run([sys.executable, str(ROOT / 'dev' / 'render_docs.py')], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=1800)
             print(p.stdout[-3000:], p.stderr[-3000:])
     return {e['chapter']: e for e in json.loads((SITE / 'manifest.json').read_text())['chapters']}
 
