@@ -4,8 +4,14 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-# CPU torch by default (an unpinned install pulls a ~5 GB CUDA build); see README "GPU install"
-TORCH_SPEC ?= torch==2.13.0
+# The install follows requirements.lock exactly (`make lock` regenerates it from settings.ini; see README "Install").
+# It pins torch's CPU build (an unpinned install pulls a ~5 GB CUDA build); its wheels come from pip's configured
+# find-links when this machine has them, else from PyTorch's CPU index. See README "GPU install" for CUDA.
+INSTALLER ?= uv
+UV_SPEC ?= uv==0.13.9
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+TORCH_SOURCE = $(if $(TORCH_FIND_LINKS),$(addprefix --find-links ,$(TORCH_FIND_LINKS)),--extra-index-url $(TORCH_INDEX))
 # the offline data folder beside the checkout when there is one; else what `make data` (dnr data fetch) put in the cache
 export DNR_DATA_DIR ?= $(if $(wildcard ../shared/data/mmlu_pro),$(abspath ../shared/data))
 export DNR_CACHE_DIR ?= $(abspath .cache)
@@ -13,14 +19,25 @@ export HF_HUB_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup data demo test docs clean-nbs
+.PHONY: setup lock latest-env data demo test docs clean-nbs
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: settings.ini setup.py
+$(VENV)/.installed: requirements.lock settings.ini setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -U pip
-	$(VENV)/bin/pip install -q -e ".[dev]" "$(TORCH_SPEC)"
+ifeq ($(INSTALLER),uv)
+	$(VENV)/bin/pip install -q "$(UV_SPEC)"
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.lock $(TORCH_SOURCE)
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .
+else
+	$(VENV)/bin/pip install -q -U pip "$(UV_SPEC)"
+	$(VENV)/bin/pip install -q --no-deps -r requirements.lock $(TORCH_SOURCE)
+	$(VENV)/bin/pip install -q --no-deps -e .
+endif
 	touch $@
+
+# Re-resolve the newest releases settings.ini allows into requirements.lock (commit the result with the change that needs it)
+lock: setup
+	DNR_TORCH_FIND_LINKS="$(TORCH_FIND_LINKS)" DNR_TORCH_INDEX="$(if $(TORCH_FIND_LINKS),,$(TORCH_INDEX))" $(VENV)/bin/python dev/lock.py
 
 data: setup
 	$(VENV)/bin/dnr data fetch
@@ -30,7 +47,18 @@ demo: setup
 
 test: setup
 	bash dev/ensure_chromium.sh
-	$(VENV)/bin/python -m pytest -n 2 --durations=15 -p no:cacheprovider tests
+	LATEST_PACKAGES="$(LATEST_PACKAGES)" bash dev/run_tests.sh $(VENV)
+
+# The lock, then the newest releases settings.ini allows of the provider SDKs and the training stack (torch as locked):
+# what `make test` runs the SDK and training tests in, to catch a breaking release the day it is published
+LATEST_PACKAGES = openai anthropic google-genai httpx httpx2 transformers trl peft accelerate datasets
+latest-env: setup
+	rm -rf $(VENV)-latest && $(PYTHON) -m venv $(VENV)-latest
+	$(VENV)-latest/bin/pip install -q "$(UV_SPEC)"
+	$(VENV)-latest/bin/uv pip install -q --python $(VENV)-latest/bin/python -r requirements.lock $(TORCH_SOURCE)
+	grep -E '^torch==' requirements.lock > $(VENV)-latest/torch-constraint.txt
+	$(VENV)-latest/bin/uv pip install -q --python $(VENV)-latest/bin/python -e . $(TORCH_SOURCE) \
+		-c $(VENV)-latest/torch-constraint.txt $(addprefix --upgrade-package ,$(LATEST_PACKAGES))
 
 docs: setup
 	$(VENV)/bin/python dev/render_docs.py
