@@ -8,10 +8,12 @@ VENV ?= .venv
 # It pins torch's CPU build (an unpinned install pulls a ~5 GB CUDA build); its wheels come from pip's configured
 # find-links when this machine has them, else from PyTorch's CPU index. See README "GPU install" for CUDA.
 INSTALLER ?= uv
-UV_SPEC ?= uv==0.13.9
+UV_SPEC ?= $(shell grep -oE '^uv==[^ ]+' requirements.lock)
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 TORCH_SOURCE = $(if $(TORCH_FIND_LINKS),$(addprefix --find-links ,$(TORCH_FIND_LINKS)),--extra-index-url $(TORCH_INDEX))
+# uv takes a package from the first index that has it; the lock pins every version, so any index may serve it
+UV_TORCH_SOURCE = $(TORCH_SOURCE) $(if $(TORCH_FIND_LINKS),,--index-strategy unsafe-best-match)
 # the offline data folder beside the checkout when there is one; else what `make data` (dnr data fetch) put in the cache
 export DNR_DATA_DIR ?= $(if $(wildcard ../shared/data/mmlu_pro),$(abspath ../shared/data))
 export DNR_CACHE_DIR ?= $(abspath .cache)
@@ -26,7 +28,7 @@ $(VENV)/.installed: requirements.lock settings.ini setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 ifeq ($(INSTALLER),uv)
 	$(VENV)/bin/pip install -q "$(UV_SPEC)"
-	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.lock $(TORCH_SOURCE)
+	$(VENV)/bin/uv pip sync -q --python $(VENV)/bin/python requirements.lock $(UV_TORCH_SOURCE)
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .
 else
 	$(VENV)/bin/pip install -q -U pip "$(UV_SPEC)"
@@ -55,9 +57,9 @@ LATEST_PACKAGES = openai anthropic google-genai httpx httpx2 transformers trl pe
 latest-env: setup
 	rm -rf $(VENV)-latest && $(PYTHON) -m venv $(VENV)-latest
 	$(VENV)-latest/bin/pip install -q "$(UV_SPEC)"
-	$(VENV)-latest/bin/uv pip install -q --python $(VENV)-latest/bin/python -r requirements.lock $(TORCH_SOURCE)
+	$(VENV)-latest/bin/uv pip install -q --python $(VENV)-latest/bin/python -r requirements.lock $(UV_TORCH_SOURCE)
 	grep -E '^torch==' requirements.lock > $(VENV)-latest/torch-constraint.txt
-	$(VENV)-latest/bin/uv pip install -q --python $(VENV)-latest/bin/python -e . $(TORCH_SOURCE) \
+	$(VENV)-latest/bin/uv pip install -q --python $(VENV)-latest/bin/python -e . $(UV_TORCH_SOURCE) \
 		-c $(VENV)-latest/torch-constraint.txt $(addprefix --upgrade-package ,$(LATEST_PACKAGES))
 
 docs: setup

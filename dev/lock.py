@@ -1,4 +1,4 @@
-"""Write `requirements.lock`: every package of the default install (core, `serve` and `dev` extras, CPU torch), pinned.
+"""Write `requirements.lock`: every package of the default install (core, `serve` and `dev` extras, CPU torch, uv), pinned.
 
     make lock     # = python dev/lock.py: resolves the newest releases allowed by settings.ini and rewrites the lock
 
@@ -18,7 +18,7 @@ def requirements() -> list[str]:
     cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
     d = cfg['DEFAULT']
     reqs = [r for k in ('requirements', 'serve_requirements', 'dev_requirements') for r in shlex.split(d.get(k, ''))]
-    return [r for r in reqs if not r.lower().startswith('torch')] + [TORCH]
+    return [r for r in reqs if not r.lower().startswith('torch')] + [TORCH, 'uv']  # uv: the installer `make setup` uses
 
 def main() -> int:
     uv = Path(sys.executable).with_name('uv')
