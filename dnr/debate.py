@@ -9,20 +9,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from .data import (Question, load_benchmark, round0_prompt, extract_feedback, read_config, validation_error)
+from .data import (Question, load_benchmark, round0_prompt, read_config, validation_error)
 from .agents import AgentSpec, AgentPool, AgentConfigError, Completion, load_agents
-from .grading import grade_debate_answer, answer_counts
+from .grading import grade, grade_debate_answer, answer_counts, extract_feedback
 from .files import append_jsonl, write_json, write_text
 from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
                      repair_mags, validate_mag, write_mags)
 from .protocols import PROTOCOLS, Protocol, get_protocol
+import dnr.published_protocols  # registers society_of_minds, reconcile and mad
 
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'FREE_KEYS', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig',
            'DebateConfig', 'DebateConfigError', 'load_debate_config', 'offline_config', 'stop_reason', 'Debate',
            'run_debate', 'debate_questions', 'pool_specs', 'select_questions', 'read_run_mags', 'check_snapshot',
-           'questions_to_debate', 'set_aside_stopped', 'debate_into', 'run_sync', 'plan_debate', 'format_plan',
-           'debate_cli']
+           'questions_to_debate', 'set_aside_stopped', 'debate_accuracy', 'debate_into', 'run_sync', 'plan_debate',
+           'format_plan', 'debate_cli']
 
 # %% ../nbs/03_debate.ipynb #af9b72f0
 class DatasetConfig(BaseModel):
@@ -75,6 +76,8 @@ def load_debate_config(src: str | Path | dict, # YAML file or dict
     except ValidationError as e: raise validation_error(where, e, DebateConfigError) from None
     try: load_agents(cfg.agents, config=where)
     except AgentConfigError as e: raise DebateConfigError(str(e)) from None
+    try: get_protocol(cfg)
+    except ValueError as e: raise DebateConfigError(f"{where}: field 'protocol': {e}") from None
     names = [a['name'] for a in cfg.agents]
     if isinstance(cfg.samples, dict) and (bad := set(cfg.samples) - set(names)):
         raise DebateConfigError(f"{where}: field 'samples': unknown agents {sorted(bad)}")
@@ -163,7 +166,7 @@ class Debate:
         self.calls = Counter()  # (kind, agent) -> calls made by the engine
 
     async def _complete(self, agent, prompt, meta, sample=0) -> Completion:
-        msgs = [{'role': 'user', 'content': prompt}]
+        msgs = prompt if isinstance(prompt, list) else [{'role': 'user', 'content': prompt}]  # a protocol may send a conversation
         self.calls[meta['kind'], agent] += 1
         sample += ROUND_SAMPLE_STRIDE * meta['round']  # the same prompt in a later round is a new sample
         if self.lockstep: return await self.lockstep.submit(agent, msgs, meta, sample)
@@ -179,7 +182,8 @@ class Debate:
             if c.content is None or answer_counts(g, grading): break
         s, c, g = next((t for t in tries if answer_counts(t[2], grading)), tries[0])
         u = {k: sum(_usage(t[1])[k] for t in tries) for k in _usage(None)}
-        return Answer(response=c.content, **g, **u, error=c.error if c.content is None else None, sample=s)
+        a = Answer(response=c.content, **g, **u, error=c.error if c.content is None else None, sample=s)
+        return self.protocol.read_answer(q, agent, a) if hasattr(self.protocol, 'read_answer') else a
 
     async def _feedback(self, q, agent, prompt, r, kind, to=None) -> Reflection | Critique:
         c = await self._complete(agent, prompt, dict(question_id=q.id, round=r, kind=kind, agent=agent, **({'to': to} if to else {})))
@@ -189,6 +193,7 @@ class Debate:
 
     async def round_end(self, q: Question, rnd: Round) -> list[str | None]:
         "The protocol's round-end calls (D&R: reflections and critiques), stored in `rnd`; returns the calls' errors."
+        if hasattr(self.protocol, 'run_round_end'): return await self.protocol.run_round_end(self, q, rnd)  # e.g. a judge
         calls = self.protocol.round_end_calls(q, rnd)
         res = await asyncio.gather(*(self._feedback(q, c.agent, c.prompt, rnd.round, c.kind, to=c.to) for c in calls))
         for c, x in zip(calls, res):
@@ -203,28 +208,30 @@ class Debate:
 
     async def play_round(self, q: Question, r: int, rounds: list[Round]) -> Round:
         "Round `r`: what the protocol shows, each answering agent's answer to its prompt."
-        last, order = self.protocol.shown(q, r, rounds)
-        who = self.protocol.answerers(r, rounds)
-        res = await asyncio.gather(*(self.answer(q, a, self.protocol.prompt(q, a, r, rounds, last), r) for a in who))
-        return Round(round=r, last_round=last, order=order, answers=dict(zip(who, res)))
+        P = self.protocol
+        last, order = P.shown(q, r, rounds)
+        who = P.answerers(r, rounds)
+        res = await asyncio.gather(*(self.answer(q, a, P.prompt(q, a, r, rounds, last), r) for a in who))
+        return Round(round=r, last_round=last, order=order, answers=dict(zip(who, res)), shown=P.views(q, r, rounds))
 
     async def debate(self, q: Question) -> MAG:
         "Debate one question; returns its `MAG`."
         rounds, P = [], self.protocol
         for r in range(self.cfg.max_rounds + 1):
-            rounds.append(rnd := await getattr(P, 'play_round', self.play_round)(q, r, rounds))
+            rounds.append(rnd := await (P.play_round(self, q, r, rounds) if hasattr(P, 'play_round') else self.play_round(q, r, rounds)))
             stop = stop_reason(rnd, self.cfg, protocol=P)
-            if stop and not (stop == 'max_rounds' and self.cfg.final_round_end): break
+            if stop and not (stop == 'max_rounds' and (self.cfg.final_round_end or P.round_end_after_last)): break
             if stop := stop_reason(rnd, self.cfg, await self.round_end(q, rnd), protocol=P): break
         return self.mag(q, rounds, stop)
 
     def mag(self, q: Question, rounds: list[Round], stop: StopReason) -> MAG:
         "Assemble the `MAG`, with the calls, tokens and dollars of all its answers and feedback."
-        items = [v for r in rounds for v in [*r.answers.values(), *r.reflections.values(), *r.critiques]]
+        items = [v for r in rounds for v in [*r.answers.values(), *r.reflections.values(), *r.critiques, *([r.verdict] if r.verdict else [])]]
         usage = {k: sum(getattr(x, k) for x in items) for k in ('prompt_tokens', 'completion_tokens', 'cached_tokens', 'cost_usd')}
         return MAG(question_id=q.id, dataset=q.dataset, category=q.category, question=q.text, options=q.options, gold=q.gold,
                    kind=q.kind, agents=[AgentInfo(name=a.name, role=a.role, model=a.model) for a in self.specs], rounds=rounds,
-                   stop_reason=stop, consensus=self.protocol.final_answer(rounds), usage={'calls': len(items), **usage})
+                   stop_reason=stop, consensus=self.protocol.final_answer(rounds), usage={'calls': len(items), **usage},
+                   protocol=self.protocol.name, votes=self.protocol.votes(rounds))
 
 # %% ../nbs/03_debate.ipynb #0365fa98
 async def run_debate(questions: list[Question], # questions to debate
@@ -337,10 +344,19 @@ def set_aside_stopped(out: Path, # RUN_DIR
             f"(their earlier lines moved to {out / 'mags.stopped.jsonl'})")
 
 # %% ../nbs/03_debate.ipynb #25060bd0
+def debate_accuracy(mags: list[MAG]) -> dict:
+    "The debate as a baseline: how often its final answer (`MAG.consensus`) is right, and its tokens per question (questions that finished)."
+    done = [m for m in mags if m.stop_reason not in STOPPED]
+    if not done: return dict(debate_accuracy=None, tokens_per_question=None, completion_tokens_per_question=None)
+    ok = sum(m.consensus is not None and grade(m.consensus, m.gold, m.kind) for m in done)
+    tok = lambda k: round(sum(m.usage.get(k, 0) for m in done) / len(done), 2)
+    return dict(debate_accuracy=round(ok / len(done), 4), tokens_per_question=round(tok('prompt_tokens') + tok('completion_tokens'), 2),
+                completion_tokens_per_question=tok('completion_tokens'))
+
 def _summary_counts(mags: list) -> dict:
     hist, reasons = Counter(), Counter()
     for m in mags: hist[len(m.rounds)] += 1; reasons[m.stop_reason] += 1
-    return dict(rounds_histogram={str(k): hist[k] for k in sorted(hist)}, stop_reasons=dict(sorted(reasons.items())))
+    return dict(rounds_histogram={str(k): hist[k] for k in sorted(hist)}, stop_reasons=dict(sorted(reasons.items())), **debate_accuracy(mags))
 
 def _pool_usage(pool) -> Any:
     u = getattr(pool, 'usage', None)
@@ -518,6 +534,8 @@ def _debate_parser():
     ap.add_argument('--plan-from', help='with --plan: take calls and tokens per question from this finished run folder')
     ap.add_argument('--typical-tokens', type=_positive, help="with --plan: completion tokens per call (default: each agent's max_tokens)")
     ap.add_argument('--batch', action='store_true', help="gather each stage's requests into provider batches")
+    ap.add_argument('--mode', choices=['train', 'test'], help="override the config's mode; 'test': no gold in the protocol, the "
+                    "summary reports the debate's own accuracy and tokens per question (the debate as a baseline)")
     ap.add_argument('--no-progress', action='store_true')
     return ap
 
@@ -528,7 +546,7 @@ def debate_cli(argv: list[str] | None = None) -> int:
     if a.old_retry_failed: print('dnr debate: note: --retry-failed has no effect (retrying is the default)', file=sys.stderr)
     try:
         cfg = load_debate_config(a.config) if a.config else load_debate_config(offline_config())
-        upd = {k: v for k, v in dict(limit=a.limit, batch=True if a.batch else None, budget_usd=a.budget_usd).items() if v is not None}
+        upd = {k: v for k, v in dict(limit=a.limit, batch=True if a.batch else None, budget_usd=a.budget_usd, mode=a.mode).items() if v is not None}
         if upd: cfg = load_debate_config({**cfg.model_dump(mode='json'), **upd})
         if a.plan:
             p = plan_debate(cfg, from_run=a.plan_from, typical_tokens=a.typical_tokens)
@@ -540,6 +558,9 @@ def debate_cli(argv: list[str] | None = None) -> int:
         print(f"dnr debate: error: {error_line(e)}", file=sys.stderr); return 2
     print(f"debated {s['debated_now']} questions ({s['skipped']} already done); {s['finished']}/{s['questions']} finished; "
           f"{s['provider_calls']} provider calls, ${s['cost_usd']:.4f} now, ${s['cost_usd_run']:.4f} for the whole run")
+    if cfg.mode == 'test' and s['debate_accuracy'] is not None:
+        print(f"the debate as a baseline ({cfg.protocol}, no gold): accuracy {s['debate_accuracy']:.4f} over {s['finished']} questions, "
+              f"{s['tokens_per_question']:,.2f} tokens per question ({s['completion_tokens_per_question']:,.2f} generated)")
     if s['stopped']: print(f"dnr debate: {sum(s['stopped'].values())} questions did not finish: {s['next']}", file=sys.stderr)
     print(json.dumps(s))
     return 4 if s['stopped'].get('error') else 3 if s['stopped'] else 0

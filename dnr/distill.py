@@ -10,6 +10,7 @@ from pathlib import Path
 from .data import DATASETS, Question, train_debate_prompt, train_prompt
 from .mag import MAG, iter_mags, validate_mag
 from .protocols import PROTOCOLS, entry_head, entry_tail, render_entries
+import dnr.published_protocols  # registers society_of_minds, reconcile and mad, whose MAGs distil too
 from .files import atomic_file, write_json, write_jsonl
 
 # %% auto #0

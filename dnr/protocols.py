@@ -64,6 +64,7 @@ class Protocol:
     "A debate protocol. Subclasses set `name` and override what differs; this base runs every agent each round."
     name: str = ''
     source: str = ''  # where the protocol and its prompts come from
+    round_end_after_last: bool = False  # run a round end after the last round too (e.g. a judge's final decision)
 
     def __init__(self, cfg, # a `dnr.debate.DebateConfig` (mode, feedback, seed, stop, max_rounds)
                  names: list[str], # the agents in config order
@@ -87,6 +88,14 @@ class Protocol:
     def prompt(self, q: Question, agent: str, r: int, rounds: list[Round], context: str | None) -> str:
         "The prompt `agent` answers in round `r`, given the round's `context`."
         raise NotImplementedError
+
+    def views(self, q: Question, r: int, rounds: list[Round]) -> dict[str, list[str]]:
+        "Agent -> the agents whose last-round answers it is shown in round `r`, where that differs from the round's order (`Round.shown`)."
+        return {}
+
+    def votes(self, rounds: list[Round]) -> dict[str, float]:
+        "Answer -> votes of the final decision, for protocols that weigh votes (`MAG.votes`)."
+        return {}
 
     def round_end_calls(self, q: Question, rnd: Round) -> list[Call]:
         "The reflections and critiques written after `rnd`, in the order they are recorded."
