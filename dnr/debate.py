@@ -461,7 +461,7 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
         if not mags: raise DebateConfigError(f"{from_run}: no MAG lines to take round statistics from")
         for m in mags:
             for r in m.rounds:
-                items = [*r.answers.items(), *r.reflections.items(), *((c.from_, c) for c in r.critiques)]
+                items = [*r.answers.items(), *r.reflections.items(), *((c.from_, c) for c in r.critiques), *([(r.verdict.agent, r.verdict)] if r.verdict else [])]
                 for a, v in items:
                     if a in rows and getattr(v, 'response', None) is not None:
                         rows[a]['requests'] += 1; rows[a]['prompt_tokens'] += v.prompt_tokens; rows[a]['completion_tokens'] += v.completion_tokens
@@ -471,15 +471,16 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
     else:
         R, P = cfg.max_rounds, get_protocol(cfg, [s.name for s in specs])
         fb = P.max_round_end_calls()
-        ends = R + (1 if cfg.final_round_end else 0)  # round ends that run when every question goes to the last round
+        ends = R + (1 if cfg.final_round_end or P.round_end_after_last else 0)  # round ends that run when every question goes to the last round
         for s in specs:
             comp = typical_tokens or s.max_tokens
             k = cfg.n_samples(s.name)
             for q in qs:
                 p0, pr, pfb = (_tok(x) for x in P.plan_prompts(q, 'x' * (comp * CHARS_PER_TOKEN)))
-                a_calls, f_calls = k * P.plan_answers(s.name, R), fb * ends / n
+                A = P.plan_answers(s.name, R)  # answers per question (a judge gives none)
+                a_calls, f_calls = k * A, fb * ends / n
                 rows[s.name]['requests'] += a_calls + f_calls
-                rows[s.name]['prompt_tokens'] += k * (p0 + (P.plan_answers(s.name, R) - 1) * pr) + f_calls * pfb
+                rows[s.name]['prompt_tokens'] += k * (p0 + (A - 1) * pr if A else 0) + f_calls * pfb
                 rows[s.name]['completion_tokens'] += (a_calls + f_calls) * comp
             rows[s.name] = {k_: round(v) for k_, v in rows[s.name].items()}
         assumption = (f"upper bound: all {N} questions run rounds 0..{R}; each round end makes {fb} calls "

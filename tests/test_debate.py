@@ -506,6 +506,7 @@ def test_published_protocols_end_to_end(tmp_path, qs, protocol):
     assert all(m.consensus is not None for m in mags), [m.consensus for m in mags]
     rc, plan, _, err = cli('--config', cfg, '--plan')
     assert rc == 0 and plan['total']['requests'] >= made > 0, (plan['total']['requests'], made)
+    assert all(r['prompt_tokens'] > 0 for r in plan['agents'].values()), plan['agents']
     for kind in ('sft', 'tdpo'):
         p = subprocess.run([sys.executable, '-m', 'dnr.cli', 'build', kind, '--run', str(tmp_path / 'run'), '--out', str(tmp_path / kind)],
                            capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
@@ -526,3 +527,14 @@ def test_published_protocols_end_to_end(tmp_path, qs, protocol):
         v = by[qs[1].id].rounds[-1].verdict  # the moderator never decided: the judge did, after the last round
         assert by[qs[1].id].stop_reason == 'max_rounds' and v.debate_over and v.answer == qs[1].gold
         assert by[qs[1].id].rounds[0].verdict.status == 'unparsed'
+
+
+def test_protocol_configs_validate(tmp_path):
+    "Every config in configs/protocols/ loads as written (the protocol named after the file); `mad` refuses other than three agents."
+    from dnr.debate import load_debate_config, DebateConfigError
+    files = sorted((ROOT / 'configs' / 'protocols').glob('*.yaml'))
+    assert [f.stem for f in files] == ['mad', 'reconcile', 'society_of_minds']
+    for f in files: assert load_debate_config(f).protocol == f.stem
+    raw = yaml.safe_load((ROOT / 'configs' / 'protocols' / 'mad.yaml').read_text())
+    (tmp_path / 'two.yaml').write_text(yaml.safe_dump({**raw, 'agents': raw['agents'][:2]}))
+    with pytest.raises(DebateConfigError, match=r"two.yaml: field 'protocol': mad needs 3 agents"): load_debate_config(tmp_path / 'two.yaml')
