@@ -369,7 +369,7 @@ def from_magdi(d: dict, # one MAGDi MAG
     return MAG(question_id=str(question_id), dataset=dataset, question=d['question'], gold=gold, kind=kind,
                agents=[AgentInfo(name=a, role='teacher') for a in agents], rounds=rounds,
                stop_reason='consensus' if len(set(last)) == 1 and len(last) == len(list(agents)) else 'max_rounds',
-               consensus=max(set(last), key=last.count) if last else None, source='magdi')
+               consensus=max(given, key=given.count) if (given := [x for x in last if x is not None]) else None, source='magdi')  # ties: the first agent's, as `dnr.protocols.consensus_answer`
 
 # %% ../nbs/02_mag.ipynb #83fc2608
 def _load_json_or_jsonl(path) -> list[dict]:
