@@ -349,8 +349,8 @@ def debate_accuracy(mags: list[MAG]) -> dict:
     done = [m for m in mags if m.stop_reason not in STOPPED]
     if not done: return dict(debate_accuracy=None, tokens_per_question=None, completion_tokens_per_question=None)
     ok = sum(m.consensus is not None and grade(m.consensus, m.gold, m.kind) for m in done)
-    tok = lambda k: round(sum(m.usage.get(k, 0) for m in done) / len(done), 2)
-    return dict(debate_accuracy=round(ok / len(done), 4), tokens_per_question=round(tok('prompt_tokens') + tok('completion_tokens'), 2),
+    tok = lambda *ks: round(sum(m.usage.get(k, 0) for m in done for k in ks) / len(done), 2)
+    return dict(debate_accuracy=round(ok / len(done), 4), tokens_per_question=tok('prompt_tokens', 'completion_tokens'),
                 completion_tokens_per_question=tok('completion_tokens'))
 
 def _summary_counts(mags: list) -> dict:

@@ -538,3 +538,18 @@ def test_protocol_configs_validate(tmp_path):
     raw = yaml.safe_load((ROOT / 'configs' / 'protocols' / 'mad.yaml').read_text())
     (tmp_path / 'two.yaml').write_text(yaml.safe_dump({**raw, 'agents': raw['agents'][:2]}))
     with pytest.raises(DebateConfigError, match=r"two.yaml: field 'protocol': mad needs 3 agents"): load_debate_config(tmp_path / 'two.yaml')
+
+
+def test_dnr_mode_test_reports_the_debate_as_a_baseline(tmp_path, qs):
+    "`dnr debate --mode test` on D&R: no gold in any prompt; the summary's accuracy is the share of final answers that are right."
+    from dnr.mag import read_mags
+    with ScriptedServer(Agents(qs)) as srv:
+        rc, s, out, err = cli('--config', write_config(tmp_path / 'c.yaml', srv.openai_url, max_rounds=1, stop='consensus'),
+                              '--out', tmp_path / 'run', '--mode', 'test')
+        prompts = srv.prompts()
+    assert rc == 0, err[-2000:]
+    mags = read_mags(tmp_path / 'run' / 'mags.jsonl')
+    assert not any('Correct Final Answer' in p for p in prompts)
+    assert s['debate_accuracy'] == round(sum(m.consensus == m.gold for m in mags) / len(mags), 4)
+    assert s['tokens_per_question'] == round(sum(m.usage['prompt_tokens'] + m.usage['completion_tokens'] for m in mags) / len(mags), 2)
+    assert '(dnr, no gold): accuracy' in out
