@@ -5,7 +5,8 @@ solutions, and the ratio of `grade_many` (worker processes) to grading in one pr
 Usage: python bench/grading.py [--quick]   (needs DNR_DATA_DIR)
 """
 import argparse, json, re, time
-from dnr.data import extract_mmlu_pro, extract_answer, grade, grade_many, load_math, load_mmlu_pro, load_recorded_answers
+from dnr.data import load_math, load_mmlu_pro, load_recorded_answers
+from dnr.grading import extract_mmlu_pro, extract_answer, grade, grade_many
 
 def rate(n, t): return n / t if t > 0 else float('inf')
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, re, sys
 from pathlib import Path
 from typing import Iterable
-from .mag import MAG, STOP_REASONS, Answer, Round, MAGError, iter_mags, validate_mag, _short
+from .mag import MAG, STOP_REASONS, Answer, Round, MAGError, Verdict, iter_mags, validate_mag, _short
 from .files import write_text
 
 # %% auto #0
@@ -151,6 +151,22 @@ def _tex_safe(s: str) -> str: return s.replace('$', r'\$')  # matplotlib would p
 def _verdict(v: Answer) -> str:
     return 'right' if v.correct else 'not graded' if v.correct is None else 'unparsed' if v.answer is None else 'wrong'
 
+def _extras(v: Answer) -> str:
+    "A stated confidence and the fields a protocol could not read, as a short note ('' when neither)."
+    return ''.join([f" conf {v.confidence:g}" if v.confidence is not None else '',
+                    f" (unread: {', '.join(v.unparsed_fields)})" if v.unparsed_fields else ''])
+
+def _verdict_line(x) -> str:
+    "A judge's decision after a round, in words."
+    what = {True: 'ends the debate', False: 'lets it go on', None: f'could not be read ({x.status})'}[x.debate_over]
+    return f"judge {x.agent} {what}" + (f": {x.answer} {'right' if x.correct else 'wrong'}" if x.answer is not None else '')
+
+def _final_line(m: MAG) -> str | None:
+    "The debate's final answer (protocols other than D&R), with the votes when it weighed them."
+    if m.protocol == 'dnr': return None
+    ok = '' if m.consensus is None else (' (right)' if m.consensus == m.gold else ' (wrong)')
+    return f"final answer: {m.consensus or '-'}{ok}" + (f"; votes {', '.join(f'{a}: {w:.3g}' for a, w in m.votes.items())}" if m.votes else '')
+
 def draw_debate(mag: dict | MAG, ax=None, figsize=None):
     """Draw one debate: a row per agent (circles teachers, squares students), a column per round; answers green
     (right), red (wrong) or grey (unparsed); self-reflections orange diamonds with the start of their text; critiques
@@ -172,7 +188,7 @@ def draw_debate(mag: dict | MAG, ax=None, figsize=None):
             x, y = xy(r.round, a)
             p = Circle((x, y), _R) if role[a] == 'teacher' else Rectangle((x - _R * .9, y - _R * .9), 1.8 * _R, 1.8 * _R)
             p.set(facecolor=colour(v), edgecolor='black' if role[a] == 'student' else 'none', zorder=3); ax.add_patch(p)
-            tip(p, f"{a} ({role[a]}), round {r.round}: answer {v.answer or '(none)'}, {_verdict(v)}\n\n"
+            tip(p, f"{a} ({role[a]}), round {r.round}: answer {v.answer or '(none)'}, {_verdict(v)}{_extras(v)}\n\n"
                    + _short(v.reasoning or v.response, 700))
             ax.text(x, y, _tex_safe(_short(v.answer or '?', 5)), ha='center', va='center', color='white', fontsize=7,
                     fontweight='bold', zorder=4)
@@ -202,12 +218,18 @@ def draw_debate(mag: dict | MAG, ax=None, figsize=None):
             ar = FancyArrowPatch(path=pth, arrowstyle='-|>,head_length=3,head_width=1.6', color='#1f77b4', lw=0.9, zorder=2)
             ax.add_patch(ar); paths[r.round, c.from_, c.to] = pth.vertices
             tip(ar, f"critique from {c.from_} to {c.to} after round {r.round}:\n\n{_short(c.text, 900)}")
+        if r.verdict and r.verdict.agent in row:  # a judge's decision (MAD): a purple hexagon in the judge's row
+            x, y = xy(r.round, r.verdict.agent); vx = x + _W * 0.62
+            h = RegularPolygon((vx, y), 6, radius=_R * .9, facecolor='#9467bd', edgecolor='none', zorder=3); ax.add_patch(h)
+            ax.text(vx, y, _tex_safe(_short(r.verdict.answer or '?', 5)), ha='center', va='center', color='white', fontsize=7,
+                    fontweight='bold', zorder=4)
+            tip(h, f"{_verdict_line(r.verdict)} (after round {r.round}):\n\n{_short(r.verdict.text, 900)}")
     for a, i in row.items():
         ax.text(-_R - 0.25, -i, a if a == role[a] else f"{a}\n{role[a]}", ha='right', va='center', fontsize=7,
                 fontweight='bold' if role[a] == 'student' else 'normal')
     ax.set_xticks([_W * r for r in range(R)], [f'round {r}' for r in range(R)], fontsize=8)
     ax.set_yticks([]); ax.set_aspect('equal')
-    ax.set_xlim(-_R - 1.6, _W * (R - 1) + (_W * 0.62 + 0.8 if any(r.reflections or r.critiques for r in m.rounds[-1:]) else 0.5))
+    ax.set_xlim(-_R - 1.6, _W * (R - 1) + (_W * 0.62 + 0.8 if any(r.reflections or r.critiques or r.verdict for r in m.rounds[-1:]) else 0.5))
     ax.set_ylim(-n + 0.45, 0.55)
     for s in ('top', 'right', 'left'): ax.spines[s].set_visible(False)
     L = lambda **k: Line2D([], [], **{'linestyle': 'none', 'markersize': 7, **k})
@@ -216,8 +238,10 @@ def draw_debate(mag: dict | MAG, ax=None, figsize=None):
                L(marker='s', color='#bbbbbb', markeredgecolor='black', label='student'),
                L(marker='D', color='#ff7f0e', markersize=5, label='self-reflection'),
                Line2D([], [], color='#1f77b4', marker='>', markersize=4, label='critique (sender → receiver)')]
+    if any(r.verdict for r in m.rounds): handles.append(L(marker='h', color='#9467bd', label="judge's decision"))
     ax.legend(handles=handles, loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=6.5, frameon=False)
-    ax.set_title(f"question {m.question_id}: gold {_tex_safe(_short(m.gold, 20))}, stopped: {m.stop_reason}", fontsize=8)
+    ax.set_title(f"question {m.question_id}: gold {_tex_safe(_short(m.gold, 20))}, stopped: {m.stop_reason}"
+                 + (f"\n{m.protocol}: {_tex_safe(_final_line(m))}" if _final_line(m) else ''), fontsize=8)
     ax.figure.tight_layout()
     ax._dnr_tips, ax._dnr_critique_paths = tips, paths
     return ax
@@ -244,7 +268,7 @@ def _header(m: MAG) -> str:
     cost = m.usage.get('cost_usd')
     return (f"question {m.question_id}{f' ({where})' if where else ''}: {len(m.agents)} agents, {m.n_rounds} "
             f"round{'s' * (m.n_rounds != 1)}, stopped: {m.stop_reason}" + (f", ${cost:.4f}" if cost else '')
-            + ('' if m.source == 'dnr' else f", converted from {m.source}"))
+            + ('' if m.source == 'dnr' else f", converted from {m.source}") + ('' if m.protocol == 'dnr' else f", protocol {m.protocol}"))
 
 # %% ../nbs/02a_analysis.ipynb #dfb066ce
 def transcript(mag: dict | MAG, # one MAG
@@ -267,10 +291,12 @@ def transcript(mag: dict | MAG, # one MAG
             v = r.answers[a]
             t = text(v.response or v.reasoning if full else v.reasoning or v.response) \
                 or (f"(no response: {v.error})" if v.error else '(no response)')
-            out.append(fill(t, f"  {a} [{role[a]}]: {v.answer or '-'} {_verdict(v)} | "))
+            out.append(fill(t, f"  {a} [{role[a]}]: {v.answer or '-'} {_verdict(v)}{_extras(v)} | "))
             if a in r.reflections: out.append(fill(text(r.reflections[a].text) or '(none)', '      self-reflection: '))
             for c in r.critiques:
                 if c.to == a: out.append(fill(text(c.text) or '(none)', f"      critique from {c.from_}: "))
+        if r.verdict: out.append(fill(text(r.verdict.text) or '(none)', f"  {_verdict_line(r.verdict)} | "))
+    if (f := _final_line(m)): out += ['', f]
     return '\n'.join(out)
 
 # %% ../nbs/02a_analysis.ipynb #d0d83d6c
@@ -314,8 +340,10 @@ def transcript_html(mag: dict | MAG, # one MAG
             crit = ''.join(f'<div class="fb"><b>{e(c.from_)}:</b> {more(_short(c.text), c.response or c.text)}</div>' for c in r.critiques if c.to == a)
             cls = 'right' if verdict == 'right' else 'wrong' if verdict in ('wrong', 'unparsed') else 'other'
             h.append(f'<tr><td class="{role[a]}">{e(a)} <span class="role">{e(role[a])}</span></td>'
-                     f'<td class="{cls}">{e(v.answer or "-")} {e(verdict)}</td><td>{reason}</td><td>{refl}</td><td>{crit}</td></tr>')
+                     f'<td class="{cls}">{e(v.answer or "-")} {e(verdict)}{e(_extras(v))}</td><td>{reason}</td><td>{refl}</td><td>{crit}</td></tr>')
         h.append("</table>")
+        if r.verdict: h.append(f"<div><b>{e(_verdict_line(r.verdict))}</b> {more(_short(r.verdict.text), r.verdict.response or r.verdict.text)}</div>")
+    if (f := _final_line(m)): h.append(f"<div><b>{e(f)}</b></div>")
     h.append('</div>')
     body = '\n'.join(h)
     if not standalone: return body
@@ -325,6 +353,8 @@ def transcript_html(mag: dict | MAG, # one MAG
 def save_html(mag: dict | MAG, path: str | Path) -> Path:
     "Write one debate as a self-contained HTML file (inline styles and SVG, no scripts, nothing fetched)."
     return write_text(path, transcript_html(mag, standalone=True))
+
+MAG._repr_html_ = lambda self: transcript_html(self)  # a MAG displays as its transcript in Jupyter (set here: dnr.mag imports nothing from this chapter)
 
 # %% ../nbs/02a_analysis.ipynb #e083660a
 def _run_file(run: str | Path) -> Path:

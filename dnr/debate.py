@@ -8,22 +8,22 @@ import asyncio, json, random, sys, time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from .data import (Question, load_benchmark, round0_prompt, debate_prompt, self_reflection_prompt,
-                      critique_prompt, self_reflection_test_prompt, critique_test_prompt, format_last_round,
-                      extract_feedback, read_config, validation_error)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from .data import (Question, load_benchmark, round0_prompt, read_config, validation_error)
 from .agents import AgentSpec, AgentPool, AgentConfigError, Completion, load_agents
-from .grading import grade_debate_answer, answer_counts
+from .grading import grade, grade_debate_answer, answer_counts, extract_feedback
 from .files import append_jsonl, write_json, write_text
 from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
                      repair_mags, validate_mag, write_mags)
+from .protocols import PROTOCOLS, Protocol, get_protocol
+import dnr.published_protocols  # registers society_of_minds, reconcile and mad
 
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'FREE_KEYS', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig',
-           'DebateConfig', 'DebateConfigError', 'load_debate_config', 'offline_config', 'shuffled_order', 'stop_reason',
-           'consensus_answer', 'Debate', 'run_debate', 'debate_questions', 'pool_specs', 'select_questions',
-           'read_run_mags', 'check_snapshot', 'questions_to_debate', 'set_aside_stopped', 'debate_into', 'run_sync',
-           'plan_debate', 'format_plan', 'debate_cli']
+           'DebateConfig', 'DebateConfigError', 'load_debate_config', 'offline_config', 'stop_reason', 'Debate',
+           'run_debate', 'debate_questions', 'pool_specs', 'select_questions', 'read_run_mags', 'check_snapshot',
+           'questions_to_debate', 'set_aside_stopped', 'debate_accuracy', 'debate_into', 'run_sync', 'plan_debate',
+           'format_plan', 'debate_cli']
 
 # %% ../nbs/03_debate.ipynb #af9b72f0
 class DatasetConfig(BaseModel):
@@ -53,6 +53,13 @@ class DebateConfig(BaseModel):
     grading: Literal['strict', 'lenient'] = 'strict'  # strict: only an answer after `Final answer:` counts (the authors' rule)
     budget_usd: float | None = Field(None, ge=0)  # the run's dollar cap (every invocation's spending counts, see `debate_into`)
     limit: int | None = Field(None, ge=1)  # debate only the first N questions
+    protocol: str = 'dnr'  # the debate protocol, a name in `dnr.protocols.PROTOCOLS`
+
+    @field_validator('protocol')
+    @classmethod
+    def _known_protocol(cls, v):
+        if v not in PROTOCOLS: raise ValueError(f"unknown protocol {v!r}; known: {sorted(PROTOCOLS)}")
+        return v
 
     def n_samples(self, agent: str) -> int:
         return self.samples if isinstance(self.samples, int) else self.samples.get(agent, 1)
@@ -69,6 +76,8 @@ def load_debate_config(src: str | Path | dict, # YAML file or dict
     except ValidationError as e: raise validation_error(where, e, DebateConfigError) from None
     try: load_agents(cfg.agents, config=where)
     except AgentConfigError as e: raise DebateConfigError(str(e)) from None
+    try: get_protocol(cfg)
+    except ValueError as e: raise DebateConfigError(f"{where}: field 'protocol': {e}") from None
     names = [a['name'] for a in cfg.agents]
     if isinstance(cfg.samples, dict) and (bad := set(cfg.samples) - set(names)):
         raise DebateConfigError(f"{where}: field 'samples': unknown agents {sorted(bad)}")
@@ -85,17 +94,6 @@ def offline_config(category: str = 'physics', limit: int | None = 20) -> dict:
                         for n, m in RECORDED_MODELS.items()],
                 max_rounds=3, concurrency=8, seed=42, feedback=['self_reflection', 'critique'], limit=limit,
                 grading='lenient')  # the recordings answer MMLU-Pro's prompt ("The answer is (X)"), not `Final answer:`
-
-# %% ../nbs/03_debate.ipynb #87782677
-def shuffled_order(names: list[str], # agent names in config order
-                   seed: int, # run seed
-                   question_id: str, # question id
-                   round: int, # the round the answers are shown in (>= 1)
-                  ) -> list[str]:
-    "The seeded display order of last-round answers."
-    order = list(names)
-    random.Random(f'{seed}:{question_id}:{round}').shuffle(order)
-    return order
 
 # %% ../nbs/03_debate.ipynb #ae9ddfea
 class _Lockstep:
@@ -143,41 +141,32 @@ def _failure(err: str | None) -> StopReason | None:
 _FAILURES = ('no_recording', 'budget', 'error')  # when several calls failed, the first of these present is the reason
 
 def stop_reason(rnd: Round, # the round just answered
-                cfg: DebateConfig, # its `stop` rule and `max_rounds`
+                cfg: DebateConfig, # its `max_rounds` (and `stop` rule, through the protocol)
                 feedback_errors: list[str | None] = (), # errors of the round end's calls, once it ran
+                protocol: Protocol | None = None, # the run's protocol (default: the one `cfg` selects)
                ) -> StopReason | None:
-    "Why a debate stops after `rnd`: a failed call (answers or round end), else the `stop` rule, else `max_rounds`; None to go on."
+    "Why a debate stops after `rnd`: a failed call (answers or round end), else the protocol's stop rule, else `max_rounds`; None to go on."
     fails = {_failure(e) for e in [*(a.error for a in rnd.answers.values()), *feedback_errors]}
     if failed := next((f for f in _FAILURES if f in fails), None): return failed
-    ans = list(rnd.answers.values())
-    if cfg.stop == 'all_correct' and all(a.correct for a in ans): return 'all_correct'
-    if cfg.stop == 'consensus' and None not in (x := [a.answer for a in ans]) and len(set(x)) == 1: return 'consensus'
+    if stop := (protocol or get_protocol(cfg, names=list(rnd.answers))).stop(rnd): return stop
     if rnd.round >= cfg.max_rounds: return 'max_rounds'
     return None
-
-def consensus_answer(answers: dict[str, Answer], # agent -> answer of one round
-                     order: list[str], # agent order for tie-breaking
-                    ) -> str | None:
-    "Majority answer of a round (ties go to the answer given first in `order`); None if nothing parsed."
-    votes = Counter(answers[a].answer for a in order if a in answers and answers[a].answer is not None)
-    if not votes: return None
-    top = max(votes.values())
-    return next(answers[a].answer for a in order if a in answers and votes.get(answers[a].answer) == top)
 
 # %% ../nbs/03_debate.ipynb #e5c3a283
 ROUND_SAMPLE_STRIDE = 100  # sample index offset per round (cache keys)
 
 class Debate:
-    "Runs the D&R protocol for single questions through an `AgentPool`."
-    def __init__(self, cfg: DebateConfig, pool: AgentPool):
+    "Runs a debate protocol (D&R by default: the config's `protocol`) for single questions through an `AgentPool`."
+    def __init__(self, cfg: DebateConfig, pool: AgentPool, protocol: Protocol | None = None):
         self.cfg, self.pool = cfg, pool
         self.specs = load_agents(cfg.agents)
         self.names = [a.name for a in self.specs]
+        self.protocol = protocol or get_protocol(cfg, self.names, {a.name: a.role for a in self.specs})
         self.lockstep = _Lockstep(pool) if cfg.batch else None
         self.calls = Counter()  # (kind, agent) -> calls made by the engine
 
     async def _complete(self, agent, prompt, meta, sample=0) -> Completion:
-        msgs = [{'role': 'user', 'content': prompt}]
+        msgs = prompt if isinstance(prompt, list) else [{'role': 'user', 'content': prompt}]  # a protocol may send a conversation
         self.calls[meta['kind'], agent] += 1
         sample += ROUND_SAMPLE_STRIDE * meta['round']  # the same prompt in a later round is a new sample
         if self.lockstep: return await self.lockstep.submit(agent, msgs, meta, sample)
@@ -193,7 +182,8 @@ class Debate:
             if c.content is None or answer_counts(g, grading): break
         s, c, g = next((t for t in tries if answer_counts(t[2], grading)), tries[0])
         u = {k: sum(_usage(t[1])[k] for t in tries) for k in _usage(None)}
-        return Answer(response=c.content, **g, **u, error=c.error if c.content is None else None, sample=s)
+        a = Answer(response=c.content, **g, **u, error=c.error if c.content is None else None, sample=s)
+        return self.protocol.read_answer(q, agent, a) if hasattr(self.protocol, 'read_answer') else a
 
     async def _feedback(self, q, agent, prompt, r, kind, to=None) -> Reflection | Critique:
         c = await self._complete(agent, prompt, dict(question_id=q.id, round=r, kind=kind, agent=agent, **({'to': to} if to else {})))
@@ -202,61 +192,46 @@ class Debate:
         return Critique(from_=agent, to=to, **fb) if to else Reflection(**fb)
 
     async def round_end(self, q: Question, rnd: Round) -> list[str | None]:
-        "Self-reflections of wrong agents and critiques from right to wrong agents, stored in `rnd`; returns the calls' errors."
-        r, ans, fb, test = rnd.round, rnd.answers, self.cfg.feedback, self.cfg.mode == 'test'
-        if test:  # no gold: everyone reflects; everyone critiques agents whose answer differs from its own
-            reflect = self.names
-            pairs = [(a, b) for a in self.names for b in self.names if a != b and ans[a].answer != ans[b].answer]
-        else:
-            reflect = [a for a in self.names if not ans[a].correct]
-            pairs = [(a, b) for a in self.names if ans[a].correct for b in self.names if not ans[b].correct]
-        jobs = []
-        if 'self_reflection' in fb:
-            for a in reflect:
-                p = (self_reflection_test_prompt if test else self_reflection_prompt)(q, ans[a].reasoning, ans[a].answer)
-                jobs.append((a, self._feedback(q, a, p, r, 'reflection')))
-        if 'critique' in fb:
-            for a, b in pairs:
-                p = (critique_test_prompt if test else critique_prompt)(q, ans[a].reasoning, ans[a].answer,
-                                                                        ans[b].reasoning, ans[b].answer)
-                jobs.append((a, self._feedback(q, a, p, r, 'critique', to=b)))
-        res = await asyncio.gather(*(j for _, j in jobs))
-        for (a, _), x in zip(jobs, res):
+        "The protocol's round-end calls (D&R: reflections and critiques), stored in `rnd`; returns the calls' errors."
+        if hasattr(self.protocol, 'run_round_end'): return await self.protocol.run_round_end(self, q, rnd)  # e.g. a judge
+        calls = self.protocol.round_end_calls(q, rnd)
+        res = await asyncio.gather(*(self._feedback(q, c.agent, c.prompt, rnd.round, c.kind, to=c.to) for c in calls))
+        for c, x in zip(calls, res):
             if _failure(x.error) == 'no_recording': continue  # nothing was asked: no placeholder in the MAG
             if isinstance(x, Critique): rnd.critiques.append(x)
-            else: rnd.reflections[a] = x
+            else: rnd.reflections[c.agent] = x
         return [x.error for x in res]
 
     def last_round(self, q: Question, prev: Round, r: int) -> tuple[str, list[str]]:
-        "The shuffled 'Last Round Answers' block shown in round `r`, and its order."
-        order = shuffled_order(self.names, self.cfg.seed, q.id, r)
-        entries = [dict(reasoning=prev.answers[a].reasoning, answer=prev.answers[a].answer,
-                        reflection=prev.reflections[a].text if a in prev.reflections else None,
-                        feedback=[c.text for c in prev.critiques if c.to == a]) for a in order]
-        return format_last_round(entries), order
+        "What round `r` shows after `prev` (the protocol's `shown`): D&R's shuffled 'Last Round Answers' block, and its order."
+        return self.protocol.shown(q, r, [prev])
+
+    async def play_round(self, q: Question, r: int, rounds: list[Round]) -> Round:
+        "Round `r`: what the protocol shows, each answering agent's answer to its prompt."
+        P = self.protocol
+        last, order = P.shown(q, r, rounds)
+        who = P.answerers(r, rounds)
+        res = await asyncio.gather(*(self.answer(q, a, P.prompt(q, a, r, rounds, last), r) for a in who))
+        return Round(round=r, last_round=last, order=order, answers=dict(zip(who, res)), shown=P.views(q, r, rounds))
 
     async def debate(self, q: Question) -> MAG:
         "Debate one question; returns its `MAG`."
-        rounds = []
+        rounds, P = [], self.protocol
         for r in range(self.cfg.max_rounds + 1):
-            if r == 0: last, order, prompt = None, [], round0_prompt(q)
-            else:
-                last, order = self.last_round(q, rounds[-1], r)
-                prompt = debate_prompt(q, last)
-            res = await asyncio.gather(*(self.answer(q, a, prompt, r) for a in self.names))
-            rounds.append(rnd := Round(round=r, last_round=last, order=order, answers=dict(zip(self.names, res))))
-            stop = stop_reason(rnd, self.cfg)
-            if stop and not (stop == 'max_rounds' and self.cfg.final_round_end): break
-            if stop := stop_reason(rnd, self.cfg, await self.round_end(q, rnd)): break
+            rounds.append(rnd := await (P.play_round(self, q, r, rounds) if hasattr(P, 'play_round') else self.play_round(q, r, rounds)))
+            stop = stop_reason(rnd, self.cfg, protocol=P)
+            if stop and not (stop == 'max_rounds' and (self.cfg.final_round_end or P.round_end_after_last)): break
+            if stop := stop_reason(rnd, self.cfg, await self.round_end(q, rnd), protocol=P): break
         return self.mag(q, rounds, stop)
 
     def mag(self, q: Question, rounds: list[Round], stop: StopReason) -> MAG:
         "Assemble the `MAG`, with the calls, tokens and dollars of all its answers and feedback."
-        items = [v for r in rounds for v in [*r.answers.values(), *r.reflections.values(), *r.critiques]]
+        items = [v for r in rounds for v in [*r.answers.values(), *r.reflections.values(), *r.critiques, *([r.verdict] if r.verdict else [])]]
         usage = {k: sum(getattr(x, k) for x in items) for k in ('prompt_tokens', 'completion_tokens', 'cached_tokens', 'cost_usd')}
         return MAG(question_id=q.id, dataset=q.dataset, category=q.category, question=q.text, options=q.options, gold=q.gold,
                    kind=q.kind, agents=[AgentInfo(name=a.name, role=a.role, model=a.model) for a in self.specs], rounds=rounds,
-                   stop_reason=stop, consensus=consensus_answer(rounds[-1].answers, self.names), usage={'calls': len(items), **usage})
+                   stop_reason=stop, consensus=self.protocol.final_answer(rounds), usage={'calls': len(items), **usage},
+                   protocol=self.protocol.name, votes=self.protocol.votes(rounds))
 
 # %% ../nbs/03_debate.ipynb #0365fa98
 async def run_debate(questions: list[Question], # questions to debate
@@ -334,6 +309,7 @@ def check_snapshot(cfg: DebateConfig, # this invocation's config
         if not resume: raise DebateConfigError(f"{out} already holds a run (config.yaml); pass --resume to continue it")
         old = yaml.safe_load(snap.read_text())
         old.setdefault('grading', 'lenient')  # runs from before `grading` existed graded leniently
+        old.setdefault('protocol', 'dnr')  # runs from before `protocol` existed are D&R runs
         old, cur_ = ({k: v for k, v in x.items() if k not in FREE_KEYS} for x in (old, cur))
         if old != cur_:
             diff = sorted(k for k in set(old) | set(cur_) if old.get(k) != cur_.get(k))
@@ -368,10 +344,19 @@ def set_aside_stopped(out: Path, # RUN_DIR
             f"(their earlier lines moved to {out / 'mags.stopped.jsonl'})")
 
 # %% ../nbs/03_debate.ipynb #25060bd0
+def debate_accuracy(mags: list[MAG]) -> dict:
+    "The debate as a baseline: how often its final answer (`MAG.consensus`) is right, and its tokens per question (questions that finished)."
+    done = [m for m in mags if m.stop_reason not in STOPPED]
+    if not done: return dict(debate_accuracy=None, tokens_per_question=None, completion_tokens_per_question=None)
+    ok = sum(m.consensus is not None and grade(m.consensus, m.gold, m.kind) for m in done)
+    tok = lambda *ks: round(sum(m.usage.get(k, 0) for m in done for k in ks) / len(done), 2)
+    return dict(debate_accuracy=round(ok / len(done), 4), tokens_per_question=tok('prompt_tokens', 'completion_tokens'),
+                completion_tokens_per_question=tok('completion_tokens'))
+
 def _summary_counts(mags: list) -> dict:
     hist, reasons = Counter(), Counter()
     for m in mags: hist[len(m.rounds)] += 1; reasons[m.stop_reason] += 1
-    return dict(rounds_histogram={str(k): hist[k] for k in sorted(hist)}, stop_reasons=dict(sorted(reasons.items())))
+    return dict(rounds_histogram={str(k): hist[k] for k in sorted(hist)}, stop_reasons=dict(sorted(reasons.items())), **debate_accuracy(mags))
 
 def _pool_usage(pool) -> Any:
     u = getattr(pool, 'usage', None)
@@ -476,7 +461,7 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
         if not mags: raise DebateConfigError(f"{from_run}: no MAG lines to take round statistics from")
         for m in mags:
             for r in m.rounds:
-                items = [*r.answers.items(), *r.reflections.items(), *((c.from_, c) for c in r.critiques)]
+                items = [*r.answers.items(), *r.reflections.items(), *((c.from_, c) for c in r.critiques), *([(r.verdict.agent, r.verdict)] if r.verdict else [])]
                 for a, v in items:
                     if a in rows and getattr(v, 'response', None) is not None:
                         rows[a]['requests'] += 1; rows[a]['prompt_tokens'] += v.prompt_tokens; rows[a]['completion_tokens'] += v.completion_tokens
@@ -484,28 +469,23 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
         rows = {a: {k: round(v * scale) for k, v in r.items()} for a, r in rows.items()}
         assumption = f"per-question calls and tokens of the {len(mags)} debates in {from_run}, scaled to {N} questions"
     else:
-        R = cfg.max_rounds
-        fb = max(((n - k) * ('self_reflection' in cfg.feedback) + k * (n - k) * ('critique' in cfg.feedback)) for k in range(n + 1))
-        ends = R + (1 if cfg.final_round_end else 0)  # round ends that run when every question goes to the last round
+        R, P = cfg.max_rounds, get_protocol(cfg, [s.name for s in specs])
+        fb = P.max_round_end_calls()
+        ends = R + (1 if cfg.final_round_end or P.round_end_after_last else 0)  # round ends that run when every question goes to the last round
         for s in specs:
             comp = typical_tokens or s.max_tokens
-            ans = 'x' * (comp * CHARS_PER_TOKEN)  # a placeholder answer of the assumed length
-            fbk = 'y' * (comp * CHARS_PER_TOKEN)
             k = cfg.n_samples(s.name)
-            entries = [dict(reasoning=ans, answer='A', reflection=None, feedback=[]) for _ in range(n)]
-            entries[0]['feedback'] = [fbk] * fb  # the round end's feedback texts, all shown in the next round
             for q in qs:
-                last = format_last_round(entries)
-                p0, pr = _tok(round0_prompt(q)), _tok(debate_prompt(q, last))
-                pfb = max(_tok(self_reflection_prompt(q, ans, 'A')), _tok(critique_prompt(q, ans, 'A', ans, 'B')))
-                a_calls, f_calls = k * (R + 1), fb * ends / n
+                p0, pr, pfb = (_tok(x) for x in P.plan_prompts(q, 'x' * (comp * CHARS_PER_TOKEN)))
+                A = P.plan_answers(s.name, R)  # answers per question (a judge gives none)
+                a_calls, f_calls = k * A, fb * ends / n
                 rows[s.name]['requests'] += a_calls + f_calls
-                rows[s.name]['prompt_tokens'] += k * (p0 + R * pr) + f_calls * pfb
+                rows[s.name]['prompt_tokens'] += k * (p0 + (A - 1) * pr if A else 0) + f_calls * pfb
                 rows[s.name]['completion_tokens'] += (a_calls + f_calls) * comp
             rows[s.name] = {k_: round(v) for k_, v in rows[s.name].items()}
-        assumption = (f"upper bound: all {N} questions run rounds 0..{R}; each round end makes {fb} feedback calls "
-                      f"(the most any right/wrong split gives) spread over the {n} agents; every sample drawn; "
-                      f"completions of {'max_tokens' if typical_tokens is None else typical_tokens} tokens")
+        assumption = (f"upper bound: all {N} questions run rounds 0..{R}; each round end makes {fb} calls "
+                      f"(the most protocol {cfg.protocol!r} gives in mode {cfg.mode!r}) spread over the {n} agents; every "
+                      f"sample drawn; completions of {'max_tokens' if typical_tokens is None else typical_tokens} tokens")
     for s in specs:
         r = rows[s.name]
         r['usd'] = round(price(s, dict(prompt_tokens=r['prompt_tokens'], completion_tokens=r['completion_tokens'], cached_tokens=0),
@@ -555,6 +535,8 @@ def _debate_parser():
     ap.add_argument('--plan-from', help='with --plan: take calls and tokens per question from this finished run folder')
     ap.add_argument('--typical-tokens', type=_positive, help="with --plan: completion tokens per call (default: each agent's max_tokens)")
     ap.add_argument('--batch', action='store_true', help="gather each stage's requests into provider batches")
+    ap.add_argument('--mode', choices=['train', 'test'], help="override the config's mode; 'test': no gold in the protocol, the "
+                    "summary reports the debate's own accuracy and tokens per question (the debate as a baseline)")
     ap.add_argument('--no-progress', action='store_true')
     return ap
 
@@ -565,7 +547,7 @@ def debate_cli(argv: list[str] | None = None) -> int:
     if a.old_retry_failed: print('dnr debate: note: --retry-failed has no effect (retrying is the default)', file=sys.stderr)
     try:
         cfg = load_debate_config(a.config) if a.config else load_debate_config(offline_config())
-        upd = {k: v for k, v in dict(limit=a.limit, batch=True if a.batch else None, budget_usd=a.budget_usd).items() if v is not None}
+        upd = {k: v for k, v in dict(limit=a.limit, batch=True if a.batch else None, budget_usd=a.budget_usd, mode=a.mode).items() if v is not None}
         if upd: cfg = load_debate_config({**cfg.model_dump(mode='json'), **upd})
         if a.plan:
             p = plan_debate(cfg, from_run=a.plan_from, typical_tokens=a.typical_tokens)
@@ -577,6 +559,9 @@ def debate_cli(argv: list[str] | None = None) -> int:
         print(f"dnr debate: error: {error_line(e)}", file=sys.stderr); return 2
     print(f"debated {s['debated_now']} questions ({s['skipped']} already done); {s['finished']}/{s['questions']} finished; "
           f"{s['provider_calls']} provider calls, ${s['cost_usd']:.4f} now, ${s['cost_usd_run']:.4f} for the whole run")
+    if cfg.mode == 'test' and s['debate_accuracy'] is not None:
+        print(f"the debate as a baseline ({cfg.protocol}, no gold): accuracy {s['debate_accuracy']:.4f} over {s['finished']} questions, "
+              f"{s['tokens_per_question']:,.2f} tokens per question ({s['completion_tokens_per_question']:,.2f} generated)")
     if s['stopped']: print(f"dnr debate: {sum(s['stopped'].values())} questions did not finish: {s['next']}", file=sys.stderr)
     print(json.dumps(s))
     return 4 if s['stopped'].get('error') else 3 if s['stopped'] else 0

@@ -4,17 +4,20 @@
 
 # %% ../nbs/04_distill.ipynb #57f3d189
 from __future__ import annotations
-import argparse, itertools, json, sys, time
+import argparse, itertools, json, random, sys, time
 from collections import Counter
 from pathlib import Path
-from .data import DATASETS, Question, format_last_round, train_debate_prompt, train_prompt
+from .data import DATASETS, Question, train_debate_prompt, train_prompt
 from .mag import MAG, iter_mags, validate_mag
+from .protocols import PROTOCOLS, entry_head, entry_tail, render_entries
+import dnr.published_protocols  # registers society_of_minds, reconcile and mad, whose MAGs distil too
 from .files import atomic_file, write_json, write_jsonl
 
 # %% auto #0
-__all__ = ['UNPARSED_TEXT', 'ABLATIONS', 'UNPARSED_MODES', 'mag_question', 'answer_text', 'is_trainable', 'answer_state',
-           'sft_examples', 'context_entries', 'entry_text', 'format_context', 'ContextBudget', 'preference_nodes',
-           'nodes_to_pairs', 'build_sft', 'build_tdpo', 'build_cli']
+__all__ = ['UNPARSED_TEXT', 'ABLATIONS', 'CONTEXT_ORDERS', 'UNPARSED_MODES', 'mag_question', 'answer_text', 'is_trainable',
+           'answer_state', 'pair_role', 'sft_examples', 'mag_protocol', 'context_entries', 'order_entries',
+           'entry_body', 'ContextBudget', 'preference_pairs', 'preference_nodes', 'nodes_to_pairs', 'build_sft',
+           'build_tdpo', 'build_cli']
 
 # %% ../nbs/04_distill.ipynb #002fc2a3
 def mag_question(m: MAG) -> Question:
@@ -42,6 +45,13 @@ def answer_state(a) -> str:
     if a.status == 'missing' or a.response is None: return 'missing'
     if a.status != 'parsed' or a.answer is None or a.reasoning is None: return 'unparsed'
     return 'trainable' if a.correct is not None else 'ungraded'
+
+def pair_role(a) -> str:
+    "An answer's place in the preference pairs, from the grade the debate gave it: 'right', 'wrong', 'unparsed' (wrong, with no answer to show: the authors' None), 'missing' or 'ungraded'."
+    if a.status == 'missing' or a.response is None: return 'missing'
+    if a.correct is None: return 'ungraded' if a.answer is not None else 'unparsed'
+    if a.answer is not None and (a.correct or a.reasoning is not None): return 'right' if a.correct else 'wrong'
+    return 'unparsed'
 
 # %% ../nbs/04_distill.ipynb #d5e3f60a
 def sft_examples(mags, # MAGs (dicts or `MAG`)
@@ -72,46 +82,50 @@ def sft_examples(mags, # MAGs (dicts or `MAG`)
 # %% ../nbs/04_distill.ipynb #e8064a68
 ABLATIONS = ('none', 'no_reflection', 'no_feedback', 'no_both')
 
+CONTEXT_ORDERS = ('length', 'display')
+
+def mag_protocol(m: MAG):
+    "The `Protocol` that debated `m` (its `protocol`; MAGs from before the field: D&R), for reading what its rounds showed."
+    name = getattr(m, 'protocol', None) or 'dnr'
+    if name not in PROTOCOLS: raise ValueError(f"question {m.question_id}: unknown protocol {name!r}; known: {sorted(PROTOCOLS)}")
+    return PROTOCOLS[name](None, [a.name for a in m.agents], {a.name: a.role for a in m.agents})
+
 def context_entries(m: MAG, # the MAG
                     r: int, # round whose context to build (>= 1): shows round r-1
                     ablation: str = 'none', # one of ABLATIONS
                    ) -> list[dict]:
-    "`format_last_round` entries of round r-1 (display order), with the ablation applied."
+    "The entries round r showed (the protocol's `context_entries`, display order), those with reasoning, with the ablation applied."
     if ablation not in ABLATIONS: raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
-    prev = m.rounds[r - 1]
-    order = m.rounds[r].order if r < len(m.rounds) and m.rounds[r].order else list(prev.answers)
     out = []
-    for name in order:
-        a = prev.answers.get(name)
-        if a is None or not is_trainable(a): continue
-        ref = prev.reflections.get(name)
-        fb = [c.text for c in prev.critiques if c.to == name and c.from_ != name and c.text]
-        out.append({'agent': name, 'reasoning': a.reasoning, 'answer': a.answer,
-                    'reflection': None if ablation in ('no_reflection', 'no_both') or ref is None else ref.text,
-                    'feedback': [] if ablation in ('no_feedback', 'no_both') else fb})
+    for e in mag_protocol(m).context_entries(m, r):
+        if e['reasoning'] is None: continue  # the authors skip an entry whose reasoning is None
+        out.append({**e, 'reflection': None if ablation in ('no_reflection', 'no_both') else e['reflection'],
+                    'feedback': [] if ablation in ('no_feedback', 'no_both') else e['feedback']})
     return out
 
+def order_entries(entries: list[dict], # context entries (display order)
+                  order: str = 'length', # 'length' (the authors: shuffled, then shortest first) or 'display' (the debate's)
+                  size=None, # entry -> its length (default: characters of its text)
+                  seed: str = '', # seeds the shuffle that breaks ties in 'length'
+                 ) -> list[dict]:
+    "Context entries in T-DPO order: the authors sort them by length after a shuffle (here seeded); 'display' keeps the debate's order."
+    if order not in CONTEXT_ORDERS: raise ValueError(f"order must be one of {CONTEXT_ORDERS}, got {order!r}")
+    if order == 'display': return list(entries)
+    es = list(entries); random.Random(seed).shuffle(es)
+    return sorted(es, key=size or (lambda e: len(entry_body(e))))  # stable: equal lengths keep the shuffled order
+
+def entry_body(e: dict) -> str:
+    "An entry without its `Answer i:` line: what the authors measure and sort by."
+    return entry_head(1, e)[len('Answer 1:\n'):] + entry_tail(e)
+
 # %% ../nbs/04_distill.ipynb #325276ae
-def entry_text(e: dict, i: int = 1) -> str:
-    "One context entry as `format_last_round` writes it (`Answer i:` …), or with its joint-cut `tail`."
-    if e.get('tail') is not None: return f"Answer {i}:\n{e['reasoning']}\nFinal answer: {e['answer']}\n\n{e['tail']}"
-    return f"Answer {i}:\n" + format_last_round([e])[len('Answer 1:\n'):]
-
-def format_context(entries: list[dict]) -> str:
-    "The `### Last Round Answers` text of entries (`format_last_round`, with joint-cut tails)."
-    return ''.join(entry_text(e, i) for i, e in enumerate(entries, 1)) or 'None'
-
-def _tail(e: dict) -> str:
-    "The self-reflection and feedback block of an entry, as one text."
-    return entry_text(e)[len(entry_text({**e, 'tail': ''})):]
-
 class ContextBudget:
     "The paper's token budgets for debate contexts, measured with the student's tokenizer."
     def __init__(self, tok, # the student's tokenizer (None: no budgets)
                  answer_cap: int = 950, # max tokens of one context entry
                  cut_to: int = 470, # reasoning, then the joint reflection + feedback block, cut to this many tokens
                  context_budget: int = 1000, # max tokens of all entries in one context
-                 prompt_cap: int | None = 1000, # max prompt tokens (T-DPO's max_prompt_length): cut the context, not the question; None: off
+                 prompt_cap: int | None = None, # max prompt tokens (T-DPO's max_prompt_length): cut the context, not the question; None: off (the authors)
                 ):
         self.tok, self.answer_cap, self.cut_to, self.context_budget = tok, answer_cap, cut_to, context_budget
         self.prompt_cap = prompt_cap or None
@@ -123,19 +137,19 @@ class ContextBudget:
 
     def fit_entry(self, e: dict, stats: Counter) -> tuple[dict, int]:
         "The entry cut as the authors do: reasoning to `cut_to` tokens, then reflection + feedback together; and its size."
-        body = lambda e: entry_text(e)[len('Answer 1:\n'):]  # the authors measure the entry without its `Answer i:` line
-        if self.n(body(e)) > self.answer_cap:
+        if self.n(entry_body(e)) > self.answer_cap:  # the authors measure the entry without its `Answer i:` line
             e = {**e, 'reasoning': self.cut(e['reasoning'], self.cut_to)}; stats['reasoning_cut'] += 1
-            if self.n(body(e)) > self.answer_cap:
-                e = {**e, 'tail': self.cut(_tail(e), self.cut_to)}; stats['feedback_cut'] += 1
-        return e, self.n(entry_text(e))
+            if self.n(entry_body(e)) > self.answer_cap:
+                e = {**e, 'tail': self.cut(entry_tail(e), self.cut_to)}; stats['feedback_cut'] += 1
+        return e, self.n(entry_head(1, e) + entry_tail(e))
 
-    def split(self, entries: list[dict], stats: Counter) -> list[list[dict]]:
-        "Entries fitted and packed greedily (display order) into groups within `context_budget` tokens."
-        if self.tok is None: return [entries]
+    def split(self, entries: list[dict], stats: Counter, order: str = 'length', seed: str = '') -> list[list[dict]]:
+        "Entries fitted, put in `order` (`order_entries`, by tokens) and packed greedily into groups within `context_budget` tokens."
+        if self.tok is None: return [order_entries(entries, order, seed=seed)]
+        fitted = [self.fit_entry(e, stats)[0] for e in entries]
         groups, cur, tot = [], [], 0
-        for e in entries:
-            e, n = self.fit_entry(e, stats)
+        for e in order_entries(fitted, order, lambda e: self.n(entry_body(e)), seed):
+            n = self.n(entry_head(1, e) + entry_tail(e))
             if cur and tot + n > self.context_budget: groups.append(cur); cur, tot = [], 0
             cur.append(e); tot += n
         if cur: groups.append(cur)
@@ -164,11 +178,17 @@ class ContextBudget:
 # %% ../nbs/04_distill.ipynb #81480742
 UNPARSED_MODES = ('reject', 'drop')
 
+def preference_pairs(correct: list[bool], # per response of a node: right (True) or wrong
+                    ) -> list[tuple[int, int]]:
+    "The pair rule: (chosen, rejected) indices of every right × every wrong response, right-major."
+    return [(i, j) for i, a in enumerate(correct) if a for j, b in enumerate(correct) if not b]
+
 def preference_nodes(m: MAG | dict, # a MAG
               budget: ContextBudget | None = None, # token budgets (None: no cuts, splits or prompt cap)
               ablation: str = 'none', # one of ABLATIONS
               stats: Counter | None = None, # counters updated in place
               unparsed: str = 'reject', # unparsed answers: 'reject' (the authors' `None` answer, a rejected child) or 'drop'
+              order: str = 'length', # context entries: 'length' (the authors: shortest first, seeded tie-break) or 'display'
              ) -> list[dict]:
     "Preference nodes (context + right/wrong answers) of every round of a MAG."
     if unparsed not in UNPARSED_MODES: raise ValueError(f"unparsed must be one of {UNPARSED_MODES}, got {unparsed!r}")
@@ -178,17 +198,17 @@ def preference_nodes(m: MAG | dict, # a MAG
     for r in m.rounds:
         kids = []
         for name, a in r.answers.items():
-            state = answer_state(a)
-            if state == 'trainable':
-                kids.append({'agent': name, 'role': roles[name], 'answer': a.answer, 'correct': bool(a.correct),
-                             'content': answer_text(a.reasoning, a.answer, m.kind)})
+            state = pair_role(a)
+            if state in ('right', 'wrong'):  # the debate's grade decides, whatever the grading
+                kids.append({'agent': name, 'role': roles[name], 'answer': a.answer, 'correct': state == 'right',
+                             'content': answer_text(a.reasoning if a.reasoning is not None else a.response, a.answer, m.kind)})
             elif state == 'unparsed':
                 stats['unparsed_answers'] += 1
                 if unparsed == 'reject':
                     kids.append({'agent': name, 'role': roles[name], 'answer': None, 'correct': False, 'content': UNPARSED_TEXT})
             else: stats[f'{state}_answers'] += 1
         if not kids: stats['skipped_unparsed'] += 1; continue
-        nr = sum(k['correct'] for k in kids)
+        nr, n_pairs = sum(k['correct'] for k in kids), len(preference_pairs([k['correct'] for k in kids]))
         if nr == 0: stats['skipped_no_right'] += 1; continue
         if nr == len(kids): stats['skipped_no_wrong'] += 1; continue
         if r.round == 0:
@@ -196,14 +216,15 @@ def preference_nodes(m: MAG | dict, # a MAG
             if budget and budget.tok is not None and budget.prompt_cap and budget.prompt_n(p0) > budget.prompt_cap: stats['prompt_over_cap'] += 1
             prompts = [p0]
         else:
-            groups = (budget.split if budget else (lambda es, st: [es]))(context_entries(m, r.round, ablation), stats)
-            prompts = [budget.debate_prompt(q, format_context(g), stats) if budget else train_debate_prompt(q, format_context(g))
+            es, seed = context_entries(m, r.round, ablation), f'{m.question_id}:{r.round}'
+            groups = budget.split(es, stats, order, seed) if budget else [order_entries(es, order, seed=seed)]
+            prompts = [budget.debate_prompt(q, render_entries(g), stats) if budget else train_debate_prompt(q, render_entries(g))
                        for g in groups]
         n_unp = sum(k['answer'] is None for k in kids)
         for i, p in enumerate(prompts):
             out.append({'id': f'{m.question_id}/r{r.round}/c{i}', 'question_id': m.question_id, 'round': r.round,
                         'context': i, 'prompt': [{'role': 'user', 'content': p}], 'responses': kids})
-            stats['pairs'] += nr * (len(kids) - nr); stats[f'pairs_r{r.round}'] += nr * (len(kids) - nr)
+            stats['pairs'] += n_pairs; stats[f'pairs_r{r.round}'] += n_pairs
             stats['pairs_unparsed_rejected'] += nr * n_unp
     stats['nodes'] += len(out); stats['mags'] += 1
     return out
@@ -213,9 +234,9 @@ def nodes_to_pairs(nodes: list[dict]) -> list[dict]:
     out = []
     for n in nodes:
         R = n['responses']
-        out += [{'node_id': n.get('id'), 'prompt': n['prompt'], 'chosen': [{'role': 'assistant', 'content': a['content']}],
-                 'rejected': [{'role': 'assistant', 'content': b['content']}]}
-                for a in R if a['correct'] for b in R if not b['correct']]
+        out += [{'node_id': n.get('id'), 'prompt': n['prompt'], 'chosen': [{'role': 'assistant', 'content': R[i]['content']}],
+                 'rejected': [{'role': 'assistant', 'content': R[j]['content']}]}
+                for i, j in preference_pairs([k['correct'] for k in R])]
     return out
 
 # %% ../nbs/04_distill.ipynb #ef9fed31
@@ -281,9 +302,10 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
                tokenizer=None, # the student's tokenizer (path or object) for the token budgets; None: no budgets
                ablation: str = 'none', # one of ABLATIONS
                answer_cap: int = 950, cut_to: int = 470, context_budget: int = 1000, # the paper's budgets
-               prompt_cap: int | None = 1000, # cut the debate context so prompts fit (T-DPO's max_prompt_length); None: off
+               prompt_cap: int | None = None, # cut the debate context so prompts fit (T-DPO's max_prompt_length); None: off (the authors)
                unparsed: str = 'reject', # unparsed answers: 'reject' (the authors) or 'drop'
                debates: int | None = None, # only the first N MAGs (the data-scale runs); None: all
+               order: str = 'length', # context entries: 'length' (the authors) or 'display' (the debate's order)
               ) -> dict:
     "Write `nodes.jsonl`, `pairs.jsonl` and `tree.jsonl` from a run's MAGs; returns the summary."
     t0, st, f = time.perf_counter(), Counter(), _mags_file(run)
@@ -292,12 +314,13 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
         tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     if ablation not in ABLATIONS: raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
     if unparsed not in UNPARSED_MODES: raise ValueError(f"unparsed must be one of {UNPARSED_MODES}, got {unparsed!r}")
+    if order not in CONTEXT_ORDERS: raise ValueError(f"order must be one of {CONTEXT_ORDERS}, got {order!r}")
     budget = ContextBudget(tokenizer, answer_cap, cut_to, context_budget, prompt_cap) if tokenizer is not None else None
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     n_pairs = 0
     with atomic_file(out / 'nodes.jsonl') as fn, atomic_file(out / 'pairs.jsonl') as fp, atomic_file(out / 'tree.jsonl') as ft:
         for m in _first(iter_mags(f), debates):
-            ns = preference_nodes(m, budget, ablation, st, unparsed)
+            ns = preference_nodes(m, budget, ablation, st, unparsed, order)
             for n in ns: fn.write(json.dumps(n, ensure_ascii=False) + '\n')
             for p in nodes_to_pairs(ns): fp.write(json.dumps(p, ensure_ascii=False) + '\n'); n_pairs += 1
             rounds = {}
@@ -316,7 +339,7 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
              cut={'reasoning': st['reasoning_cut'], 'feedback': st['feedback_cut'], 'contexts_split': st['contexts_split'],
                   'extra_contexts': st['extra_contexts'], 'context_to_prompt_cap': st['context_cut_to_prompt_cap'],
                   'prompt_over_cap': st['prompt_over_cap']},
-             ablation=ablation, debates=debates,
+             ablation=ablation, debates=debates, order=order,
              budgets=None if budget is None else dict(answer_cap=answer_cap, cut_to=cut_to, context_budget=context_budget, prompt_cap=budget.prompt_cap),
              seconds=round(time.perf_counter() - t0, 3), out=str(out))
     write_json(out / 'summary.json', s); return s
@@ -333,8 +356,11 @@ def build_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--ablation', choices=ABLATIONS, default='none', help='T-DPO: drop self-reflections and/or feedback')
     p.add_argument('--answer-cap', type=int, default=950); p.add_argument('--cut-to', type=int, default=470)
     p.add_argument('--context-budget', type=int, default=1000)
-    p.add_argument('--prompt-cap', type=int, default=1000, help="T-DPO: cut the debate context so a prompt fits this many tokens "
-                   "(the trainer's max_prompt_length), never the instruction or question; 0: off (the trainer keeps the prompt's end)")
+    p.add_argument('--prompt-cap', type=int, default=0, help="T-DPO: cut the debate context so a prompt fits this many tokens "
+                   "(e.g. 1000, the trainer's max_prompt_length), never the instruction or question; 0 (default, the authors): "
+                   "off, the trainer keeps the prompt's end")
+    p.add_argument('--context-order', choices=CONTEXT_ORDERS, default='length', help="T-DPO: context entries shortest first "
+                   "after a seeded shuffle (the authors' mag2preference.py) or in the debate's display order")
     p.add_argument('--unparsed', choices=UNPARSED_MODES, default='reject',
                    help="T-DPO: unparsed answers as rejected responses ('### Answer\\nNone\\nFinal answer: None', the authors') or dropped")
     p.add_argument('--debates', type=int, help='only the first N MAGs (the data-scale runs)')
@@ -344,7 +370,7 @@ def build_cli(argv: list[str] | None = None) -> int:
         else:
             if not a.tokenizer: print("dnr build tdpo: no --tokenizer, so no token budgets (contexts are not cut or split)", file=sys.stderr)
             s = build_tdpo(a.run, a.out, a.tokenizer, a.ablation, a.answer_cap, a.cut_to, a.context_budget,
-                           a.prompt_cap or None, a.unparsed, a.debates)
+                           a.prompt_cap or None, a.unparsed, a.debates, a.context_order)
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"dnr build {a.kind}: error: {e}", file=sys.stderr); return 2
     if a.kind == 'sft':

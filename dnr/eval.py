@@ -8,9 +8,9 @@ import argparse, contextlib, json, math, os, re, sys, time
 from pathlib import Path
 import numpy as np
 from .providers import load_local_model, generate_local, check_model_path
-from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, self_reflection_test_prompt,
-                      grade, grade_response, accuracy_summary, extract_feedback, read_jsonl, repair_tail,
-                      EXTRACTIONS, check_extraction, mmlu_pro_guess)
+from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, self_reflection_test_prompt, read_jsonl,
+                      repair_tail)
+from .grading import grade, grade_response, accuracy_summary, extract_feedback, EXTRACTIONS, check_extraction, mmlu_pro_guess
 from .files import append_jsonl, write_json
 
 # %% auto #0

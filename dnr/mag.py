@@ -8,18 +8,18 @@ import json, os, re, sys, time
 from pathlib import Path
 from typing import Any, Iterable, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from .data import Question, repair_tail  # repair_tail re-exported: the run-file repair used by debates
+from .data import Question
 from .grading import parse_status
 from .files import append_jsonl, append_text, write_jsonl, write_text
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'StopReason', 'STOP_REASONS', 'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Round', 'MAG',
-           'MAGError', 'validate_mag', 'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags',
+__all__ = ['SCHEMA_VERSION', 'StopReason', 'STOP_REASONS', 'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Verdict', 'Round',
+           'MAG', 'MAGError', 'validate_mag', 'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags',
            'repair_mags', 'repair_cli', 'from_dr_authors', 'to_dr_authors', 'from_magdi', 'load_foreign']
 
 # %% ../nbs/02_mag.ipynb #8b27399f
 SCHEMA_VERSION = 1
-StopReason = Literal['all_correct', 'consensus', 'max_rounds', 'no_recording', 'error', 'budget']  # why a debate stopped
+StopReason = Literal['all_correct', 'consensus', 'max_rounds', 'no_recording', 'error', 'budget', 'judge']  # why a debate stopped ('judge': a protocol's judge ended it)
 STOP_REASONS = get_args(StopReason)
 
 class _Base(BaseModel):
@@ -45,6 +45,8 @@ class Answer(_Base):
     cost_usd: float = 0.0
     error: str | None = None
     sample: int = 0  # which of the agent's samples was kept
+    confidence: float | None = None  # the confidence the agent stated (protocols that ask for one, e.g. ReConcile)
+    unparsed_fields: list[str] = []  # fields the protocol asked for that could not be read (e.g. ['confidence'])
 
 class Reflection(_Base):
     "A self-reflection written by a wrong agent at the end of a round."
@@ -61,6 +63,14 @@ class Critique(Reflection):
     from_: str = Field(alias='from')
     to: str
 
+class Verdict(Reflection):
+    "A judge's decision at the end of a round (protocols with a judge, e.g. MAD): whether the debate ends, and its answer."
+    agent: str  # the judge
+    debate_over: bool | None = None  # None: the judge's output could not be read
+    answer: str | None = None  # the judge's answer when it ends the debate
+    correct: bool | None = None
+    status: Literal['parsed', 'unparsed', 'missing'] = 'parsed'
+
 # %% ../nbs/02_mag.ipynb #23d12a4f
 class Round(_Base):
     "One debate round: answers, then the end-of-round reflections and critiques."
@@ -70,10 +80,22 @@ class Round(_Base):
     answers: dict[str, Answer]
     reflections: dict[str, Reflection] = {}
     critiques: list[Critique] = []
+    shown: dict[str, list[str]] = {}  # agent -> the agents whose last-round answers it was shown, where that differs from `order`
+    verdict: Verdict | None = None  # a judge's decision after this round (protocols with a judge)
 
     def correct(self) -> dict[str, bool | None]:
         "Agent -> correct for this round."
         return {a: v.correct for a, v in self.answers.items()}
+
+_PROTOCOL_DEFAULTS = dict(mag={'protocol': 'dnr', 'votes': {}}, round={'shown': {}, 'verdict': None},
+                          answer={'confidence': None, 'unparsed_fields': []})
+
+def _drop_protocol_defaults(d: dict) -> dict:
+    "A MAG dict without the protocol fields at their defaults, so a D&R MAG's line is what it was before they existed."
+    drop = lambda x, kind: {k: v for k, v in x.items() if not (k in _PROTOCOL_DEFAULTS[kind] and v == _PROTOCOL_DEFAULTS[kind][k])}
+    d = drop(d, 'mag')
+    d['rounds'] = [{**drop(r, 'round'), 'answers': {a: drop(v, 'answer') for a, v in r['answers'].items()}} for r in d['rounds']]
+    return d
 
 class MAG(_Base):
     "A debated question (one line of `mags.jsonl`)."
@@ -91,6 +113,8 @@ class MAG(_Base):
     consensus: str | None = None  # majority answer of the last round (test-time variant)
     source: str = 'dnr'  # 'dnr', 'dr_authors' or 'magdi'
     usage: dict[str, Any] = {}
+    protocol: str = 'dnr'  # the debate protocol (`dnr.protocols`)
+    votes: dict[str, float] = {}  # answer -> its votes in the final decision (protocols that vote with weights)
 
     @model_validator(mode='after')
     def _check(self):
@@ -98,14 +122,15 @@ class MAG(_Base):
         if len(set(names)) != len(names): raise ValueError(f"duplicate agent names {names}")
         for i, r in enumerate(self.rounds):
             if r.round != i: raise ValueError(f"rounds[{i}].round is {r.round}, expected {i}")
-            for a in [*r.answers, *r.reflections, *r.order, *(x for c in r.critiques for x in (c.from_, c.to))]:
+            for a in [*r.answers, *r.reflections, *r.order, *(x for c in r.critiques for x in (c.from_, c.to)),
+                      *r.shown, *(x for v in r.shown.values() for x in v), *([r.verdict.agent] if r.verdict else [])]:
                 if a not in names: raise ValueError(f"round {i} names agent {a!r}, not one of {names}")
         if not self.rounds: raise ValueError("a MAG needs at least one round")
         return self
 
     @property
     def n_rounds(self) -> int: return len(self.rounds)
-    def to_dict(self) -> dict: return self.model_dump(by_alias=True, mode='json')
+    def to_dict(self) -> dict: return _drop_protocol_defaults(self.model_dump(by_alias=True, mode='json'))
     def to_line(self) -> str: return json.dumps(self.to_dict(), ensure_ascii=False)
 
 # %% ../nbs/02_mag.ipynb #cd7a11fc
@@ -344,7 +369,7 @@ def from_magdi(d: dict, # one MAGDi MAG
     return MAG(question_id=str(question_id), dataset=dataset, question=d['question'], gold=gold, kind=kind,
                agents=[AgentInfo(name=a, role='teacher') for a in agents], rounds=rounds,
                stop_reason='consensus' if len(set(last)) == 1 and len(last) == len(list(agents)) else 'max_rounds',
-               consensus=max(set(last), key=last.count) if last else None, source='magdi')
+               consensus=max(given, key=given.count) if (given := [x for x in last if x is not None]) else None, source='magdi')  # ties: the first agent's, as `dnr.protocols.consensus_answer`
 
 # %% ../nbs/02_mag.ipynb #83fc2608
 def _load_json_or_jsonl(path) -> list[dict]:
@@ -385,9 +410,3 @@ def _round_repr(self) -> str:
 
 MAG.__repr__ = MAG.__str__ = _mag_repr
 Round.__repr__ = Round.__str__ = _round_repr
-
-def _mag_repr_html(self) -> str:
-    from dnr.analysis import transcript_html  # lazy: dnr.analysis imports dnr.mag, never the reverse
-    return transcript_html(self)
-
-MAG._repr_html_ = _mag_repr_html

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
-from .distill import nodes_to_pairs
+from .distill import nodes_to_pairs, preference_pairs
 
 # %% auto #0
 __all__ = ['TDPO_DEFAULTS', 'LORA_DEFAULTS', 'device_args', 'chat_ids', 'tokenize_node', 'TreeCollator', 'response_logps',
@@ -80,7 +80,7 @@ class TreeCollator:
         for k, node in enumerate(nodes):
             P, R, ok = list(node['prompt_ids']), node['response_ids'], node['correct']
             C = len(P)
-            new = [(nr + i, nr + j) for i in range(len(R)) if ok[i] for j in range(len(R)) if not ok[j]]
+            new = [(nr + i, nr + j) for i, j in preference_pairs(ok)]  # the pair rule, as `nodes_to_pairs` orders it
             pairs += new; pnode += [k] * len(new)
             if 'ref_logps' in node: ref += list(node['ref_logps'])
             if self.packed:

@@ -456,3 +456,100 @@ def test_agents_sharing_a_model_get_their_own_samples(tmp_path, qs):
         assert rc == 0 and s['provider_calls'] == 3 == srv.model_calls, err
     r0 = mag_lines(tmp_path / 'du')[0]['rounds'][0]['answers']
     assert len({v['response'] for v in r0.values()}) == 3
+
+
+class ProtocolAgents:
+    """Scripted agents for the published protocols, answering in D&R's `Final answer: X` format: `right` always right,
+    `wrong` wrong in round 0 and right once shown other agents' answers, the student always wrong. ReConcile: `right`
+    answers in JSON with a confidence, the others in text (their JSON unreadable, recorded). MAD: the moderator sees
+    no preference in round 0, then ends the debate with the gold answer, except on the 2nd question, where its output is
+    unreadable and the judge decides after the last round."""
+    def __init__(self, qs): self.qs = qs
+
+    def __call__(self, provider, req):
+        msgs, model = req['messages'], req['model']
+        text = '\n'.join(m['content'] for m in msgs)
+        i, q = next((i, q) for i, q in enumerate(self.qs) if q.question[:80] in text)
+        wrong = 'A' if q.gold != 'A' else 'B'
+        if 'You are a moderator' in msgs[0]['content']:
+            if 'what answer candidates' in msgs[-1]['content']: return f"Candidates: {q.gold} and {wrong}."
+            if 'Please summarize your reasons and give the final answer' in msgs[-1]['content']:
+                return '{"Reason": "[scripted] the affirmative computed it", "debate_answer": "%s"}' % q.gold
+            if i == 1: return "[scripted] I cannot decide."
+            over = sum(m['role'] == 'assistant' for m in msgs) >= 1
+            return ('{"Whether there is a preference": "%s", "Supported Side": "Affirmative", "Reason": "[scripted]", "debate_answer": "%s"}'
+                    % ('Yes' if over else 'No', q.gold if over else ''))
+        shown = 'One agent solution' in text or 'Do you agree with my perspective' in text or 'You disagree' in text
+        ans = wrong if model == 'student' or (model == 'wrong' and not shown) else q.gold
+        if model == 'right' and 'confidence_level' in text:
+            return '{"reasoning": "[scripted] %s works %s out", "answer": "%s", "confidence_level": "0.9"}' % (model, q.id, ans)
+        return f"### Answer\n[scripted] {model} on {q.id}.\nFinal answer: {ans}"
+
+
+@pytest.mark.parametrize('protocol', ['society_of_minds', 'reconcile', 'mad'])
+def test_published_protocols_end_to_end(tmp_path, qs, protocol):
+    "Each published protocol: `dnr debate` on scripted agents exits 0 with valid MAGs; `dnr build` makes SFT and T-DPO data; `dnr show` reads every question; `--plan` predicts at least the requests made."
+    from dnr.mag import read_mags
+    base = yaml.safe_load((ROOT / 'configs' / 'protocols' / f'{protocol}.yaml').read_text())
+    names = ['right', 'student', 'wrong'] if protocol == 'mad' else ['right', 'wrong', 'student']
+    with ScriptedServer(ProtocolAgents(qs)) as srv:
+        agents = [dict(name=n, role='student' if n == 'student' else 'teacher', provider='openai_compatible', model=n,
+                       base_url=srv.openai_url, price_in=1.0, price_out=2.0) for n in names]
+        cfg = tmp_path / 'cfg.yaml'
+        cfg.write_text(yaml.safe_dump({**base, 'agents': agents, 'limit': 3, 'max_rounds': 2}))
+        rc, s, out, err = cli('--config', cfg, '--out', tmp_path / 'run', '--mode', 'test')
+        made = srv.model_calls
+    assert rc == 0, err[-3000:]
+    assert f'the debate as a baseline ({protocol}, no gold): accuracy ' in out and 0 <= s['debate_accuracy'] <= 1 and s['tokens_per_question'] > 0, out
+    mags = read_mags(tmp_path / 'run' / 'mags.jsonl')
+    assert len(mags) == 3 and {m.protocol for m in mags} == {protocol} and s['finished'] == 3
+    assert all(m.consensus is not None for m in mags), [m.consensus for m in mags]
+    rc, plan, _, err = cli('--config', cfg, '--plan')
+    assert rc == 0 and plan['total']['requests'] >= made > 0, (plan['total']['requests'], made)
+    assert all(r['prompt_tokens'] > 0 for r in plan['agents'].values()), plan['agents']
+    for kind in ('sft', 'tdpo'):
+        p = subprocess.run([sys.executable, '-m', 'dnr.cli', 'build', kind, '--run', str(tmp_path / 'run'), '--out', str(tmp_path / kind)],
+                           capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
+        assert p.returncode == 0, p.stderr[-2000:]
+        s_b = json.loads(p.stdout.strip().splitlines()[-1])
+        assert s_b['examples' if kind == 'sft' else 'pairs'] > 0, s_b
+    for m in mags:
+        p = subprocess.run([sys.executable, '-m', 'dnr.cli', 'show', str(tmp_path / 'run'), m.question_id],
+                           capture_output=True, text=True, env=ENV, timeout=60, cwd=ROOT)
+        assert p.returncode == 0 and f"question {m.question_id}" in p.stdout and protocol in p.stdout, p.stderr[-2000:]
+    if protocol == 'reconcile':
+        r0 = mags[0].rounds[0].answers
+        assert r0['right'].confidence == 0.9 and r0['right'].unparsed_fields == [] and r0['wrong'].unparsed_fields == ['json']
+        assert mags[0].votes and max(mags[0].votes, key=mags[0].votes.get) == mags[0].consensus
+    if protocol == 'mad':
+        by = {m.question_id: m for m in mags}
+        assert by[qs[0].id].stop_reason == 'judge' and by[qs[0].id].consensus == qs[0].gold
+        v = by[qs[1].id].rounds[-1].verdict  # the moderator never decided: the judge did, after the last round
+        assert by[qs[1].id].stop_reason == 'max_rounds' and v.debate_over and v.answer == qs[1].gold
+        assert by[qs[1].id].rounds[0].verdict.status == 'unparsed'
+
+
+def test_protocol_configs_validate(tmp_path):
+    "Every config in configs/protocols/ loads as written (the protocol named after the file); `mad` refuses other than three agents."
+    from dnr.debate import load_debate_config, DebateConfigError
+    files = sorted((ROOT / 'configs' / 'protocols').glob('*.yaml'))
+    assert [f.stem for f in files] == ['mad', 'reconcile', 'society_of_minds']
+    for f in files: assert load_debate_config(f).protocol == f.stem
+    raw = yaml.safe_load((ROOT / 'configs' / 'protocols' / 'mad.yaml').read_text())
+    (tmp_path / 'two.yaml').write_text(yaml.safe_dump({**raw, 'agents': raw['agents'][:2]}))
+    with pytest.raises(DebateConfigError, match=r"two.yaml: field 'protocol': mad needs 3 agents"): load_debate_config(tmp_path / 'two.yaml')
+
+
+def test_dnr_mode_test_reports_the_debate_as_a_baseline(tmp_path, qs):
+    "`dnr debate --mode test` on D&R: no gold in any prompt; the summary's accuracy is the share of final answers that are right."
+    from dnr.mag import read_mags
+    with ScriptedServer(Agents(qs)) as srv:
+        rc, s, out, err = cli('--config', write_config(tmp_path / 'c.yaml', srv.openai_url, max_rounds=1, stop='consensus'),
+                              '--out', tmp_path / 'run', '--mode', 'test')
+        prompts = srv.prompts()
+    assert rc == 0, err[-2000:]
+    mags = read_mags(tmp_path / 'run' / 'mags.jsonl')
+    assert not any('Correct Final Answer' in p for p in prompts)
+    assert s['debate_accuracy'] == round(sum(m.consensus == m.gold for m in mags) / len(mags), 4)
+    assert s['tokens_per_question'] == round(sum(m.usage['prompt_tokens'] + m.usage['completion_tokens'] for m in mags) / len(mags), 2)
+    assert '(dnr, no gold): accuracy' in out

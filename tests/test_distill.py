@@ -53,14 +53,22 @@ def test_build_from_a_replayed_debate(tmp_path):
     from dnr.debate import offline_config, load_debate_config, debate_into, run_sync
     run_sync(debate_into(load_debate_config(offline_config('physics', limit=40)), tmp_path / 'deb', progress=False))
     from dnr.mag import read_mags
-    from dnr.distill import answer_state, build_tdpo
+    from dnr.distill import pair_role, build_tdpo
     mags = read_mags(tmp_path / 'deb' / 'mags.jsonl')
-    states = [answer_state(a) for m in mags for a in m.rounds[0].answers.values()]
+    states = [pair_role(a) for m in mags for a in m.rounds[0].answers.values()]
     s_rej = build_tdpo(tmp_path / 'deb', tmp_path / 'rej', str(tiny_model('random')))
     s_drop = build_tdpo(tmp_path / 'deb', tmp_path / 'drop', str(tiny_model('random')), unparsed='drop')
     assert s_rej['unparsed_answers'] == states.count('unparsed') > 0
     assert s_rej['pairs'] - s_drop['pairs'] == s_rej['pairs_unparsed_rejected'] > 0
     assert s_rej['pairs_per_round']['0'] == s_rej['pairs'] and s_rej['amplification'] == round(s_rej['pairs'] / 40, 2)
+    # `grading: lenient`: an answer the debate graded right by the fallback cue is a chosen answer, never a rejected one
+    fallback_right = [(m.question_id, n) for m in mags for n, a in m.rounds[0].answers.items() if a.status == 'fallback' and a.correct]
+    assert fallback_right, 'the replayed debate has answers graded right by fallback'
+    nodes = {n['question_id']: n for n in map(json.loads, open(tmp_path / 'rej' / 'nodes.jsonl'))}
+    for qid, name in fallback_right:
+        if qid in nodes: assert [k['correct'] for k in nodes[qid]['responses'] if k['agent'] == name] == [True], (qid, name)
+    right = sum(a.correct for m in mags for a in m.rounds[0].answers.values() if any(not b.correct and b.response for b in m.rounds[0].answers.values()))
+    assert sum(k['correct'] for n in nodes.values() for k in n['responses']) == right  # every answer graded right, and only those, is chosen
 
 def test_build_sft_cli_and_ablation(tmp_path):
     run = _mags(tmp_path)

@@ -87,6 +87,20 @@ def test_chapters_import_one_way():
             if (d not in number and n != max(number.values())) or number.get(d, 0) > n: bad.append(f"{chapters[m]} imports dnr.{d} ({chapters.get(d, d)})")
     assert not bad, bad
 
+def test_lettered_chapters_import_no_circle():
+    """Lettered chapters are chapters of their own (`02a_analysis` is not `02_mag`): no module imports, even inside a
+    function, a module that imports it back, directly or through others (imports for type annotations only, under
+    `if TYPE_CHECKING`, do not count: they never run)."""
+    chapters = _chapters()
+    graph = {m: _dnr_imports(ROOT / 'dnr' / f'{m}.py') - {m} for m in chapters}
+    def reach(a, seen=None):
+        seen = set() if seen is None else seen
+        for b in graph.get(a, ()):
+            if b not in seen: seen.add(b); reach(b, seen)
+        return seen
+    circles = sorted({' <-> '.join(sorted((chapters[a], chapters[b]))) for a in graph for b in graph[a] if b in graph and a in reach(b)})
+    assert not circles, f"import circles: {circles}"
+
 def test_readme_and_sidebar_list_every_chapter():
     chapters, readme = _chapters(), (ROOT / 'README.md').read_text()
     sidebar = (ROOT / 'nbs' / 'sidebar.yml').read_text()
