@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib, os, sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SUBCOMMANDS', 'EXIT_STATUS', 'BAD_INPUT', 'usage', 'error_line', 'main']
+__all__ = ['COMMANDS', 'EXIT_STATUS', 'BAD_INPUT', 'usage', 'error_line', 'main']
 
 # %% ../nbs/cli.ipynb #3da642f1
 COMMANDS = {  # name: (module, function, one-line help)
@@ -16,19 +16,14 @@ COMMANDS = {  # name: (module, function, one-line help)
     'chat': ('dnr.agents', 'chat_cli', 'send a JSONL of chat requests to one agent (cache, retries, accounting)'),
     'debate': ('dnr.debate', 'debate_cli', 'run D&R debates and record MAGs (resumable)'),
     'show': ('dnr.analysis', 'show_cli', "read one debated question: answers, reflections, critiques (text or HTML)"),
-    'build': ('dnr.distill', 'build_cli', 'build SFT data, T-DPO preference trees (or MAGDi graphs: build magdi) from a debate run'),
-    'train': ('dnr.train', 'train_cli', 'train the student: SFT, then T-DPO (LoRA); or the MAGDi baseline (train magdi)'),
+    'build': ('dnr.methods', 'build_cli', 'build SFT data or T-DPO preference trees from a debate run'),
+    'train': ('dnr.train', 'train_cli', 'train the student with a registered method: sft, tdpo, rpo, ... (LoRA)'),
     'bench': ('dnr.bench', 'bench_cli', 'benchmark tree-aware T-DPO against TRL'),
     'eval': ('dnr.eval', 'eval_cli', 'evaluate a model on MMLU-Pro or MATH'),
     'figures': ('dnr.report', 'figures_cli', "regenerate the paper's tables and figures from runs"),
     'run': ('dnr.pipeline', 'run_cli', 'run the whole pipeline from one config'),
-    'demo': ('dnr.pipeline', 'demo_cli', 'the offline demo pipeline on real recorded answers and a tiny student'),
+    'demo': ('dnr.demo', 'demo_cli', 'the offline demo pipeline on real recorded answers and a tiny student'),
     'repair': ('dnr.mag', 'repair_cli', "make a run's mags.jsonl valid again (torn tail, bad lines), keeping a copy"),
-}
-
-SUBCOMMANDS = {  # (command, first argument): (module, function) of a chapter above the command's own
-    ('build', 'magdi'): ('dnr.magdi', 'build_cli'),
-    ('train', 'magdi'): ('dnr.magdi_train', 'train_cli'),
 }
 
 EXIT_STATUS = {0: 'success', 1: 'failure: an unexpected error (a bug; --debug shows the traceback) or a command\'s own '
@@ -66,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     cmd, args = argv[0], [a for a in argv[1:] if a != '--debug']
     debug = len(args) < len(argv) - 1 or os.environ.get('DNR_DEBUG', '') not in ('', '0')
     mod, fn, _ = COMMANDS[cmd]
-    if args and (cmd, args[0]) in SUBCOMMANDS: (mod, fn), cmd, args = SUBCOMMANDS[cmd, args[0]], f'{cmd} {args[0]}', args[1:]
     try: rc = getattr(importlib.import_module(mod), fn)(args)
     except KeyboardInterrupt:
         if debug: raise

@@ -142,3 +142,24 @@ def test_bad_input_is_named(data, tmp_path):
     assert p.returncode == 2 and "field 'args.gcn_hiden'" in p.stderr and "did you mean 'gcn_hidden'" in p.stderr, p.stderr
     p = dnr('build', 'magdi', '--run', data / 'deb', '--out', tmp_path / 'x', '--agents', 'gpt-4o', 'gemini', 'claude', check=False)
     assert p.returncode == 2 and "agents ['claude'] not in this MAG" in p.stderr and not (tmp_path / 'x').exists()
+
+def test_tiny_pipeline_trains_and_evaluates_magdi(tmp_path):
+    "`train: [magdi]` in a pipeline, offline end to end: replayed debate -> build/magdi -> magdi -> eval (base, magdi) -> figures; a changed MAGDi setting is then refused by name."
+    from dnr.demo import demo_config
+    from dnr.pipeline import load_pipeline_config, run_pipeline
+    base = demo_config(tmp_path / 'x', questions=12, eval_questions=4, steps=2).model_dump()
+    d = {k: v for k, v in base.items() if k not in ('sft', 'tdpo')}
+    magdi = {'lora': {'r': 8, 'lora_alpha': 16, 'lora_dropout': 0.0},
+             'args': {'max_steps': 2, 'per_device_train_batch_size': 4, 'gradient_accumulation_steps': 1, 'warmup_steps': 0,
+                      'learning_rate': 1e-3, 'gcn_hidden': 16, 'logging_steps': 1, 'disable_tqdm': True, 'seed': 0}}
+    cfg = load_pipeline_config({**d, 'out': str(tmp_path / 'run'), 'train': ['magdi'], 'magdi': magdi,
+                                'eval': {**d['eval'], 'models': ['base', 'magdi']}, 'figures': True})
+    res = run_pipeline(cfg, progress=False, log=lambda *a: None)
+    run = tmp_path / 'run'
+    assert res['build_magdi']['mags'] == 12 and res['magdi']['steps'] == 2 and {'nll', 'node', 'mr'} <= set(res['magdi'])
+    assert (run / 'magdi' / 'adapter_model.safetensors').exists() and not (run / 'sft').exists()
+    tags = json.loads((run / 'eval' / 'magdi' / 'summary.json').read_text())['tags']
+    assert tags['method'] == 'magdi' and tags['stage'] == 'magdi' and tags['n_debates'] == 12
+    assert (run / 'figures').exists()
+    changed = load_pipeline_config({**cfg.model_dump(), 'magdi': {**magdi, 'args': {**magdi['args'], 'gamma': 0.2}}})
+    with pytest.raises(ValueError, match=r"magdi.*args\.gamma"): run_pipeline(changed, progress=False, log=lambda *a: None)
