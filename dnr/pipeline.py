@@ -15,9 +15,9 @@ from .methods import data_builders, get_data, get_method, training_methods, trai
 
 # %% auto #0
 __all__ = ['BASE', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError', 'load_pipeline_config', 'StageEvent',
-           'PartialDebate', 'Stage', 'pipeline_stages', 'run_pipeline', 'sft_fingerprint', 'fingerprint_diff',
-           'StaleStage', 'stage_diff', 'check_stages', 'redo_stages', 'check_debate_snapshot', 'eval_tags',
-           'print_summary', 'run_cli']
+           'PartialDebate', 'Stage', 'pipeline_stages', 'run_pipeline', 'StaleStage', 'stage_diff', 'check_stages',
+           'redo_stages', 'check_debate_snapshot', 'sft_fingerprint', 'fingerprint_diff', 'eval_tags', 'print_summary',
+           'run_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -314,57 +314,14 @@ def _borrowed_debate(d: Path) -> dict:
     return {'debate_from': str(d), 'stopped': dict(stopped),
             'next': f"finish that debate first (`dnr debate --resume` on {d}, or `dnr run` on its pipeline config)"}
 
-# %% ../nbs/07_pipeline.ipynb #f7209e44
-def sft_fingerprint(tc, # the SFT config with the run's paths filled in (`_train_cfg`)
-                    data: str | Path, # the `sft.jsonl` it trains on, or its folder
-                   ) -> dict:
-    "What decides an SFT adapter: `config` (base model, LoRA and trainer settings over dnr's defaults, no paths) and `data_sha256` (of `sft.jsonl`)."
-    f = Path(data); f = f / 'sft.jsonl' if f.is_dir() else f
-    return {'config': get_method('sft').fingerprint(tc), 'data_sha256': hashlib.sha256(f.read_bytes()).hexdigest()}
-
-def _flat(d: dict, pre: str = '') -> dict:
-    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f'{pre}{k}.').items() if isinstance(v, dict) and v else [(f'{pre}{k}', v)])}
-
-def fingerprint_diff(theirs: dict, # the borrowed adapter's fingerprint
-                     ours: dict, # this run's (without `data_sha256`: the config only)
-                    ) -> list[str]:
-    "The differing fields of two SFT fingerprints, e.g. `field 'args.learning_rate': 0.0002 there, 0.0001 here`."
-    a, b = _flat(theirs.get('config', {})), _flat(ours.get('config', {}))
-    out = [f"field '{k}': {a.get(k, '(unset)')!r} there, {b.get(k, '(unset)')!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if 'data_sha256' in ours and theirs.get('data_sha256') != ours['data_sha256']:
-        out.append(f"field 'data' (sha256 of sft.jsonl): {str(theirs.get('data_sha256'))[:12]}… there, {ours['data_sha256'][:12]}… here "
-                   f"(another debate, or other build.include_student / build.debates)")
-    return out
-
-def _borrowed_sft(cfg: PipelineConfig, # the run
-                  debate: Path | None = None, # its debate folder: its SFT data is built from it (in a temporary folder) to compare
-                  sft_data: Path | None = None, # or its built SFT data (`build/sft`); neither: the config only
-                 ) -> dict:
-    "The `sft_from` folder's SFT summary plus `sft_from`, once it is a finished SFT stage trained as this run's SFT would be."
-    d = Path(cfg.sft_from); where = f"sft_from: {d}"
-    if not (d / 'done.json').exists():
-        raise PipelineConfigError(f"{where} is not a finished SFT stage (no done.json: its training failed or stopped, or "
-                                  f"`dnr run` did not train it); finish that run first, or remove sft_from to train this run's own")
-    s = json.loads((d / 'done.json').read_text())
-    if s.get('stage') != 'sft': raise PipelineConfigError(f"{where} is not an SFT stage (its done.json is not an SFT training's)")
-    if not (d / 'adapter_config.json').exists() or not any((d / f).exists() for f in ('adapter_model.safetensors', 'adapter_model.bin')):
-        raise PipelineConfigError(f"{where} has no adapter files (adapter_config.json, adapter_model.safetensors)")
-    if 'fingerprint' not in s:
-        raise PipelineConfigError(f"{where}: its done.json records no fingerprint (trained by a dnr before fingerprints), so "
-                                  f"it cannot be checked to match this run's SFT; remove sft_from to train this run's own")
-    tc = _train_cfg(cfg.sft, 'sft', model=cfg.student, data='-', output_dir='-')
-    with tempfile.TemporaryDirectory() as t:
-        if sft_data is None and debate is not None: _build_sft(cfg, debate, Path(t)); sft_data = Path(t)
-        ours = sft_fingerprint(tc, sft_data) if sft_data is not None else {'config': get_method('sft').fingerprint(tc)}
-    if bad := fingerprint_diff(s['fingerprint'], ours):
-        raise PipelineConfigError(f"{where} was trained differently from this run's SFT: " + '; '.join(bad))
-    return {**s, 'sft_from': str(d)}
-
-# %% ../nbs/07_pipeline.ipynb #d1dd90e7
+# %% ../nbs/07_pipeline.ipynb #2fd894c6
 class StaleStage(PipelineConfigError):
     "A finished or started stage whose inputs differ from this run's; the message names the stage, the field and `--rerun-from`."
 
 _NO_FINGERPRINT = {'(none recorded)': True}
+
+def _flat(d: dict, pre: str = '') -> dict:
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f'{pre}{k}.').items() if isinstance(v, dict) and v else [(f'{pre}{k}', v)])}
 
 def _recorded(st: Stage) -> tuple[dict | None, bool]:
     "The fingerprint a stage recorded (None: never started) and whether it finished."
@@ -453,6 +410,49 @@ def check_debate_snapshot(cfg: PipelineConfig, # the run
         raise StaleStage(f"{'debate_from: ' + str(deb) if cfg.debate_from else 'stage debate'}: this run's `debate:` block differs from "
                          f"the debate's snapshot {snap}: {'; '.join(bad)}. `dnr run` does not redo a debate (its calls are paid): restore "
                          f"the block (only {', '.join(FREE_KEYS)} may change), or give the run a new `out`")
+
+# %% ../nbs/07_pipeline.ipynb #f7209e44
+def sft_fingerprint(tc, # the SFT config with the run's paths filled in (`_train_cfg`)
+                    data: str | Path, # the `sft.jsonl` it trains on, or its folder
+                   ) -> dict:
+    "What decides an SFT adapter: `config` (base model, LoRA and trainer settings over dnr's defaults, no paths) and `data_sha256` (of `sft.jsonl`)."
+    f = Path(data); f = f / 'sft.jsonl' if f.is_dir() else f
+    return {'config': get_method('sft').fingerprint(tc), 'data_sha256': hashlib.sha256(f.read_bytes()).hexdigest()}
+
+def fingerprint_diff(theirs: dict, # the borrowed adapter's fingerprint
+                     ours: dict, # this run's (without `data_sha256`: the config only)
+                    ) -> list[str]:
+    "The differing fields of two SFT fingerprints, e.g. `field 'args.learning_rate': 0.0002 there, 0.0001 here`."
+    a, b = _flat(theirs.get('config', {})), _flat(ours.get('config', {}))
+    out = [f"field '{k}': {a.get(k, '(unset)')!r} there, {b.get(k, '(unset)')!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if 'data_sha256' in ours and theirs.get('data_sha256') != ours['data_sha256']:
+        out.append(f"field 'data' (sha256 of sft.jsonl): {str(theirs.get('data_sha256'))[:12]}… there, {ours['data_sha256'][:12]}… here "
+                   f"(another debate, or other build.include_student / build.debates)")
+    return out
+
+def _borrowed_sft(cfg: PipelineConfig, # the run
+                  debate: Path | None = None, # its debate folder: its SFT data is built from it (in a temporary folder) to compare
+                  sft_data: Path | None = None, # or its built SFT data (`build/sft`); neither: the config only
+                 ) -> dict:
+    "The `sft_from` folder's SFT summary plus `sft_from`, once it is a finished SFT stage trained as this run's SFT would be."
+    d = Path(cfg.sft_from); where = f"sft_from: {d}"
+    if not (d / 'done.json').exists():
+        raise PipelineConfigError(f"{where} is not a finished SFT stage (no done.json: its training failed or stopped, or "
+                                  f"`dnr run` did not train it); finish that run first, or remove sft_from to train this run's own")
+    s = json.loads((d / 'done.json').read_text())
+    if s.get('stage') != 'sft': raise PipelineConfigError(f"{where} is not an SFT stage (its done.json is not an SFT training's)")
+    if not (d / 'adapter_config.json').exists() or not any((d / f).exists() for f in ('adapter_model.safetensors', 'adapter_model.bin')):
+        raise PipelineConfigError(f"{where} has no adapter files (adapter_config.json, adapter_model.safetensors)")
+    if 'fingerprint' not in s:
+        raise PipelineConfigError(f"{where}: its done.json records no fingerprint (trained by a dnr before fingerprints), so "
+                                  f"it cannot be checked to match this run's SFT; remove sft_from to train this run's own")
+    tc = _train_cfg(cfg.sft, 'sft', model=cfg.student, data='-', output_dir='-')
+    with tempfile.TemporaryDirectory() as t:
+        if sft_data is None and debate is not None: _build_sft(cfg, debate, Path(t)); sft_data = Path(t)
+        ours = sft_fingerprint(tc, sft_data) if sft_data is not None else {'config': get_method('sft').fingerprint(tc)}
+    if bad := fingerprint_diff(s['fingerprint'], ours):
+        raise PipelineConfigError(f"{where} was trained differently from this run's SFT: " + '; '.join(bad))
+    return {**s, 'sft_from': str(d)}
 
 # %% ../nbs/07_pipeline.ipynb #712f60c7
 def _title(which: str) -> tuple[str, str]:

@@ -95,7 +95,7 @@ TRAIN_KINDS = {'sft': TrainKind(_sft_args, SFT_DEFAULTS), 'tdpo': TrainKind(_dpo
 _TREE_SETTINGS = {f.name for f in dataclasses.fields(TreeDPOConfig)} - {f.name for f in dataclasses.fields(TrainingArguments)}
 
 def _kind(stage: str) -> TrainKind:
-    if stage not in TRAIN_KINDS: raise ValueError(f"stage must be one of {sorted(TRAIN_KINDS)}, got {stage!r}")
+    if not isinstance(stage, str) or stage not in TRAIN_KINDS: raise ValueError(f"stage must be one of {sorted(TRAIN_KINDS)}, got {stage!r}")
     return TRAIN_KINDS[stage]
 
 def _unknown(where, block, keys, known, what) -> TrainConfigError:
@@ -340,7 +340,7 @@ def tree_eval_loss(tr: TreeDPOTrainer) -> float:
     loss = tree_dpo_loss(response_logps(m, b), b['ref_logps'], b['pairs'], tr.args.beta)[0].item()
     m.train(was); return loss
 
-# %% ../nbs/05_train.ipynb #c1522568
+# %% ../nbs/05_train.ipynb #922508b0
 def _loader(stage: str):
     "A `TrainingMethod.load_config` for one of this chapter's methods."
     def load(src=None, overrides=(), where=None, **fill): return load_train_config(src, stage, overrides, where, **fill)
