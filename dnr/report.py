@@ -61,6 +61,7 @@ def _experiments() -> dict:
                                                  paper={'sft': ('table1', f'sft_{t}')})
         ex[f'rpo_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: D&R w/ RPO (RPO in place of T-DPO)',
                               paper={'rpo': ('table1', 'dnr_rpo')})
+        ex[f'magdi_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: MAGDi (on the D&R debates)', paper={'magdi': ('table1', 'magdi')})
     ex['ablation_sft_only'] = dict(group='ablation', column='physics', title='Ablation, physics: D&R SFT only (no T-DPO)',
                                    paper={'sft': ('table1', 'dnr_sft')})
     for k, key, what in (('no_reflection', 'no_sr', 'without self-reflection'), ('no_feedback', 'no_tf', 'without teacher feedback'),
@@ -74,6 +75,8 @@ def _experiments() -> dict:
     for n in PAPER_RESULTS['data_scale']['n_debates']:
         ex[f'data_scale_{n}'] = dict(group='data_scale', column='physics', debates=n, title=f'Data scale, physics: {n} debates',
                                      paper={'sft': ('data_scale_sft', n), 'tdpo': ('data_scale', n)})
+        ex[f'magdi_data_scale_{n}'] = dict(group='data_scale', column='physics', debates=n, title=f'Data scale, physics: MAGDi on {n} debates',
+                                           paper={'magdi': ('data_scale_magdi', n)})
     return ex
 
 PAPER_EXPERIMENTS = _experiments()

@@ -163,3 +163,40 @@ def test_tiny_pipeline_trains_and_evaluates_magdi(tmp_path):
     assert (run / 'figures').exists()
     changed = load_pipeline_config({**cfg.model_dump(), 'magdi': {**magdi, 'args': {**magdi['args'], 'gamma': 0.2}}})
     with pytest.raises(ValueError, match=r"magdi.*args\.gamma"): run_pipeline(changed, progress=False, log=lambda *a: None)
+
+def test_figures_place_magdi_runs_beside_the_paper(tmp_path):
+    "Finished magdi_physics and MAGDi data-scale students (evaluations made of real recorded answers): `dnr figures` puts them beside 20.00, in Table 1's MAGDi row and in the data-scale figure's MAGDi series."
+    import subprocess
+    from conftest import BIN
+    from dnr.data import load_benchmark, load_recorded_answers
+    from dnr.distill import _demo_mag
+    from dnr.eval import ReplayBackend, evaluate
+    from dnr.pipeline import eval_tags, load_pipeline_config
+    from dnr.report import load_runs, plot_data_scale
+    rec = load_recorded_answers()
+    resp = lambda m: dict(zip(rec[rec.model == m].question_id, rec[rec.model == m].response))
+    qs = load_benchmark('mmlu_pro:physics', 'test')
+    runs = tmp_path / 'runs' / 'paper'
+    deb = runs / 'table1_physics' / 'debate'; deb.mkdir(parents=True)
+    (deb / 'mags.jsonl').write_text(''.join(json.dumps(_demo_mag(str(i), seed=i)) + '\n' for i in range(400)))
+    acc = {}
+    for name, model in (('magdi_physics', 'gemini-1.5-pro-002'), ('magdi_data_scale_100', 'deepseek-chat-v2'), ('magdi_data_scale_300', 'llama-3.1-70b-instruct')):
+        cfg = load_pipeline_config(ROOT / 'configs' / 'paper' / f'{name}.yaml', out=str(runs / name), debate_from=str(deb))
+        s = evaluate(qs, ReplayBackend(resp(model)), runs / name / 'eval' / 'magdi', progress=False, label=f'magdi ({name})',
+                     tags=eval_tags(cfg, 'magdi'))
+        acc[name] = 100 * s['accuracy']
+        assert s['n'] >= 300 and s['tags']['method'] == 'magdi' and s['tags']['n_debates'] == {'magdi_physics': 400, 'magdi_data_scale_100': 100, 'magdi_data_scale_300': 300}[name]
+    r = subprocess.run([str(BIN / 'dnr'), 'figures', str(runs), '--out', str(tmp_path / 'fig')], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (tmp_path / 'fig' / 'experiments.md').read_text()
+    assert f"| magdi_physics | magdi | MMLU-Pro Physics | 20.00 | {acc['magdi_physics']:.2f} |" in md, md
+    assert f"| magdi_data_scale_100 | magdi | MMLU-Pro Physics | not published | {acc['magdi_data_scale_100']:.2f} |" in md
+    assert '| magdi_cs | magdi | MMLU-Pro CS | 22.93 | — |' in md and '| magdi_data_scale_974 | magdi | MMLU-Pro Physics | 20.00 | — |' in md
+    t1 = (tmp_path / 'fig' / 'table1.md').read_text()
+    assert f"| ours | MAGDi (ours) | – | {acc['magdi_physics']:.2f} |" in t1, t1
+    fig = plot_data_scale(load_runs([runs])[0])
+    series = {c.get_label(): c.lines[0] for c in fig.axes[0].containers}
+    assert list(series) == ['ours: magdi']  # one series, drawn at its numbers of debates
+    test_x = [round(v) for v in series['ours: magdi'].get_xdata()]
+    assert test_x == [100, 300, 400], test_x
+    assert [round(v, 6) for v in series['ours: magdi'].get_ydata()] == [round(acc[k], 6) for k in ('magdi_data_scale_100', 'magdi_data_scale_300', 'magdi_physics')]

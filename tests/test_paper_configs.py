@@ -14,10 +14,10 @@ NAMES = sorted(f.stem for f in PAPER.glob('*.yaml') if not f.stem.startswith('de
 TRAIN_SIZES = {'cs': 205, 'physics': 974, 'biology': 478, 'math': 1000}
 
 def _numbers(e: str) -> set:
-    return {v for st in ('base', 'sft', 'tdpo') if (v := paper_number(e, st)) is not None}
+    return {v for st in PAPER_EXPERIMENTS[e]['paper'] if (v := paper_number(e, st)) is not None}
 
 def test_one_config_per_experiment():
-    assert NAMES == sorted(PAPER_EXPERIMENTS) and len(NAMES) == 30
+    assert NAMES == sorted(PAPER_EXPERIMENTS) and len(NAMES) == 38
 
 @pytest.mark.parametrize('name', NAMES)
 def test_paper_config_loads_with_the_papers_settings(name):
@@ -32,11 +32,19 @@ def test_paper_config_loads_with_the_papers_settings(name):
     n_train = len(load_benchmark(d.dataset.name + (f':{d.dataset.category}' if d.dataset.category else ''), d.dataset.split))
     assert min(n_train, d.limit or n_train) == TRAIN_SIZES[col] and d.dataset.split == 'train'
     assert (cfg.eval.max_new_tokens, cfg.eval.temperature, cfg.eval.top_p) == (700, 0.3, 0.9)
-    # hyperparameters (nbs/paper.ipynb, the authors' run_sft.sh / run_tdpo.sh)
-    assert cfg.sft['lora'] == {'r': 16, 'lora_alpha': 32, 'lora_dropout': 0.05, 'target_modules': ['q_proj', 'v_proj']}
-    assert (cfg.sft['args']['learning_rate'], cfg.sft['args']['num_train_epochs']) == (2e-4, 2)
-    t = cfg.tdpo['args']
-    assert (t['learning_rate'], t['num_train_epochs'], t['beta'], t['max_length'], t['max_prompt_length']) == (5e-6, 3, 0.1, 1600, 1000)
+    # hyperparameters (nbs/paper.ipynb, the authors' run_sft.sh / run_tdpo.sh; MAGDi's train.py)
+    if name.startswith('magdi_'):
+        m = cfg.block('magdi')
+        assert m['lora'] == {'r': 16, 'lora_alpha': 32, 'lora_dropout': 0.05, 'target_modules': ['q_proj', 'v_proj']}
+        a = m['args']
+        assert (a['learning_rate'], a['num_train_epochs'], a['warmup_steps'], a['per_device_train_batch_size'] * a['gradient_accumulation_steps']) == (5e-6, 10, 100, 16)
+        assert (a['alpha'], a['beta'], a['gamma'], a['gcn_hidden']) == (1.0, 1.0, 0.1, 512)
+        assert (cfg.train, cfg.eval.models, cfg.debate_from) == (['magdi'], ['magdi'], f'runs/paper/table1_{col}/debate')
+    else:
+        assert cfg.sft['lora'] == {'r': 16, 'lora_alpha': 32, 'lora_dropout': 0.05, 'target_modules': ['q_proj', 'v_proj']}
+        assert (cfg.sft['args']['learning_rate'], cfg.sft['args']['num_train_epochs']) == (2e-4, 2)
+        t = cfg.tdpo['args']
+        assert (t['learning_rate'], t['num_train_epochs'], t['beta'], t['max_length'], t['max_prompt_length']) == (5e-6, 3, 0.1, 1600, 1000)
     b = cfg.build
     assert (b['answer_cap'], b['cut_to'], b['context_budget'], b['prompt_cap'], b['unparsed']) == (950, 470, 1000, 1000, 'reject')
     assert b['ablation'] == e.get('ablation', 'none') and b.get('debates') == e.get('debates')
