@@ -314,7 +314,7 @@ def _borrowed_debate(d: Path) -> dict:
     return {'debate_from': str(d), 'stopped': dict(stopped),
             'next': f"finish that debate first (`dnr debate --resume` on {d}, or `dnr run` on its pipeline config)"}
 
-# %% ../nbs/07_pipeline.ipynb #2fd894c6
+# %% ../nbs/07_pipeline.ipynb #b212fcb6
 class StaleStage(PipelineConfigError):
     "A finished or started stage whose inputs differ from this run's; the message names the stage, the field and `--rerun-from`."
 

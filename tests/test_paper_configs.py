@@ -121,7 +121,7 @@ def test_figures_place_a_finished_run_beside_the_paper(tmp_path):
     rpo = load_pipeline_config(PAPER / 'rpo_physics.yaml', out=str(runs / 'rpo_physics'), debate_from=str(runs / 'table1_physics' / 'debate'))
     acc = {}
     for cfg, stage, model in ((phys, 'base', 'mistral-7b-instruct-v0.2'), (phys, 'tdpo', 'llama-3.1-70b-instruct'),
-                              (scale, 'tdpo', 'deepseek-chat-v2'), (rpo, 'rpo', 'gpt-4o')):
+                              (scale, 'tdpo', 'deepseek-chat-v2'), (rpo, 'rpo', 'gemini-1.5-pro-002')):
         s = evaluate(qs, ReplayBackend(resp(model)), Path(cfg.out) / 'eval' / stage, progress=False,
                      label=f'{stage} ({Path(cfg.out).name})', tags=eval_tags(cfg, stage))
         acc[(cfg.experiment, stage)] = 100 * s['accuracy']
