@@ -11,7 +11,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from .distill import nodes_to_pairs
 from .tdpo import (TreeDPOConfig, TreeDPOTrainer, chat_ids, device_args, max_grad_diff, tokenize_node,
-                      tree_loss, trl_pair_loss)
+                      tree_loss, trl_pair_loss, _rpo)
 
 # %% auto #0
 __all__ = ['synthetic_tree', 'run_bench', 'bench_cli']
@@ -80,7 +80,7 @@ def _bench_model(tok_path, hidden: int, layers: int) -> Path:
     return out
 
 def _bench_one(kind: str, model_path, nodes: list[dict], batch: int, share: str, lora_r: int, maxlen: int,
-               checkpointing: bool = False) -> dict:
+               checkpointing: bool = False, rpo_alpha: float | None = None) -> dict:
     "Train a fresh LoRA for one epoch with one trainer ('trl' or 'ours'); speed, tokens and peak memory."
     from peft import LoraConfig, get_peft_model
     from trl import DPOConfig, DPOTrainer
@@ -90,7 +90,7 @@ def _bench_one(kind: str, model_path, nodes: list[dict], batch: int, share: str,
                                              target_modules='all-linear'))
     common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, max_length=maxlen, num_train_epochs=1,
                   learning_rate=1e-4, report_to='none', save_strategy='no', logging_steps=1, disable_tqdm=True,
-                  dataloader_num_workers=0, seed=0, activation_checkpointing=checkpointing, **device_args())
+                  dataloader_num_workers=0, seed=0, activation_checkpointing=checkpointing, **_rpo(rpo_alpha), **device_args())
     with _PeakMem() as mem:
         t0 = time.perf_counter()
         if kind == 'trl':
@@ -115,6 +115,7 @@ def run_bench(model_path, # model folder
               lora_r: int = 16,
               isolate: bool = True, # run each trainer in its own process (fair peak memory, no shared warm-up)
               checkpointing: bool = False, # activation (gradient) checkpointing in both trainers
+              rpo_alpha: float | None = None, # RPO: both trainers add `rpo_alpha` x the chosen response's mean token NLL
              ) -> dict:
     "Train a fresh LoRA for one epoch with TRL's DPOTrainer and with TreeDPOTrainer; compare speed and loss."
     from peft import LoraConfig, get_peft_model
@@ -123,14 +124,14 @@ def run_bench(model_path, # model folder
                  for n in nodes for r in n['responses']) + 8
     res = {}
     for kind, batch in (('trl', pairs_per_step), ('ours', nodes_per_step)):
-        args = (kind, str(model_path), nodes, batch, share, lora_r, maxlen, checkpointing)
+        args = (kind, str(model_path), nodes, batch, share, lora_r, maxlen, checkpointing, rpo_alpha)
         if isolate:
             import multiprocessing as mp
             with mp.get_context('spawn').Pool(1) as pool: res[kind] = pool.apply(_bench_one, args)
         else: res[kind] = _bench_one(*args)
     res.update(pairs_per_s_ratio=round(res['ours']['pairs_per_s'] / res['trl']['pairs_per_s'], 3),
                tokens_ratio=round(res['trl']['tokens'] / max(1, res['ours']['tokens']), 3), isolated=isolate,
-               checkpointing=checkpointing, device='cuda' if torch.cuda.is_available() else 'cpu', torch_threads=torch.get_num_threads())
+               checkpointing=checkpointing, rpo_alpha=rpo_alpha, device='cuda' if torch.cuda.is_available() else 'cpu', torch_threads=torch.get_num_threads())
     if not check_nodes: return res  # (a 7B model's float32 check on the CPU would take hours)
     # same loss and gradients, policy != reference (random LoRA vs the base model), float32
     chk = nodes[:check_nodes]; f32 = lambda: AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
@@ -138,8 +139,8 @@ def run_bench(model_path, # model folder
         torch.manual_seed(0)
         return get_peft_model(f32(), LoraConfig(task_type='CAUSAL_LM', r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
                                                 target_modules='all-linear', init_lora_weights=False))
-    l_trl, g_trl = trl_pair_loss(pol(), f32().eval(), chk, tok, max_length=maxlen)
-    l_us, g_us = tree_loss(pol(), f32().eval(), chk, tok, share=share, max_length=maxlen)
+    l_trl, g_trl = trl_pair_loss(pol(), f32().eval(), chk, tok, max_length=maxlen, rpo_alpha=rpo_alpha)
+    l_us, g_us = tree_loss(pol(), f32().eval(), chk, tok, share=share, max_length=maxlen, rpo_alpha=rpo_alpha)
     res.update(max_abs_loss_diff=float(abs(l_trl - l_us)), max_abs_grad_diff=max_grad_diff(g_trl, g_us), check_loss=round(l_trl.item(), 5))
     return res
 
@@ -159,6 +160,8 @@ def bench_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--checkpointing', action='store_true', help='activation (gradient) checkpointing in both trainers')
     p.add_argument('--check-nodes', type=int, help='nodes of the float32 CPU loss check (default 4, --quick 2; 0: skip)')
     p.add_argument('--no-isolate', action='store_true', help='run both trainers in this process (default: one process each, except --quick)')
+    p.add_argument('--rpo-alpha', type=float, help="RPO: TRL's loss_type [sigmoid, sft] with loss_weights [1, ALPHA] against the tree "
+                   "trainer's same terms (the check computes TRL's one pair per batch, where its token mean is per pair)")
     a = p.parse_args(argv)
     if a.quick: a.hidden, a.layers, a.nodes, a.context_tokens, a.answer_tokens = 64, 2, 4, 120, 50
     model = a.model
@@ -169,7 +172,7 @@ def bench_cli(argv: list[str] | None = None) -> int:
     nodes = synthetic_tree(tok, a.nodes, a.context_tokens, a.answer_tokens, a.agents)
     chk = a.check_nodes if a.check_nodes is not None else 2 if a.quick else 4
     r = run_bench(model, nodes, a.pairs_per_step, a.nodes_per_step, check_nodes=chk, share=a.share,
-                  isolate=not (a.quick or a.no_isolate), checkpointing=a.checkpointing)
+                  isolate=not (a.quick or a.no_isolate), checkpointing=a.checkpointing, rpo_alpha=a.rpo_alpha)
     for k in ('trl', 'ours'):
         v = r[k]
         print(f"{k:>4}: {v['pairs']} pairs in {v['steps']} steps, {v['train_s']:.2f} s -> {v['pairs_per_s']:.1f} pairs/s; "

@@ -16,13 +16,13 @@ COMMANDS = {  # name: (module, function, one-line help)
     'chat': ('dnr.agents', 'chat_cli', 'send a JSONL of chat requests to one agent (cache, retries, accounting)'),
     'debate': ('dnr.debate', 'debate_cli', 'run D&R debates and record MAGs (resumable)'),
     'show': ('dnr.analysis', 'show_cli', "read one debated question: answers, reflections, critiques (text or HTML)"),
-    'build': ('dnr.distill', 'build_cli', 'build SFT data or T-DPO preference trees from a debate run'),
-    'train': ('dnr.train', 'train_cli', 'train the student: SFT, then T-DPO (LoRA)'),
+    'build': ('dnr.methods', 'build_cli', 'build SFT data or T-DPO preference trees from a debate run'),
+    'train': ('dnr.train', 'train_cli', 'train the student with a registered method: sft, tdpo, rpo, ... (LoRA)'),
     'bench': ('dnr.bench', 'bench_cli', 'benchmark tree-aware T-DPO against TRL'),
     'eval': ('dnr.eval', 'eval_cli', 'evaluate a model on MMLU-Pro or MATH'),
     'figures': ('dnr.report', 'figures_cli', "regenerate the paper's tables and figures from runs"),
     'run': ('dnr.pipeline', 'run_cli', 'run the whole pipeline from one config'),
-    'demo': ('dnr.pipeline', 'demo_cli', 'the offline demo pipeline on real recorded answers and a tiny student'),
+    'demo': ('dnr.demo', 'demo_cli', 'the offline demo pipeline on real recorded answers and a tiny student'),
     'repair': ('dnr.mag', 'repair_cli', "make a run's mags.jsonl valid again (torn tail, bad lines), keeping a copy"),
 }
 

@@ -4,19 +4,20 @@
 
 # %% ../nbs/07_pipeline.ipynb #6b0d0036
 from __future__ import annotations
-import contextlib, hashlib, json, re, tempfile, time
+import dataclasses, hashlib, json, shutil, tempfile, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from .data import read_config, validation_error
 from .files import write_json, write_text
+from .methods import data_builders, get_data, get_method, training_methods, training_order
 
 # %% auto #0
-__all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError',
-           'load_pipeline_config', 'PartialDebate', 'first_error', 'run_pipeline', 'sft_fingerprint',
-           'fingerprint_diff', 'eval_tags', 'demo_data', 'demo_config', 'ScriptedDebaters', 'scripted_debate',
-           'run_cli', 'demo_cli']
+__all__ = ['BASE', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError', 'load_pipeline_config', 'StageEvent',
+           'PartialDebate', 'first_error', 'Stage', 'pipeline_stages', 'run_pipeline', 'StaleStage', 'stage_diff',
+           'check_stages', 'redo_stages', 'check_debate_snapshot', 'sft_fingerprint', 'fingerprint_diff', 'eval_tags',
+           'print_summary', 'run_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -30,11 +31,12 @@ class EvalSpec(BaseModel):
     temperature: float = 0.3
     top_p: float = 0.9
     batch_size: int = 8
-    models: list[str] = ['base', 'sft', 'tdpo'] # which students to evaluate
+    self_reflect: bool = False # the paper's inference-time self-reflection (`dnr eval --self-reflect`: answer, reflect, answer again)
+    models: list[str] = ['base', 'sft', 'tdpo'] # which students to evaluate: 'base' and trained methods
     label: str | None = None # names the runs in tables and figures (default: the run folder's name)
 
 class BuildSpec(BaseModel):
-    "How the training data is built from the debates (`dnr.distill.build_sft` / `build_tdpo`)."
+    "How the training data is built from the debates (each `DataBuilder` reads the options it names)."
     model_config = ConfigDict(extra='forbid')
     tokenizer: str | None = None # the student's tokenizer for the token budgets (default: `student`)
     include_student: bool = False # SFT: also the student's correct answers
@@ -42,13 +44,15 @@ class BuildSpec(BaseModel):
     answer_cap: int = Field(950, ge=1)
     cut_to: int = Field(470, ge=1)
     context_budget: int = Field(1000, ge=1)
-    prompt_cap: int | None = Field(1000, ge=1) # cut the debate context so T-DPO prompts fit; null: off (the authors)
+    prompt_cap: int | None = Field(1000, ge=1) # cut the debate context so T-DPO prompts fit; also the trainer's max_prompt_length; null: off (the authors)
     unparsed: Literal['reject', 'drop'] = 'reject' # unparsed answers as rejected responses (the authors) or dropped
     debates: int | None = Field(None, ge=1) # only the first N debates (the authors' `all_mags[:N]`; data-scale runs)
 
+BASE = ('base', 'vanilla', 'No distillation')  # the untrained student: its eval name, paper key and title
+
 class PipelineConfig(BaseModel):
-    "Every stage of a D&R run."
-    model_config = ConfigDict(extra='forbid')
+    "Every stage of a D&R run; each training method's settings are the block of its name (`sft:`, `tdpo:`, `rpo:`, ...)."
+    model_config = ConfigDict(extra='allow')  # the blocks of registered training methods; any other key is refused
     out: str # run folder; each stage writes a subfolder
     student: str # base model folder or hub id (the model SFT and T-DPO adapt)
     debate: dict[str, Any] # a `dnr debate` config
@@ -56,11 +60,16 @@ class PipelineConfig(BaseModel):
     sft_from: str | None = None # use this finished run's SFT adapter (its `sft/` folder) as this run's SFT student instead of training one; it must have been trained on the same base model, SFT config and SFT data (checked before anything is written)
     experiment: str | None = None # the paper experiment this run reproduces (`dnr.eval.PAPER_EXPERIMENTS`); tags its evaluations
     build: dict[str, Any] = {} # a `BuildSpec` (validated; kept as a dict)
-    train: list[Literal['sft', 'tdpo']] = ['sft', 'tdpo'] # students to train (SFT-only experiments: [sft])
+    train: list[str] = ['sft', 'tdpo'] # training methods (`dnr.methods`), each after the one it starts from (SFT-only experiments: [sft])
     sft: dict[str, Any] = {} # a `dnr train sft` config (model, data, output_dir are filled in)
     tdpo: dict[str, Any] = {} # a `dnr train tdpo` config (model, adapter, data, output_dir are filled in)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     figures: bool = True
+
+    def block(self, method: str) -> dict:
+        "The config block of a training method (`{}` when the config gives none)."
+        v = getattr(self, method) if method in type(self).model_fields else (self.model_extra or {}).get(method)
+        return v or {}
 
     @field_validator('build')
     @classmethod
@@ -75,10 +84,16 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode='after')
     def _students(self):
-        if 'tdpo' in self.train and 'sft' not in self.train: raise ValueError("train: T-DPO continues the SFT adapter, so train needs sft too")
+        known = training_methods()
+        if bad := [k for k in (self.model_extra or {}) if k not in known]:
+            raise ValueError(f"unknown key {bad[0]!r}: neither a pipeline setting nor a training method ({sorted(known)})")
+        if bad := [k for k, v in (self.model_extra or {}).items() if not isinstance(v, dict)]:
+            raise ValueError(f"{bad[0]}: expected a mapping (a `dnr train {bad[0]}` config)")
+        if bad := [m for m in self.train if m not in known]: raise ValueError(f"train: unknown training method {bad[0]!r}; known: {sorted(known)}")
+        training_order(self.train)  # every method's starting point is trained (or borrowed) too
         if self.sft_from and 'sft' not in self.train:
             raise ValueError(f"sft_from: {self.sft_from} is this run's SFT student (borrowed, not trained), so train needs sft")
-        if bad := [m for m in self.eval.models if m != 'base' and m not in self.train]:
+        if bad := [m for m in self.eval.models if m != BASE[0] and m not in self.train]:
             raise ValueError(f"eval.models: {bad} not trained (train: {self.train})")
         return self
 
@@ -93,15 +108,19 @@ def load_pipeline_config(src: str | Path | dict, # YAML file or dict
     d, name = read_config(src, PipelineConfigError)
     d.update({k: v for k, v in overrides.items() if v is not None})
     here = Path(src).parent if isinstance(src, (str, Path)) else None
-    for k in ('debate', 'sft', 'tdpo'):
+    methods = training_methods()
+    if bad := [k for k in d if k not in PipelineConfig.model_fields and k not in methods]:
+        import difflib
+        hint = difflib.get_close_matches(bad[0], [*PipelineConfig.model_fields, *methods], n=1)
+        raise PipelineConfigError(f"{name}: field '{bad[0]}': unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else '')
+                                  + f"; a training method's block takes its name ({sorted(methods)})")
+    for k in ['debate', *(m for m in methods if m in d)]:
         if isinstance(d.get(k), str):  # a file: from the working directory, else beside the pipeline config
             f = Path(d[k])
             if not f.is_absolute() and not f.exists() and here is not None and (here / f).exists(): f = here / f
             d[k] = read_config(f, PipelineConfigError)[0]
-    for k in ('sft', 'tdpo'):  # training configs are checked now, not after a paid debate
-        if isinstance(d.get(k), dict):
-            from dnr.train import check_train_config
-            check_train_config(d[k], k, f"{name}: field '{k}'")
+    for k in (m for m in methods if isinstance(d.get(m), dict)):  # training configs are checked now, not after a paid debate
+        methods[k].load_config(d[k], where=f"{name}: field '{k}'")
     if isinstance(d.get('build'), dict):
         try: BuildSpec.model_validate(d['build'])
         except ValidationError as e:
@@ -111,23 +130,32 @@ def load_pipeline_config(src: str | Path | dict, # YAML file or dict
     except ValidationError as e: raise validation_error(name, e, PipelineConfigError) from None
 
 # %% ../nbs/07_pipeline.ipynb #60b6dd73
-def _stage(folder: Path, name: str, fn, log) -> dict:
+class StageEvent(str):
+    "A line of `run_pipeline`'s log about a stage: the text (`[sft] running`), and its `stage`, `event` ('running', 'done', 'skipped', 'borrowed') and `seconds`."
+    def __new__(cls, text: str, stage: str, event: str, seconds: float | None = None):
+        s = super().__new__(cls, text); s.stage, s.event, s.seconds = stage, event, seconds; return s
+
+def _label(name: str) -> str: return name.replace('_', ' ')
+
+def _stage(folder: Path, name: str, fn, log,
+           fingerprint: dict | None = None, # what the stage is made from: written to `stage.json` before it runs and into `done.json`
+          ) -> dict:
     done = folder / 'done.json'
     if done.exists():
-        s = json.loads(done.read_text()); log(f"[{name}] done before, skipped"); return s
-    t = time.time(); log(f"[{name}] running")
+        s = json.loads(done.read_text()); log(StageEvent(f"[{_label(name)}] done before, skipped", name, 'skipped')); return s
+    t = time.time(); log(StageEvent(f"[{_label(name)}] running", name, 'running'))
+    if fingerprint is not None: folder.mkdir(parents=True, exist_ok=True); write_json(folder / 'stage.json', {'fingerprint': fingerprint})
     s = fn() or {}
-    s = {**s, 'stage_seconds': round(time.time() - t, 2)}
+    s = {**s, 'stage_seconds': round(time.time() - t, 2), **({'fingerprint': fingerprint} if fingerprint is not None else {})}
     folder.mkdir(parents=True, exist_ok=True)
     write_json(done, s, default=str)
-    log(f"[{name}] done in {s['stage_seconds']}s")
+    log(StageEvent(f"[{_label(name)}] done in {s['stage_seconds']}s", name, 'done', s['stage_seconds']))
     return s
 
 # %% ../nbs/07_pipeline.ipynb #270879f1
 def _train_cfg(base: dict, stage: str, **fill):
-    "The pipeline's `sft:` or `tdpo:` block with the run's paths filled in: a `dnr.train.TrainConfig` (the block is not changed)."
-    from dnr.train import load_train_config
-    return load_train_config(base, stage, where=f"pipeline config: field '{stage}'", **fill)
+    "A pipeline training block with the run's paths filled in, as its method's config (the block is not changed)."
+    return get_method(stage).load_config(base, where=f"pipeline config: field '{stage}'", **fill)
 
 class PartialDebate(RuntimeError):
     "A debate stage (`stage`) ended with questions stopped on 'error' or 'budget'; `code` is `dnr debate`'s exit status."
@@ -144,16 +172,107 @@ def first_error(mags_path: str | Path) -> str | None:
                 if x.error: return f"question {m.question_id}, round {r.round}: {x.error}"
     return None
 
+@dataclasses.dataclass
+class Stage:
+    "One step of a run: its name (a key of the run's summary, and what `--rerun-from` takes), its folder and what it does."
+    name: str # 'debate', 'build_<data>', '<method>', 'eval_<model>', 'figures'
+    folder: Path
+    run: Callable[[], dict]
+    title: str = '' # what it does, in a few words
+    inputs: Callable[[], dict] | None = None # its fingerprint: settings (defaults filled in) and sha256 of the files it reads
+    after: tuple[str, ...] = () # the stages whose outputs it reads
+    borrowed: bool = False # another run's finished stage (`sft_from`): checked before the run, never run or redone here
+
+def _sha(f: Path) -> str | None:
+    "sha256 of a file, None if it does not exist."
+    return hashlib.sha256(Path(f).read_bytes()).hexdigest() if Path(f).exists() else None
+
+def _adapter_sha(d: Path) -> str | None:
+    return next((h for f in ('adapter_model.safetensors', 'adapter_model.bin') if (h := _sha(Path(d) / f))), None)
+
+def _student_dir(cfg: PipelineConfig, which: str) -> Path:
+    "The adapter folder of a trained student: `out/<which>`, or for SFT `sft_from` when it is borrowed."
+    return Path(cfg.sft_from) if which == 'sft' and cfg.sft_from else Path(cfg.out) / which
+
+def _method_cfg(cfg: PipelineConfig, name: str, **fill):
+    "A training method's config for this run: its block, the run's paths, and the trainer settings its data's build implies."
+    m, out = get_method(name), Path(cfg.out)
+    b, block = get_data(m.data), cfg.block(name)
+    implied = b.train_args(cfg.build) if b.train_args else {}
+    for k, v in implied.items():
+        if k in (block.get('args') or {}) and block['args'][k] != v:
+            raise PipelineConfigError(f"field '{name}.args.{k}': {block['args'][k]}, but the {b.name} data is built for {k} = {v} "
+                                      f"(field 'build'): one value decides both; set it in the `build:` block only")
+    return _train_cfg(block, name, model=cfg.student, data=str(out / 'build' / m.data), output_dir=str(out / name),
+                      adapter=str(_student_dir(cfg, m.starts_from)) if m.starts_from else None, args=implied or None, **fill)
+
+def _train(cfg: PipelineConfig, name: str, folder: Path) -> dict:
+    "Train one method; a stage killed mid-run resumes from its last checkpoint (same fingerprint: checked before)."
+    from transformers.trainer_utils import get_last_checkpoint
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    s = get_method(name).train(_method_cfg(cfg, name, resume=last))
+    return {**s, **({'resumed_from': last} if last else {})}
+
+def pipeline_stages(cfg: PipelineConfig, # the run
+                    progress: bool = True, # progress bars inside stages
+                    finished: Callable[[dict], dict] = lambda d: d, # checks the debate's summary (`run_pipeline`: partial debates)
+                   ) -> list[Stage]:
+    "The run's stages in the order `run_pipeline` walks them: debate, the data each trained method needs, the methods, the evaluations, the figures."
+    out, b = Path(cfg.out), cfg.build
+    deb = Path(cfg.debate_from) if cfg.debate_from else out / 'debate'  # (`run_pipeline` checks a borrowed one exists)
+    order, st = training_order(cfg.train), []
+    if not cfg.debate_from:
+        def debate():
+            from dnr.debate import load_debate_config, debate_into, run_sync
+            return finished(run_sync(debate_into(load_debate_config(cfg.debate), deb, resume=True, progress=progress)))
+        st.append(Stage('debate', deb, debate, 'debating'))
+    up = () if cfg.debate_from else ('debate',)
+    for data in dict.fromkeys(get_method(m).data for m in order):
+        d = get_data(data)
+        def inputs(d=d):
+            opts = {**BuildSpec().model_dump(), **b}
+            o = {k: opts.get(k) for k in d.reads}
+            if 'tokenizer' in o and not o['tokenizer']: o['tokenizer'] = cfg.student
+            return {'build': o, 'reads': {'mags.jsonl': _sha(deb / 'mags.jsonl')}}
+        st.append(Stage(f'build_{data}', out / 'build' / data, lambda d=d: d.build(deb, out / 'build' / d.name, b, cfg.student),
+                        d.doc, inputs, up))
+    for name in order:
+        m, d = get_method(name), get_data(get_method(name).data)
+        def inputs(m=m, d=d):
+            fp = {'config': m.fingerprint(tc := _method_cfg(cfg, m.name)) if m.fingerprint else _method_cfg(cfg, m.name).model_dump(mode='json'),
+                  'data_sha256': _sha(out / 'build' / d.name / d.files[0]) if d.files else None}
+            if m.starts_from: fp['reads'] = {'adapter': _adapter_sha(_student_dir(cfg, m.starts_from))}
+            return fp
+        after = (f'build_{d.name}',) + ((m.starts_from,) if m.starts_from else ())
+        if name == 'sft' and cfg.sft_from:
+            st.append(Stage(name, Path(cfg.sft_from), lambda: {}, m.title, None, after, borrowed=True)); continue
+        st.append(Stage(name, out / name, lambda n=name: _train(cfg, n, out / n), f'training: {m.title}', inputs, after))
+    for which in cfg.eval.models:
+        def inputs(which=which):
+            return {'eval': cfg.eval.model_dump(mode='json', exclude={'models', 'label'}), 'student': cfg.student,
+                    'reads': {'adapter': None if which == BASE[0] else _adapter_sha(_student_dir(cfg, which))}}
+        st.append(Stage(f'eval_{which}', out / 'eval' / which, lambda w=which: _evaluate(cfg, w, progress),
+                        f"evaluating the {'base' if which == BASE[0] else get_method(which).title} student", inputs,
+                        () if which == BASE[0] else (which,)))
+    if cfg.figures:
+        def figs():
+            from dnr.report import figures
+            return {'written': figures([out / 'eval', deb], out / 'figures')}
+        evals = tuple(s.name for s in st if s.name.startswith('eval_'))
+        st.append(Stage('figures', out / 'figures', figs, 'Table 1 and figures',
+                        lambda: {'reads': {e: _sha(out / 'eval' / e[5:] / 'summary.json') for e in evals}}, evals))
+    return st
+
 def run_pipeline(cfg: PipelineConfig, # the run
                  progress: bool = True, # progress bars inside stages
-                 log=print, # where stage messages go
+                 log=print, # where stage messages go (`StageEvent`s, which are strings)
                  allow_partial: bool = False, # build and train on a debate whose questions did not all finish
+                 rerun_from: str | None = None, # redo this stage and every stage after it that reads its output (`--rerun-from`)
                 ) -> dict:
-    "Run every stage not yet done; returns {stage: summary}. Raises `PartialDebate` rather than build on an unfinished debate."
-    from dnr.debate import load_debate_config, debate_into, run_sync, select_questions, pool_specs
+    "Run every stage not yet done; returns {stage: summary}. Refuses, before writing anything, to reuse a stage made from other inputs, and to build on an unfinished debate (`PartialDebate`)."
+    from dnr.debate import load_debate_config, select_questions, pool_specs
     from dnr.agents import preflight
-    from dnr.distill import build_tdpo
-    from dnr.train import train_sft, train_tdpo
+    from dnr.providers import check_model_path
     out, s = Path(cfg.out), {}
     def finished(d: dict) -> dict:
         if d.get('stopped'):
@@ -166,40 +285,27 @@ def run_pipeline(cfg: PipelineConfig, # the run
             log(f"[debate] partial: {d['stopped']} questions did not finish; going on because of --allow-partial")
             d = {**d, 'partial': True}
         return d
-    from dnr.providers import check_model_path
     dcfg = load_debate_config(cfg.debate)  # validate before anything is written
     check_model_path(cfg.student, "field 'student'")
     deb = _debate_dir(cfg)
+    check_debate_snapshot(cfg, dcfg, deb)
+    for m in training_order(cfg.train): _method_cfg(cfg, m)  # one prompt budget for build and trainer, checked before anything runs
+    stages = pipeline_stages(cfg, progress, finished)
     if cfg.debate_from: s['debate'] = finished(_borrowed_debate(deb))
     elif not (deb / 'done.json').exists(): select_questions(dcfg); preflight(pool_specs(dcfg))
     debate_ready = bool(cfg.debate_from) or (deb / 'done.json').exists()
     if cfg.sft_from: s['sft'] = _borrowed_sft(cfg, debate=deb if debate_ready else None)  # the data too, when the debate exists
+    if rerun_from: redo_stages(stages, rerun_from, out, log)
+    check_stages(stages, cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / 'pipeline.yaml', yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False))
-    if not cfg.debate_from:
-        s['debate'] = _stage(deb, 'debate', lambda: finished(run_sync(debate_into(dcfg, deb, resume=True, progress=progress))), log)
-    b = cfg.build
-    s['build_sft'] = _stage(out / 'build' / 'sft', 'build sft', lambda: _build_sft(cfg, deb, out / 'build' / 'sft'), log)
-    if 'tdpo' in cfg.train: s['build_tdpo'] = _stage(out / 'build' / 'tdpo', 'build tdpo', lambda: build_tdpo(
-        deb, out / 'build' / 'tdpo', tokenizer=b.get('tokenizer', cfg.student), ablation=b.get('ablation', 'none'),
-        **{k: b[k] for k in ('answer_cap', 'cut_to', 'context_budget', 'prompt_cap', 'unparsed', 'debates') if k in b}), log)
-    if cfg.sft_from:
-        if not debate_ready: s['sft'] = _borrowed_sft(cfg, sft_data=out / 'build' / 'sft')  # before any training
-        log(f"[sft] borrowed from {cfg.sft_from} (same base model, SFT config and SFT data), not trained")
-    else:
-        def own_sft():
-            tc = _train_cfg(cfg.sft, 'sft', model=cfg.student, data=str(out / 'build' / 'sft'), output_dir=str(out / 'sft'))
-            fp = sft_fingerprint(tc, out / 'build' / 'sft')  # what `sft_from` checks a later run against
-            return {**train_sft(tc), 'fingerprint': fp}
-        s['sft'] = _stage(out / 'sft', 'sft', own_sft, log)
-    if 'tdpo' in cfg.train: s['tdpo'] = _stage(out / 'tdpo', 'tdpo', lambda: train_tdpo(_train_cfg(
-        cfg.tdpo, 'tdpo', model=cfg.student, adapter=str(_student_dir(cfg, 'sft')), data=str(out / 'build' / 'tdpo'),
-        output_dir=str(out / 'tdpo'))), log)
-    for m in cfg.eval.models:
-        s[f'eval_{m}'] = _stage(out / 'eval' / m, f'eval {m}', lambda m=m: _evaluate(cfg, m, progress), log)
-    if cfg.figures:
-        from dnr.report import figures
-        s['figures'] = _stage(out / 'figures', 'figures', lambda: {'written': figures([out / 'eval', deb], out / 'figures')}, log)
+    for st in stages:
+        if st.borrowed:
+            if st.name == 'sft' and not debate_ready: s['sft'] = _borrowed_sft(cfg, sft_data=out / 'build' / 'sft')  # before any training
+            log(StageEvent(f"[{st.name}] borrowed from {st.folder} (same base model, config and data), not trained", st.name, 'borrowed'))
+            continue
+        fp = _current(st) if not (st.folder / 'done.json').exists() else None
+        s[st.name] = _stage(st.folder, st.name, st.run, log, fingerprint=fp)
     return s
 
 def _debate_dir(cfg: PipelineConfig) -> Path:
@@ -210,13 +316,8 @@ def _debate_dir(cfg: PipelineConfig) -> Path:
     return d
 
 def _build_sft(cfg: PipelineConfig, deb: Path, folder: Path) -> dict:
-    "`build_sft` with the run's `build` options (the build stage, and the data check of `sft_from`)."
-    from dnr.distill import build_sft
-    return build_sft(deb, folder, include_student=cfg.build.get('include_student', False), debates=cfg.build.get('debates'))
-
-def _student_dir(cfg: PipelineConfig, which: str) -> Path:
-    "The adapter folder of a trained student: `out/<which>`, or for SFT `sft_from` when it is borrowed."
-    return Path(cfg.sft_from) if which == 'sft' and cfg.sft_from else Path(cfg.out) / which
+    "The SFT data of this run's `build` options (the data check of `sft_from`)."
+    return get_data(get_method('sft').data).build(deb, folder, cfg.build, cfg.student)
 
 def _borrowed_debate(d: Path) -> dict:
     "The `debate_from` run's state: its questions stopped on 'error' or 'budget' are counted, so no one trains on them by accident."
@@ -226,23 +327,110 @@ def _borrowed_debate(d: Path) -> dict:
     return {'debate_from': str(d), 'stopped': dict(stopped),
             'next': f"finish that debate first (`dnr debate --resume` on {d}, or `dnr run` on its pipeline config)"}
 
-# %% ../nbs/07_pipeline.ipynb #f7209e44
-def _sft_config(tc) -> dict:
-    from dnr.train import LORA_DEFAULTS, SFT_DEFAULTS
-    c = tc.model_dump(mode='json', exclude={'data', 'output_dir', 'resume', 'adapter', 'impl'})
-    c['lora'] = {**LORA_DEFAULTS, **(c.get('lora') or {})}
-    c['args'] = {k: v for k, v in {**SFT_DEFAULTS, **(c.get('args') or {})}.items() if k != 'output_dir'}
-    return json.loads(json.dumps(c, default=str))
+# %% ../nbs/07_pipeline.ipynb #b212fcb6
+class StaleStage(PipelineConfigError):
+    "A finished or started stage whose inputs differ from this run's; the message names the stage, the field and `--rerun-from`."
 
-def sft_fingerprint(tc, # the SFT `TrainConfig` with the run's paths filled in (`_train_cfg`)
+_NO_FINGERPRINT = {'(none recorded)': True}
+
+def _flat(d: dict, pre: str = '') -> dict:
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f'{pre}{k}.').items() if isinstance(v, dict) and v else [(f'{pre}{k}', v)])}
+
+def _recorded(st: Stage) -> tuple[dict | None, bool]:
+    "The fingerprint a stage recorded (None: never started) and whether it finished."
+    if (st.folder / 'done.json').exists(): return json.loads((st.folder / 'done.json').read_text()).get('fingerprint', _NO_FINGERPRINT), True
+    if (st.folder / 'stage.json').exists(): return json.loads((st.folder / 'stage.json').read_text()).get('fingerprint'), False
+    return None, False
+
+def _current(st: Stage) -> dict | None:
+    "This run's fingerprint of a stage (its inputs must exist)."
+    from dnr import __version__
+    return None if st.inputs is None else {**st.inputs(), 'dnr_version': __version__}
+
+def _short(v): return f'{v[:12]}…' if isinstance(v, str) and len(v) == 64 else repr(v)
+
+def stage_diff(old: dict, # the recorded fingerprint
+               new: dict, # this run's
+               name: str = 'config', # what the `config` part is called in messages (the stage's block: 'sft', 'rpo', ...)
+              ) -> list[str]:
+    "The fields in which two stage fingerprints differ, `field 'sft.args.learning_rate': 0.0002 then, 0.0001 now`."
+    a, b = (_flat({(name if k == 'config' else k): v for k, v in x.items()}) for x in (old, new))
+    return [f"field '{k}': {_short(a.get(k, '(unset)'))} then, {_short(b.get(k, '(unset)'))} now" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+def _dependents(stages: list[Stage], name: str) -> list[str]:
+    "`name` and every stage that reads its output, directly or through others, in run order."
+    out = [name]
+    for s in stages:
+        if s.name not in out and any(a in out for a in s.after): out.append(s.name)
+    return out
+
+def _stale(st: Stage, stages: list[Stage], why: list[str], done: bool) -> StaleStage:
+    deps = _dependents(stages, st.name)
+    return StaleStage(f"stage '{st.name}' ({st.folder}) was {'made' if done else 'started'} from other inputs than this run's: "
+                      f"{'; '.join(why)}; its result is not reused. To redo it and what follows it "
+                      f"({', '.join(deps[1:]) or 'no other stage'}): `dnr run --config CONFIG --rerun-from {st.name}`; "
+                      f"or restore the old settings, or give the run a new `out`")
+
+def check_stages(stages: list[Stage], # `pipeline_stages(cfg)`
+                 cfg: PipelineConfig | None = None, # the run (unused; for symmetry with `run_pipeline`)
+                ) -> None:
+    "Refuse a finished or started stage made from other inputs than this run's (`StaleStage`), before anything is written."
+    pending = set()
+    for st in stages:
+        if st.borrowed: continue
+        rec, done = _recorded(st)
+        if st.inputs is None or rec is None:
+            if not (st.folder / 'done.json').exists(): pending.add(st.name)
+            continue
+        if waiting := [a for a in st.after if a in pending]:
+            why = [f"it reads the output of stage '{waiting[0]}', which will be made again"]
+        elif rec is _NO_FINGERPRINT or rec == _NO_FINGERPRINT: why = ["its done.json records no fingerprint (made by a dnr before fingerprints)"]
+        else: why = stage_diff(rec, _current(st), st.name)
+        if why: raise _stale(st, stages, why, done)
+        if not done: pending.add(st.name)
+
+def redo_stages(stages: list[Stage], # `pipeline_stages(cfg)`
+                name: str, # the stage to redo (`--rerun-from`)
+                out: Path, # the run folder: only folders inside it are removed
+                log=print,
+               ) -> list[str]:
+    "Remove the folders of stage `name` and of every stage that reads it, so the run makes them again; returns their names."
+    names = [s.name for s in stages]
+    if name not in names: raise PipelineConfigError(f"--rerun-from {name}: this run has no such stage; its stages: {names}")
+    redo = [s for s in stages if s.name in _dependents(stages, name)]
+    for st in redo:  # all checked before anything is removed
+        if st.name == 'debate':
+            raise PipelineConfigError(f"--rerun-from {name}: `dnr run` does not redo a debate (its calls are paid); give the run a new "
+                                      f"`out` (or `debate_from` another debate), or remove {st.folder} yourself")
+        if st.borrowed or not st.folder.resolve().is_relative_to(Path(out).resolve()):
+            raise PipelineConfigError(f"--rerun-from {name}: stage '{st.name}' is another run's ({st.folder}); redo it in that run, or stop borrowing it")
+    for st in redo:
+        if st.folder.exists(): shutil.rmtree(st.folder); log(StageEvent(f"[{_label(st.name)}] removed (--rerun-from {name})", st.name, 'removed'))
+    return [st.name for st in redo]
+
+def check_debate_snapshot(cfg: PipelineConfig, # the run
+                          dcfg, # its validated `debate:` block (`load_debate_config`)
+                          deb: Path, # the debate folder (this run's, or `debate_from`)
+                         ) -> None:
+    "Refuse a `debate:` block that differs from the debate's snapshot (`config.yaml`) outside the fields a debate may change."
+    from dnr.debate import FREE_KEYS
+    snap = Path(deb) / 'config.yaml'
+    if not snap.exists(): return
+    old = yaml.safe_load(snap.read_text()); old.setdefault('grading', 'lenient')  # snapshots from before `grading` graded leniently
+    keep = lambda d: {k: v for k, v in d.items() if k not in FREE_KEYS}
+    if bad := stage_diff(keep(old), keep(dcfg.model_dump(mode='json')), 'debate'):
+        bad = [b.replace("field '", "field 'debate.", 1) for b in bad]
+        raise StaleStage(f"{'debate_from: ' + str(deb) if cfg.debate_from else 'stage debate'}: this run's `debate:` block differs from "
+                         f"the debate's snapshot {snap}: {'; '.join(bad)}. `dnr run` does not redo a debate (its calls are paid): restore "
+                         f"the block (only {', '.join(FREE_KEYS)} may change), or give the run a new `out`")
+
+# %% ../nbs/07_pipeline.ipynb #f7209e44
+def sft_fingerprint(tc, # the SFT config with the run's paths filled in (`_train_cfg`)
                     data: str | Path, # the `sft.jsonl` it trains on, or its folder
                    ) -> dict:
     "What decides an SFT adapter: `config` (base model, LoRA and trainer settings over dnr's defaults, no paths) and `data_sha256` (of `sft.jsonl`)."
     f = Path(data); f = f / 'sft.jsonl' if f.is_dir() else f
-    return {'config': _sft_config(tc), 'data_sha256': hashlib.sha256(f.read_bytes()).hexdigest()}
-
-def _flat(d: dict, pre: str = '') -> dict:
-    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f'{pre}{k}.').items() if isinstance(v, dict) else [(f'{pre}{k}', v)])}
+    return {'config': get_method('sft').fingerprint(tc), 'data_sha256': hashlib.sha256(f.read_bytes()).hexdigest()}
 
 def fingerprint_diff(theirs: dict, # the borrowed adapter's fingerprint
                      ours: dict, # this run's (without `data_sha256`: the config only)
@@ -274,24 +462,27 @@ def _borrowed_sft(cfg: PipelineConfig, # the run
     tc = _train_cfg(cfg.sft, 'sft', model=cfg.student, data='-', output_dir='-')
     with tempfile.TemporaryDirectory() as t:
         if sft_data is None and debate is not None: _build_sft(cfg, debate, Path(t)); sft_data = Path(t)
-        ours = sft_fingerprint(tc, sft_data) if sft_data is not None else {'config': _sft_config(tc)}
+        ours = sft_fingerprint(tc, sft_data) if sft_data is not None else {'config': get_method('sft').fingerprint(tc)}
     if bad := fingerprint_diff(s['fingerprint'], ours):
         raise PipelineConfigError(f"{where} was trained differently from this run's SFT: " + '; '.join(bad))
     return {**s, 'sft_from': str(d)}
 
 # %% ../nbs/07_pipeline.ipynb #712f60c7
-_METHOD = {'base': ('vanilla', 'No distillation'), 'sft': ('dnr_sft', 'D&R SFT only'), 'tdpo': ('dnr', 'D&R (SFT + T-DPO)')}
+def _title(which: str) -> tuple[str, str]:
+    "The paper key and title of an evaluated student: the base model's, or its training method's."
+    if which == BASE[0]: return BASE[1], BASE[2]
+    m = get_method(which); return m.paper_key or m.name, m.title
 
 def eval_tags(cfg: PipelineConfig, # the run
-              which: str, # the evaluated student: 'base', 'sft' or 'tdpo'
+              which: str, # the evaluated student: 'base' or a trained method ('sft', 'tdpo', 'rpo', ...)
              ) -> dict:
     "The tags of a student's evaluation: its paper method, stage, experiment, ablation and number of training debates."
-    tags = {'method': _METHOD[which][0], 'stage': which}
+    tags = {'method': _title(which)[0], 'stage': which}
     if cfg.experiment: tags['experiment'] = cfg.experiment  # `dnr figures` puts the run beside the paper's number
-    if which == 'tdpo' and cfg.build.get('ablation', 'none') != 'none':
+    if which != BASE[0] and cfg.build.get('ablation', 'none') != 'none' and 'ablation' in get_data(get_method(which).data).reads:
         from dnr.report import PAPER_EXPERIMENTS  # the paper's key for this ablation ('no_sr', 'no_tf', 'no_sr_tf')
-        tags['ablation'] = PAPER_EXPERIMENTS[f"ablation_{cfg.build['ablation']}"]['paper']['tdpo'][1]
-    if which != 'base':  # trained on this many debates: places the run on the data-scale figure
+        tags['ablation'] = next(iter(PAPER_EXPERIMENTS[f"ablation_{cfg.build['ablation']}"]['paper'].values()))[1]
+    if which != BASE[0]:  # trained on this many debates: places the run on the data-scale figure
         n = sum(1 for l in open(_debate_dir(cfg) / 'mags.jsonl', encoding='utf-8') if l.strip())
         tags['n_debates'] = min(n, cfg.build.get('debates') or n)
     return tags
@@ -299,124 +490,26 @@ def eval_tags(cfg: PipelineConfig, # the run
 def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     from dnr.data import load_benchmark
     from dnr.eval import HFBackend, VLLMBackend, evaluate
-    if which not in _METHOD: raise PipelineConfigError(f"eval.models: unknown model {which!r}; use {list(_METHOD)}")
     e, out = cfg.eval, Path(cfg.out)
-    adapter = None if which == 'base' else str(_student_dir(cfg, which))
+    adapter = None if which == BASE[0] else str(_student_dir(cfg, which))
     run = (e.label or Path(cfg.out).name) + (f', SFT adapter of {cfg.sft_from}' if which == 'sft' and cfg.sft_from else '')
     qs = load_benchmark(e.dataset, e.split)[:e.limit]
     dec = dict(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
     be = (HFBackend(cfg.student, adapter, batch_size=e.batch_size, **dec) if e.backend == 'hf'
           else VLLMBackend(cfg.student, adapter, **dec))
-    key, label = _METHOD[which]
     tags = eval_tags(cfg, which)
     try:
-        return evaluate(qs, be, out / 'eval' / which, progress=progress, label=f'{label} ({run})',
+        return evaluate(qs, be, out / 'eval' / which, self_reflect=e.self_reflect, progress=progress, label=f'{_title(which)[1]} ({run})',
                         tags=tags, model=cfg.student, adapter=adapter, dataset=e.dataset, split=e.split,
                         backend=e.backend, **dec)
     finally:
         if hasattr(be, 'close'): be.close()
 
-# %% ../nbs/07_pipeline.ipynb #e99c54a5
-DEMO_FILES = ('mmlu_pro/test.jsonl.gz', 'mmlu_pro/responses.jsonl.gz')
-
-def demo_data() -> Path:
-    "The data folder the demo reads; a `DataError` saying where the data comes from when it is missing."
-    from dnr.data import DATA_DIR_ENV, DataError, data_dir, fetched_data_dir
-    d = data_dir()
-    if d is not None and all((d / f).exists() for f in DEMO_FILES): return d
-    where = (f"{DATA_DIR_ENV}={d} lacks {', '.join(f for f in DEMO_FILES if not (d / f).exists())}" if d is not None
-             else f"{DATA_DIR_ENV} is not set and {fetched_data_dir()} holds no fetched data")
-    raise DataError(f"the demo reads MMLU-Pro questions and MMLU-Pro's published model answers from a local data folder, "
-                    f"and {where}. Run `dnr data fetch` once (downloads them from the Hugging Face hub and the MMLU-Pro "
-                    f"GitHub repository into {fetched_data_dir()}), or set {DATA_DIR_ENV} to a folder holding {' and '.join(DEMO_FILES)}")
-
-def demo_config(out: str | Path = 'runs/demo', # run folder
-                questions: int = 40, # debate questions (MMLU-Pro physics, the paper's train split)
-                eval_questions: int = 20, # test questions per evaluated student
-                steps: int = 12, # SFT and T-DPO optimizer steps
-               ) -> PipelineConfig:
-    "The offline demo pipeline: replayed real debates, a tiny student, a few training steps, a small evaluation."
-    from dnr.debate import offline_config
-    from dnr.tiny import tiny_model
-    student = str(tiny_model('trained'))
-    train = lambda **kw: {'args': {'max_steps': steps, 'per_device_train_batch_size': 4, 'gradient_accumulation_steps': 1,
-                                   'learning_rate': 1e-3, 'max_length': 768, 'logging_steps': max(1, steps // 3), 'save_strategy': 'no',
-                                   'report_to': 'none', 'disable_tqdm': True, 'seed': 0, **kw},
-                                   'lora': {'r': 8, 'lora_alpha': 16, 'lora_dropout': 0.0, 'target_modules': 'all-linear'}}
-    return load_pipeline_config(dict(
-        out=str(out), student=student, debate=offline_config('physics', limit=questions),
-        build={'tokenizer': student}, sft=train(), tdpo={**train(beta=0.1, max_prompt_length=640), 'impl': 'tree'},
-        eval=dict(dataset='mmlu_pro:physics', split='test', limit=eval_questions, max_new_tokens=48, temperature=0.0,
-                  label=f'toy student, {Path(out).name}')))
-
-# %% ../nbs/07_pipeline.ipynb #1abc1f75
-SCRIPTED_AGENTS = ('scripted-teacher-a', 'scripted-teacher-b', 'scripted-student')
-
-class ScriptedDebaters:
-    "`ScriptedServer` responder: three scripted agents whose debates take several rounds (every text marked [scripted])."
-    def __init__(self, questions: list): # the `dnr.data.Question`s debated (the pattern is the position in this list)
-        self.qs = list(questions)
-
-    def _wrong(self, q, i: int = 0) -> str:
-        letters = [l for l in q.labels or 'ABCD' if l != q.gold]
-        return letters[i % len(letters)]
-
-    def _plan(self, q) -> dict:
-        "Which agents are wrong in round 0 and which never learn."
-        return [dict(wrong={'scripted-student'}, stubborn=set()),
-                dict(wrong={'scripted-student', 'scripted-teacher-b'}, stubborn={'scripted-student'}),
-                dict(wrong={'scripted-teacher-a'}, stubborn=set())][self.qs.index(q) % 3]
-
-    def __call__(self, provider: str, req: dict) -> str:
-        text, me = req['messages'][-1]['content'], req['model']
-        q = next((q for q in self.qs if q.question[:80] in text), None)
-        if q is None: return "### Answer\n[scripted] I do not know this question.\nFinal answer: A"
-        plan, wrong = self._plan(q), self._wrong(q, SCRIPTED_AGENTS.index(me) if me in SCRIPTED_AGENTS else 0)
-        if 'feedback to yourself' in text:
-            return (f"### Feedback\n[scripted] {me} reflects: I answered {wrong}, but the correct answer is {q.gold}. "
-                    f"I picked an option before checking it against the question's numbers; I should work the quantity out first.")
-        if 'feedback to other agents' in text:
-            wrong_part = text.split('### Incorrect Answer from Another Agent', 1)[-1]
-            to = next((a for a in SCRIPTED_AGENTS if f'[scripted] {a} answers' in wrong_part), 'the other agent')
-            return (f"### Feedback\n[scripted] {me} to {to}: your option does not follow from the given data; "
-                    f"redo the last step and compare with option {q.gold}.")
-        learned = me in plan['wrong'] and me not in plan['stubborn'] and (
-            f'[scripted] {me} reflects' in text or f'to {me}:' in text)
-        right = me not in plan['wrong'] or learned
-        how = 'revises after the feedback' if learned else ('keeps its answer' if '### Last Round Answers' in text else 'works it out')
-        return (f"### Answer\n[scripted] {me} answers question {q.id} ({how}).\n"
-                f"Final answer: {q.gold if right else wrong}")
-
-def scripted_debate(out: str | Path, # run folder (replaced: the server's address changes between runs)
-                    questions: int = 3, # MMLU-Pro questions of `category`'s train split
-                    category: str = 'physics',
-                    max_rounds: int = 3,
-                   ) -> dict:
-    "Debate `questions` with the scripted agents behind a local `ScriptedServer`; returns `dnr debate`'s summary."
-    import shutil
-    from dnr.data import load_benchmark
-    from dnr.debate import load_debate_config, debate_into, run_sync
-    from dnr.servers import ScriptedServer
-    qs = load_benchmark('mmlu_pro', 'train', category)[:questions]
-    out = Path(out); shutil.rmtree(out, ignore_errors=True)
-    with ScriptedServer(ScriptedDebaters(qs)) as srv:
-        agents = [dict(name=n, role='student' if n.endswith('student') else 'teacher', provider='openai_compatible',
-                       model=n, base_url=srv.openai_url) for n in SCRIPTED_AGENTS]
-        cfg = load_debate_config(dict(dataset=dict(name='mmlu_pro', category=category, split='train', ids=[q.id for q in qs]),
-                               agents=agents, max_rounds=max_rounds))
-        s = run_sync(debate_into(cfg, out, progress=False))
-    if s['stopped']:  # a debate that stopped on errors is a failed stage, as in `dnr debate` and `dnr run`
-        raise PartialDebate(f"{sum(s['stopped'].values())} of {s['questions']} questions stopped ({s['stopped']}); "
-                            f"first error: {first_error(out / 'mags.jsonl')}", 4 if s['stopped'].get('error') else 3,
-                            stage='scripted debate')
-    write_text(out / 'README.txt',
-        "SCRIPTED debate: the agents are dnr.pipeline.ScriptedDebaters behind a local dnr.servers.ScriptedServer,\n"
-        "not language models. The questions and gold answers are real MMLU-Pro; every answer, reflection and\n"
-        "critique text is scripted (marked [scripted]). It shows the debate protocol, not what models say.\n")
-    return s
-
 # %% ../nbs/07_pipeline.ipynb #805d83f0
-def _print_summary(res: dict, out) -> dict:
+def print_summary(res: dict, # `run_pipeline`'s result
+                  out, # the run folder
+                 ) -> dict:
+    "Print each evaluation's line and the run's summary as one JSON line (the last line of `dnr run` and `dnr demo`); returns it."
     ev = {k[5:]: v for k, v in res.items() if k.startswith('eval_')}
     for k, v in ev.items():
         lo, hi = v.get('ci95', [None, None])
@@ -426,8 +519,9 @@ def _print_summary(res: dict, out) -> dict:
     summary = dict(out=str(out), questions=d.get('questions'), partial_debate=d.get('stopped') if d.get('partial') else None,
                    rounds_histogram=d.get('rounds_histogram'),
                    stop_reasons=d.get('stop_reasons'), provider_calls=d.get('provider_calls'), cost_usd=d.get('cost_usd'),
-                   sft_examples=res.get('build_sft', {}).get('examples'), tdpo_pairs=res.get('build_tdpo', {}).get('pairs'),
+                   **{f'{n}_{k}': res[f'build_{n}'].get(k) for n, b in data_builders().items() if f'build_{n}' in res for k in b.counts},
                    accuracy={k: v.get('accuracy') for k, v in ev.items()},
+                   **({'resumed_from': r} if (r := {k: v['resumed_from'] for k, v in res.items() if isinstance(v, dict) and v.get('resumed_from')}) else {}),
                    figures=sorted(res.get('figures', {}).get('written', {})),
                    **({'sft_from': res['sft']['sft_from']} if res.get('sft', {}).get('sft_from') else {}))
     print(json.dumps(summary, default=str))
@@ -446,6 +540,8 @@ def run_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--plan', action='store_true', help="print the debate's estimated requests, tokens and dollars and stop "
                     "(no network, no key, nothing written; training and evaluation are local)")
     ap.add_argument('--typical-tokens', type=_positive, help="with --plan: completion tokens per call (default: each agent's max_tokens)")
+    ap.add_argument('--rerun-from', metavar='STAGE', help="redo STAGE and every stage after it that reads its output (removes "
+                    "their folders first): after changing a finished stage's settings, which a plain rerun refuses")
     ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
     try:
@@ -455,114 +551,10 @@ def run_cli(argv: list[str] | None = None) -> int:
             print(json.dumps(dict(debate_from=cfg.debate_from, total=dict(requests=0), estimated_usd=0.0))); return 0
         if a.plan:
             p = plan_debate(load_debate_config(cfg.debate), typical_tokens=a.typical_tokens); print(format_plan(p)); print(json.dumps(p)); return 0
-        res = run_pipeline(cfg, progress=not a.no_progress, allow_partial=a.allow_partial)
+        res = run_pipeline(cfg, progress=not a.no_progress, allow_partial=a.allow_partial, rerun_from=a.rerun_from)
     except PartialDebate as e: print(f"dnr run: error: {e}", file=sys.stderr); return e.code
     except (ValueError, FileNotFoundError) as e:
         from dnr.cli import error_line
         print(f"dnr run: error: {error_line(e)}", file=sys.stderr); return 2
-    _print_summary(res, cfg.out)
-    return 0
-
-# %% ../nbs/07_pipeline.ipynb #1aa2b067
-_DEMO_STAGES = {'debate': 'replaying recorded answers', 'build sft': 'SFT examples from right teacher answers',
-                'build tdpo': 'preference trees', 'sft': 'training the toy student (SFT)', 'tdpo': 'training it further (T-DPO)',
-                'eval base': 'evaluating the base toy student', 'eval sft': 'evaluating the SFT student',
-                'eval tdpo': 'evaluating the T-DPO student', 'figures': 'Table 1 and figures',
-                'scripted debate': 'a debate of scripted agents'}
-
-class _StageLines:
-    "A `run_pipeline` log: one line per stage, `[i/n] stage  what … done in 1.2s`, written as the stage starts and ends."
-    def __init__(self, stream, total: int):
-        self.stream, self.total, self.i, self.open = stream, total, 0, False
-    def _w(self, s: str):
-        self.stream.write(s); self.stream.flush()
-    def __call__(self, msg: str):
-        m = re.fullmatch(r'\[(.+?)\] (running|done in ([\d.]+)s|done before, skipped)', str(msg))
-        if not m:
-            if self.open: self._w('\n'); self.open = False
-            self._w(f'{msg}\n'); return
-        name, ev = m.group(1), m.group(2)
-        if ev == 'running' or ev.startswith('done before'):
-            if self.open: self._w('\n')
-            self.i += 1
-            self._w(f"[{self.i}/{self.total}] {name:<16} {_DEMO_STAGES.get(name, ''):<40} ")
-            self.open = ev == 'running'
-            if not self.open: self._w('done before, skipped\n')
-        else:
-            self._w(f'done in {float(m.group(3)):.1f}s\n' if self.open else f'[{name}] done in {m.group(3)}s\n'); self.open = False
-
-@contextlib.contextmanager
-def _restore(undo):
-    try: yield
-    finally: undo()
-
-@contextlib.contextmanager
-def _quiet_stages(log_file: Path):
-    "Library output inside the stages (trainer logs, progress bars, warnings) goes to `log_file`, not the terminal."
-    import warnings
-    from transformers.utils import logging as hfl
-    import datasets
-    was = hfl.get_verbosity(), hfl.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
-    hfl.set_verbosity_error(); hfl.disable_progress_bar(); datasets.disable_progress_bars()
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, 'a', encoding='utf-8') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f), \
-            warnings.catch_warnings(), _restore(lambda: (hfl.set_verbosity(was[0]), was[1] and hfl.enable_progress_bar(),
-                                                         was[2] and datasets.enable_progress_bars())):
-        for c in (FutureWarning, DeprecationWarning):  # the libraries' notices about their own internals
-            warnings.filterwarnings('ignore', category=c, module=r'(transformers|trl|peft|accelerate|datasets|torch)\b')
-        warnings.showwarning = lambda m, c, fn, ln, file=None, line=None: f.write(warnings.formatwarning(m, c, fn, ln, line))
-        yield
-
-def _demo_report(out: Path, res: dict) -> list[str]:
-    "What the demo shows after its stages: Table 1 (physics), the recorded debate's statistics, the scripted debate."
-    from dnr.report import load_runs, table1_frame
-    from dnr.analysis import accuracy_table
-    from dnr.mag import read_mags
-    t1 = table1_frame(load_runs([out / 'eval'])[0])['physics'].dropna()
-    lines = ['', "Table 1, MMLU-Pro physics accuracy (%): the paper's Mistral-7B student, then this demo's toy student",
-             "(a few-MB model answering by its training format: its numbers show the pipeline runs, not what D&R achieves)", '',
-             '| source | method | physics |', '|---|---|---:|']
-    lines += [f'| {s} | {m} | {v:.2f} |' for (s, m), v in t1.items()]
-    mags = read_mags(out / 'debate' / 'mags.jsonl')
-    acc = accuracy_table(mags)[0]
-    d = res.get('debate', {})
-    lines += ['', f"Recorded debate ({len(mags)} MMLU-Pro physics questions, real answers replayed): rounds {d.get('rounds_histogram')}, "
-              f"stops {d.get('stop_reasons')}", '  round-0 accuracy %: ' + ', '.join(f'{a} {v:.1f}' for a, v in acc.items())]
-    sd = res.get('scripted_debate', {})
-    sm = read_mags(out / 'scripted_debate' / 'mags.jsonl')
-    lines += [f"Scripted debate (SCRIPTED agents, not models; {len(sm)} questions): rounds {sd.get('rounds_histogram')}, "
-              f"{sum(len(r.reflections) for m in sm for r in m.rounds)} reflections, "
-              f"{sum(len(r.critiques) for m in sm for r in m.rounds)} critiques to read:",
-              f"  from dnr.mag import read_mags; mags = read_mags('{out / 'scripted_debate' / 'mags.jsonl'}')",
-              '', f"Figures and tables: {out / 'figures'} (table1.md, table1.png, debates_debate.png, ...); library logs: {out / 'demo.log'}"]
-    return lines
-
-def demo_cli(argv: list[str] | None = None) -> int:
-    "`dnr demo [--out runs/demo] [--questions 40]`: the offline demo pipeline (no keys); last line is a JSON summary."
-    import argparse, sys
-    from dnr.data import DataError
-    from dnr.debate import _positive
-    ap = argparse.ArgumentParser(prog='dnr demo', description=demo_cli.__doc__)
-    ap.add_argument('--out', default='runs/demo'); ap.add_argument('--questions', type=_positive, default=40)
-    ap.add_argument('--eval-questions', type=_positive, default=20); ap.add_argument('--steps', type=_positive, default=12)
-    ap.add_argument('--scripted-questions', type=_positive, default=3, help='questions of the scripted multi-round debate')
-    ap.add_argument('--no-progress', action='store_true', help='no stage lines (only the report)')
-    a = ap.parse_args(argv)
-    try: data = demo_data()
-    except DataError as e: print(f"dnr demo: error: {e}", file=sys.stderr); return 2
-    stdout, out = sys.stdout, Path(a.out)
-    cfg = demo_config(a.out, a.questions, a.eval_questions, a.steps)
-    print(f"dnr demo: debates on {a.questions} MMLU-Pro physics questions (replayed real answers from {data}), toy student "
-          f"{Path(cfg.student).name}, {a.steps} SFT + {a.steps} T-DPO steps, evaluation on {a.eval_questions} test questions")
-    n = 5 + len(cfg.eval.models) + int(cfg.figures) + 1  # debate, build x2, sft, tdpo, evals, figures, scripted debate
-    log = _StageLines(stdout, n) if not a.no_progress else (lambda m: None)
-    try:
-        with _quiet_stages(out / 'demo.log'):
-            res = run_pipeline(cfg, progress=False, log=log)
-            res['scripted_debate'] = _stage(out / 'scripted_debate', 'scripted debate',
-                                            lambda: scripted_debate(out / 'scripted_debate', a.scripted_questions), log)
-    except PartialDebate as e:  # a stage that failed fails the demo, naming the stage and the first error
-        print(f"\ndnr demo: error: stage '{e.stage}' failed: {e}", file=sys.stderr); return e.code
-    print('\n'.join(_demo_report(out, res)))
-    _print_summary(res, cfg.out)
+    print_summary(res, cfg.out)
     return 0

@@ -56,21 +56,31 @@ def _experiments() -> dict:
     for c, name in PAPER_RESULTS['columns'].items():
         ex[f'table1_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: D&R',
                                  paper={'base': ('table1', 'vanilla'), 'sft': ('table1', 'dnr_sft'), 'tdpo': ('table1', 'dnr')})
-        ex[f'single_teacher_claude_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: single-teacher SFT (Claude 3.5)',
-                                                paper={'sft': ('table1', 'sft_claude')})
+        for t, who in (('claude', 'Claude 3.5'), ('gpt4o', 'GPT-4o'), ('gemini', 'Gemini 1.5 Pro')):
+            ex[f'single_teacher_{t}_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: single-teacher SFT ({who})',
+                                                 paper={'sft': ('table1', f'sft_{t}')})
+        ex[f'rpo_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: D&R w/ RPO (RPO in place of T-DPO)',
+                              paper={'rpo': ('table1', 'dnr_rpo')})
+        ex[f'magdi_{c}'] = dict(group='table1', column=c, title=f'Table 1, {name}: MAGDi (on the D&R debates)', paper={'magdi': ('table1', 'magdi')})
     ex['ablation_sft_only'] = dict(group='ablation', column='physics', title='Ablation, physics: D&R SFT only (no T-DPO)',
                                    paper={'sft': ('table1', 'dnr_sft')})
     for k, key, what in (('no_reflection', 'no_sr', 'without self-reflection'), ('no_feedback', 'no_tf', 'without teacher feedback'),
                          ('no_both', 'no_sr_tf', 'without both')):
         ex[f'ablation_{k}'] = dict(group='ablation', column='physics', ablation=k, title=f'Ablation, physics: T-DPO data {what}',
                                    paper={'tdpo': ('ablation_physics', key)})
+    ex['ablation_inference_sr'] = dict(group='ablation', column='physics', self_reflect=True,
+                                       title='Ablation, physics: D&R + inference-time self-reflection', paper={'tdpo': ('ablation_physics', 'inference_sr')})
+    ex['llama_math'] = dict(group='llama_math', column='math', title='Llama-3.1-8B-Instruct student, MATH: D&R',
+                            paper={'base': ('llama_math', 'vanilla'), 'sft': ('llama_math', 'dnr_sft'), 'tdpo': ('llama_math', 'dnr')})
     for n in PAPER_RESULTS['data_scale']['n_debates']:
         ex[f'data_scale_{n}'] = dict(group='data_scale', column='physics', debates=n, title=f'Data scale, physics: {n} debates',
                                      paper={'sft': ('data_scale_sft', n), 'tdpo': ('data_scale', n)})
+        ex[f'magdi_data_scale_{n}'] = dict(group='data_scale', column='physics', debates=n, title=f'Data scale, physics: MAGDi on {n} debates',
+                                           paper={'magdi': ('data_scale_magdi', n)})
     return ex
 
 PAPER_EXPERIMENTS = _experiments()
-_STAGE_OF_METHOD = {'vanilla': 'base', 'dnr_sft': 'sft', 'dnr': 'tdpo'}
+_SERIES = {'data_scale': 'dnr', 'data_scale_sft': 'dnr_sft', 'data_scale_magdi': 'magdi'}  # data-scale tables: their Table 1 row
 
 def paper_number(experiment: str, # a key of PAPER_EXPERIMENTS
                  stage: str, # the evaluated student: 'base', 'sft' or 'tdpo'
@@ -80,11 +90,11 @@ def paper_number(experiment: str, # a key of PAPER_EXPERIMENTS
     e = PAPER_EXPERIMENTS[experiment]
     if stage not in e['paper']: return None
     table, key = e['paper'][stage]
-    if table in ('data_scale', 'data_scale_sft'):
-        ds = PAPER_RESULTS['data_scale']
+    if table in _SERIES:
+        ds, row = PAPER_RESULTS['data_scale'], _SERIES[table]
         if key == max(ds['n_debates']):  # all the physics debates: Table 1's numbers
-            return paper_number('table1_physics', 'tdpo' if table == 'data_scale' else 'sft')
-        return ds['dnr'][ds['n_debates'].index(key)] if table == 'data_scale' else None
+            return next(r for r in PAPER_RESULTS['table1'] if r['key'] == row)['physics']
+        return (ds.get(row) or [None] * len(ds['n_debates']))[ds['n_debates'].index(key)]
     row = next(r for r in PAPER_RESULTS[table] if r['key'] == key)
     return row[e['column']]
 
@@ -140,7 +150,9 @@ def _t1_label(s: dict) -> str:
 
 def _stage(s: dict) -> str | None:
     "The evaluated student of a run: its `stage` tag, else from its `method` tag."
-    return s['tags'].get('stage') or _STAGE_OF_METHOD.get(s['tags'].get('method'))
+    if st := s['tags'].get('stage'): return st
+    from dnr.methods import training_methods  # summaries from before `stage` tags: their method's paper key
+    return {'vanilla': 'base', **{m.paper_key: n for n, m in training_methods().items()}}.get(s['tags'].get('method'))
 
 def table1_frame(runs: list[dict], # evaluation summaries (`load_runs`)
                 ) -> 'pd.DataFrame':
@@ -188,7 +200,7 @@ def experiments_frame(runs: list[dict], # evaluation summaries (`load_runs`)
         f = Path(s['run_dir']) / 'summary.json'
         if exp not in PAPER_EXPERIMENTS: raise ValueError(f"{f}: field 'tags.experiment': unknown experiment {exp!r}; known: {sorted(PAPER_EXPERIMENTS)}")
         e, st = PAPER_EXPERIMENTS[exp], _stage(s)
-        if st not in ('base', 'sft', 'tdpo'): raise ValueError(f"{f}: field 'tags.stage': {st!r}, expected base, sft or tdpo")
+        if not st: raise ValueError(f"{f}: field 'tags.stage': missing (the evaluated student: base or a training method)")
         if dataset_column(s['dataset']) != e['column']:
             raise ValueError(f"{f}: field 'dataset': {s['dataset']!r}, but experiment {exp!r} is on {PAPER_RESULTS['columns'][e['column']]}")
         found.setdefault((exp, st), []).append(s)

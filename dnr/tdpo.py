@@ -13,9 +13,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingA
 from .distill import nodes_to_pairs, preference_pairs
 
 # %% auto #0
-__all__ = ['TDPO_DEFAULTS', 'LORA_DEFAULTS', 'device_args', 'chat_ids', 'tokenize_node', 'TreeCollator', 'response_logps',
-           'pair_losses', 'tree_dpo_loss', 'add_ref_logps', 'TreeDPOConfig', 'disable_dropout', 'TreeDPOTrainer',
-           'trl_pair_loss', 'tree_loss', 'max_grad_diff', 'first_step_grads', 'compare_first_step']
+__all__ = ['LOSS_TYPES', 'TDPO_DEFAULTS', 'LORA_DEFAULTS', 'device_args', 'chat_ids', 'tokenize_node', 'TreeCollator',
+           'response_logps', 'pair_losses', 'tree_dpo_loss', 'response_lengths', 'loss_terms', 'add_ref_logps',
+           'TreeDPOConfig', 'disable_dropout', 'TreeDPOTrainer', 'trl_pair_loss', 'tree_loss', 'max_grad_diff',
+           'first_step_grads', 'compare_first_step']
 
 # %% ../nbs/05a_tdpo.ipynb #1997bc73
 def device_args(bf16: bool | str = 'auto', # 'auto': bf16 where the GPU supports it
@@ -159,6 +160,34 @@ def tree_dpo_loss(logps: torch.Tensor, # policy log-probs per response
     l, ch, rj = pair_losses(logps, ref_logps, pairs, beta)
     return l.mean(), ch, rj
 
+LOSS_TYPES = ('sigmoid', 'sft')  # the terms of TRL's `DPOConfig.loss_type` the tree trainer has
+
+def response_lengths(batch: dict, # from `TreeCollator`
+                    ) -> torch.Tensor:
+    "Scored tokens of each response in the batch, shape (n_responses,)."
+    t = batch['tok_resp']
+    return torch.zeros(int(batch['n_responses']), device=t.device).index_add(0, t, torch.ones(len(t), device=t.device))
+
+def loss_terms(logps: torch.Tensor, # policy log-probs per response
+               ref_logps: torch.Tensor, # reference log-probs per response
+               pairs: torch.Tensor, # (n_pairs, 2): (right, wrong) response indices
+               lengths: torch.Tensor, # tokens per response (`response_lengths`)
+               beta: float = 0.1, # DPO temperature
+               loss_type: str | list[str] = 'sigmoid', # TRL's names: 'sigmoid' (DPO), 'sft' (the chosen response's mean token NLL)
+               loss_weights: list[float] | None = None, # one per term (default 1 each)
+              ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+    "Each pair's loss (the weighted sum of its terms), each term's per-pair values, and the chosen/rejected rewards."
+    types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+    weights = [1.0] * len(types) if loss_weights is None else list(loss_weights)
+    if len(weights) != len(types): raise ValueError(f"loss_weights {weights} must give one weight per loss_type {types}")
+    lp, ch, rj = pair_losses(logps, ref_logps, pairs, beta)
+    terms = {}
+    for t in types:
+        if t == 'sigmoid': terms[t] = lp
+        elif t == 'sft': terms[t] = -(logps / lengths.to(logps).clamp(min=1))[pairs[:, 0]]
+        else: raise ValueError(f"loss_type {t!r}: the tree trainer has {list(LOSS_TYPES)}")
+    return sum(w * terms[t] for t, w in zip(types, weights)), terms, ch, rj
+
 # %% ../nbs/05a_tdpo.ipynb #d0b4e894
 @torch.no_grad()
 def add_ref_logps(model, # reference model (e.g. the SFT policy before training)
@@ -209,6 +238,11 @@ class TreeDPOConfig(TrainingArguments):
             accumulation and processes (TRL's weighting); `"node"`: the mean of each node's mean pair loss.
         disable_dropout (`bool`, *optional*, defaults to `True`):
             Whether to set every dropout of the policy and the reference model to 0; as `DPOConfig.disable_dropout`.
+        loss_type (`str` or `list[str]`, *optional*, defaults to `["sigmoid"]`):
+            The loss terms, as `DPOConfig.loss_type`: `"sigmoid"` (DPO) and `"sft"` (the chosen response's negative
+            log-likelihood per token, averaged over each pair's chosen response). `["sigmoid", "sft"]` is RPO.
+        loss_weights (`list[float]` or `None`, *optional*):
+            One weight per term, as `DPOConfig.loss_weights` (default 1 each); RPO's α is the weight of `"sft"`.
     """
     beta: float = 0.1
     share: str = 'context'
@@ -216,9 +250,15 @@ class TreeDPOConfig(TrainingArguments):
     max_prompt_length: int | None = 1000
     loss_average: str = 'pair'
     disable_dropout: bool = True
+    loss_type: list[str] = dataclasses.field(default_factory=lambda: ['sigmoid'])
+    loss_weights: list[float] | None = None
 
     def __post_init__(self):
         self.remove_unused_columns = False
+        if isinstance(self.loss_type, str): self.loss_type = [self.loss_type]
+        if bad := [t for t in self.loss_type if t not in LOSS_TYPES]: raise ValueError(f"loss_type {bad[0]!r}: the tree trainer has {list(LOSS_TYPES)}")
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(f"loss_weights {self.loss_weights} must give one weight per loss_type {self.loss_type}")
         if self.share not in ('context', 'responses'): raise ValueError(f"share must be 'context' or 'responses', got {self.share!r}")
         if self.loss_average not in ('pair', 'node'): raise ValueError(f"loss_average must be 'pair' or 'node', got {self.loss_average!r}")
         super().__post_init__()
@@ -258,7 +298,8 @@ class TreeDPOTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps = response_logps(model, inputs)
-        lp, ch, rj = pair_losses(logps, inputs['ref_logps'], inputs['pairs'], self.args.beta)
+        lp, terms, ch, rj = loss_terms(logps, inputs['ref_logps'], inputs['pairs'], response_lengths(inputs), self.args.beta,
+                                       self.args.loss_type, self.args.loss_weights)
         if self.args.loss_average == 'node':  # each node's mean pair loss
             pn = inputs['pair_node']
             cnt = torch.zeros(int(inputs['n_nodes']), device=lp.device).index_add(0, pn, torch.ones_like(lp))
@@ -270,6 +311,8 @@ class TreeDPOTrainer(Trainer):
         m = self._metrics
         m['rewards/chosen'].append(ch.mean().item()); m['rewards/rejected'].append(rj.mean().item())
         m['rewards/accuracies'].append((ch > rj).float().mean().item()); m['rewards/margins'].append((ch - rj).mean().item())
+        if len(terms) > 1:
+            for t, v in terms.items(): m[f'loss/{t}'].append(v.mean().item())  # each term, as TRL logs them
         return (loss, {'logps': logps}) if return_outputs else loss
 
     def log(self, logs: dict, start_time=None):
@@ -283,24 +326,36 @@ def _quiet_args(out, **kw):
     return dict(output_dir=str(out), report_to='none', save_strategy='no', logging_steps=1, disable_tqdm=True,
                 dataloader_num_workers=0, seed=0, use_cpu=True, bf16=False, **kw)  # checks run in float32 on the CPU
 
-def trl_pair_loss(policy, ref, nodes, tok, max_length=1600, out=None) -> tuple[torch.Tensor, dict]:
-    "TRL DPOTrainer's loss (and gradients, by backward) on the flat pairs of `nodes` in one batch."
+def _rpo(rpo_alpha: float | None) -> dict:
+    "The loss settings of RPO with weight `rpo_alpha` on the NLL term (TRL 1.x's spelling); None: plain DPO."
+    return {} if rpo_alpha is None else dict(loss_type=['sigmoid', 'sft'], loss_weights=[1.0, float(rpo_alpha)])
+
+def trl_pair_loss(policy, ref, nodes, tok, max_length=1600, out=None,
+                  rpo_alpha: float | None = None, # RPO: TRL's `loss_type=['sigmoid', 'sft']`, computed one pair per batch
+                 ) -> tuple[torch.Tensor, dict]:
+    "TRL DPOTrainer's loss (and gradients, by backward) on the flat pairs of `nodes`: one batch, or with RPO the mean over one-pair batches."
     from trl import DPOConfig, DPOTrainer
     pairs = nodes_to_pairs(nodes)
-    args = DPOConfig(**_quiet_args(out or tempfile.mkdtemp(), per_device_train_batch_size=len(pairs),
-                                   max_length=max_length, beta=0.1, activation_checkpointing=False))
+    per = 1 if rpo_alpha is not None else len(pairs)  # TRL's `sft` term is a token mean over the batch: per pair, one pair per batch
+    args = DPOConfig(**_quiet_args(out or tempfile.mkdtemp(), per_device_train_batch_size=per,
+                                   max_length=max_length, beta=0.1, activation_checkpointing=False, **_rpo(rpo_alpha)))
     tr = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok)
-    batch = tr.data_collator([tr.train_dataset[i] for i in range(len(pairs))])
-    policy.zero_grad(); loss = tr.compute_loss(tr.model, batch); loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+    policy.zero_grad(); total = 0.0
+    for s in range(0, len(pairs), per):
+        batch = tr.data_collator([tr.train_dataset[i] for i in range(s, s + per)])
+        loss = tr.compute_loss(tr.model, batch) * per / len(pairs); loss.backward(); total += loss.detach()
+    return total, {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
 
-def tree_loss(policy, ref, nodes, tok, share='context', max_length=1600) -> tuple[torch.Tensor, dict]:
+def tree_loss(policy, ref, nodes, tok, share='context', max_length=1600,
+              rpo_alpha: float | None = None, # RPO: the chosen response's mean token NLL, weighted `rpo_alpha`, added per pair
+             ) -> tuple[torch.Tensor, dict]:
     "Our loss (and gradients) on all `nodes` in one batch."
     ds = Dataset.from_list([t for n in nodes if (t := tokenize_node(n, tok, max_length))])
     ds = add_ref_logps(ref, ds, packed=share == 'context')
     batch = TreeCollator(tok.pad_token_id, packed=share == 'context')([ds[i] for i in range(len(ds))])
-    policy.zero_grad(); loss, _, _ = tree_dpo_loss(response_logps(policy, batch), batch['ref_logps'], batch['pairs'])
-    loss.backward()
+    policy.zero_grad()
+    lp = loss_terms(response_logps(policy, batch), batch['ref_logps'], batch['pairs'], response_lengths(batch), 0.1, **_rpo(rpo_alpha))[0]
+    loss = lp.mean(); loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
 
 def max_grad_diff(g1: dict, g2: dict) -> float:

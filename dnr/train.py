@@ -10,20 +10,22 @@ from typing import Any, Literal
 import torch, yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 from .providers import check_model_path
 from .data import read_jsonl as _jsonl_lines  # (line, row) pairs with file:line errors
 from .data import read_config, validation_error
 from .files import write_jsonl
 from .distill import nodes_to_pairs
+from .methods import DataBuilder, TrainingMethod, register_data, register_method
 from .tdpo import (LORA_DEFAULTS, TDPO_DEFAULTS, TreeCollator, TreeDPOConfig, TreeDPOTrainer, add_ref_logps, chat_ids,
                       compare_first_step, device_args, disable_dropout, first_step_grads, max_grad_diff, pair_losses,
                       response_logps, tokenize_node, tree_dpo_loss, tree_loss, trl_pair_loss)  # re-exported: dnr.train keeps these names
 
 # %% auto #0
-__all__ = ['SFT_DEFAULTS', 'TrainConfigError', 'TrainConfig', 'trainer_args_class', 'check_train_config', 'load_train_config',
-           'read_training_rows', 'make_sft_trainer', 'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo',
-           'tree_eval_loss', 'merge_adapter', 'train_cli']
+__all__ = ['SFT_DEFAULTS', 'RPO_DEFAULTS', 'TRAIN_KINDS', 'TrainConfigError', 'TrainConfig', 'TrainKind', 'trainer_args_class',
+           'check_train_config', 'load_train_config', 'read_training_rows', 'make_sft_trainer', 'train_sft',
+           'is_main_process', 'make_tdpo_trainer', 'train_tdpo', 'train_rpo', 'tree_eval_loss',
+           'train_config_fingerprint', 'merge_adapter', 'train_cli']
 
 # %% ../nbs/05_train.ipynb #4b3fb29e
 class TrainConfigError(ValueError):
@@ -69,6 +71,33 @@ class TrainConfig(BaseModel):
 _TDPO_ONLY = ('adapter', 'impl')
 _LORA_SKIP = {'task_type', 'peft_type', 'auto_mapping', 'peft_version', 'base_model_name_or_path', 'revision', 'inference_mode'}
 
+SFT_DEFAULTS = dict(learning_rate=2e-4, num_train_epochs=2, per_device_train_batch_size=1, gradient_accumulation_steps=4,
+                    lr_scheduler_type='linear', max_length=2048, seed=42, logging_steps=10, save_strategy='steps',
+                    save_steps=500, save_total_limit=2, report_to='none')
+RPO_DEFAULTS = {**TDPO_DEFAULTS, 'loss_type': ['sigmoid', 'sft'], 'loss_weights': [1.0, 1.0]}
+
+@dataclasses.dataclass(frozen=True)
+class TrainKind:
+    "How `dnr.train` trains one of its methods: the class of the `args` block (per `impl`), its defaults, and whether it learns from preferences (takes `adapter` and `impl`)."
+    args_class: Any # impl -> the trainer's config class
+    defaults: dict
+    preference: bool = False
+
+def _sft_args(impl: str):
+    from trl import SFTConfig; return SFTConfig
+
+def _dpo_args(impl: str):
+    if impl == 'trl': from trl import DPOConfig; return DPOConfig
+    return TreeDPOConfig
+
+TRAIN_KINDS = {'sft': TrainKind(_sft_args, SFT_DEFAULTS), 'tdpo': TrainKind(_dpo_args, TDPO_DEFAULTS, True),
+               'rpo': TrainKind(_dpo_args, RPO_DEFAULTS, True)}
+_TREE_SETTINGS = {f.name for f in dataclasses.fields(TreeDPOConfig)} - {f.name for f in dataclasses.fields(TrainingArguments)}
+
+def _kind(stage: str) -> TrainKind:
+    if not isinstance(stage, str) or stage not in TRAIN_KINDS: raise ValueError(f"stage must be one of {sorted(TRAIN_KINDS)}, got {stage!r}")
+    return TRAIN_KINDS[stage]
+
 def _unknown(where, block, keys, known, what) -> TrainConfigError:
     k = sorted(keys)[0]
     hint = difflib.get_close_matches(str(k), sorted(known), n=1)
@@ -76,39 +105,38 @@ def _unknown(where, block, keys, known, what) -> TrainConfigError:
 
 def trainer_args_class(stage: str, impl: str = 'tree'):
     "The config class of the `args` block: SFTConfig, TreeDPOConfig or DPOConfig."
-    if stage == 'sft': from trl import SFTConfig; return SFTConfig
-    if impl == 'trl': from trl import DPOConfig; return DPOConfig
-    return TreeDPOConfig
+    return _kind(stage).args_class(impl)
 
 def check_train_config(cfg: dict, # a training config mapping (YAML as read, or a dict)
-                       stage: str, # 'sft' or 'tdpo'
+                       stage: str, # a method of `TRAIN_KINDS`: 'sft', 'tdpo' or 'rpo'
                        where: str = '<dict>', # the file it came from, for errors
                       ) -> TrainConfig:
     "Validate the top level, `lora` and `args` by name; `TrainConfigError` names `where` and the field."
+    kind = _kind(stage)
     if not isinstance(cfg, dict): raise TrainConfigError(f"{where}: expected a mapping of config keys")
     if bad := set(cfg) - set(TrainConfig.model_fields): raise _unknown(where, '', bad, TrainConfig.model_fields, 'key')
-    if stage == 'sft' and (bad := [k for k in _TDPO_ONLY if k in cfg]):
-        raise TrainConfigError(f"{where}: field '{bad[0]}': a T-DPO setting, not used by `dnr train sft`")
+    if not kind.preference and (bad := [k for k in _TDPO_ONLY if k in cfg]):
+        raise TrainConfigError(f"{where}: field '{bad[0]}': a T-DPO setting, not used by `dnr train {stage}`")
     try: c = TrainConfig.model_validate(cfg)
     except ValidationError as e: raise validation_error(where, e, TrainConfigError) from None
     from peft import LoraConfig
     known = {f.name for f in dataclasses.fields(LoraConfig)} - _LORA_SKIP
     if bad := set(c.lora or {}) - known: raise _unknown(where, 'lora.', bad, known, 'LoRA setting')
-    cls = trainer_args_class(stage, c.impl)
-    known = {f.name for f in dataclasses.fields(cls)} | ({'share', 'max_prompt_length', 'loss_average'} if cls.__name__ == 'DPOConfig' else set())
+    cls = kind.args_class(c.impl)
+    known = {f.name for f in dataclasses.fields(cls)} | (_TREE_SETTINGS if kind.preference else set())  # dnr's T-DPO settings, also under TRL
     if bad := set(c.args or {}) - known: raise _unknown(where, 'args.', bad, known, f'setting of {cls.__name__}')
     c._where = where
     return c
 
 # %% ../nbs/05_train.ipynb #60954501
 def load_train_config(src: str | Path | dict | TrainConfig | None, # YAML file, a mapping (a pipeline's `sft:` block), a `TrainConfig`, or None (empty)
-                      stage: str, # 'sft' or 'tdpo': which keys and `args` settings are allowed
+                      stage: str, # 'sft', 'tdpo' or 'rpo' (`TRAIN_KINDS`): which keys and `args` settings are allowed
                       overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
                       where: str | None = None, # the name for errors (default: the file, or '<dict>')
                       **fill, # keys set as given after the overrides (None: left alone); an `args` dict merges into the block
                      ) -> TrainConfig:
     "A `TrainConfig` for `stage` from YAML with `--set` overrides applied, validated by `check_train_config`; errors name the file and field."
-    if stage not in ('sft', 'tdpo'): raise ValueError(f"stage must be 'sft' or 'tdpo', got {stage!r}")
+    _kind(stage)
     if isinstance(src, TrainConfig): cfg, name = src.model_dump(exclude_unset=True), src._where
     elif src is None or src == '': cfg, name = {}, '<dict>'
     else: cfg, name = read_config(src, TrainConfigError)
@@ -154,10 +182,6 @@ def read_training_rows(path: str | Path, # a .jsonl file, or a folder holding `n
     return rows
 
 # %% ../nbs/05_train.ipynb #e1355852
-SFT_DEFAULTS = dict(learning_rate=2e-4, num_train_epochs=2, per_device_train_batch_size=1, gradient_accumulation_steps=4,
-                    lr_scheduler_type='linear', max_length=2048, seed=42, logging_steps=10, save_strategy='steps',
-                    save_steps=500, save_total_limit=2, report_to='none')
-
 def _need(cfg: TrainConfig, where: str, *keys):
     if miss := [k for k in keys if not getattr(cfg, k)]:
         raise TrainConfigError(f"{where}: field '{miss[0]}' is not set (set it in the YAML or with --set {miss[0]}=...)")
@@ -169,7 +193,7 @@ def _make_args(cls, cfg: TrainConfig, defaults: dict, drop: tuple = (), where: s
     fields = {f.name for f in dataclasses.fields(cls)}
     if bad := set(a) - fields: raise _unknown(where, 'args.', bad, fields, f'setting of {cls.__name__}')
     a.update(device_args(cfg.bf16), output_dir=str(cfg.output_dir))
-    if cls.__name__ in ('SFTConfig', 'DPOConfig'): a.setdefault('activation_checkpointing', False)
+    if 'activation_checkpointing' in fields: a.setdefault('activation_checkpointing', False)  # TRL's configs turn it on
     try: return cls(**a)
     except (TypeError, ValueError) as e: raise TrainConfigError(f"{where}: field 'args': {e}") from None
 
@@ -251,19 +275,21 @@ def _shared_dataset(rows: list[dict], folder: Path) -> Dataset:
 
 def make_tdpo_trainer(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
                       where: str | None = None, # where it came from, for errors (default: the config's file)
+                      stage: str = 'tdpo', # 'tdpo', or 'rpo' (T-DPO plus the chosen responses' NLL: `RPO_DEFAULTS`)
                      ) -> tuple:
-    "The T-DPO trainer for a config (tree-aware or TRL's), and the node counts."
+    "The T-DPO (or RPO) trainer for a config (tree-aware or TRL's), and the node counts."
     from peft import PeftModel, get_peft_model
-    cfg = load_train_config(cfg, 'tdpo', where=where); where, impl = cfg._where, cfg.impl
+    cfg = load_train_config(cfg, stage, where=where); where, impl, defaults = cfg._where, cfg.impl, _kind(stage).defaults
     _need(cfg, where, 'model', 'data', 'output_dir')
-    out, a = Path(cfg.output_dir), {**TDPO_DEFAULTS, **(cfg.args or {})}
-    if impl == 'tree': args = _make_args(TreeDPOConfig, cfg, TDPO_DEFAULTS, where=where)
+    out, a = Path(cfg.output_dir), {**defaults, **(cfg.args or {})}
+    if impl == 'tree': args = _make_args(TreeDPOConfig, cfg, defaults, where=where)
     else:
         from trl import DPOConfig
         if a.get('loss_average', 'pair') != 'pair':
             raise TrainConfigError(f"{where}: field 'args.loss_average': TRL's DPOTrainer averages per pair only (impl: trl)")
-        args = _make_args(DPOConfig, cfg, {**TDPO_DEFAULTS, 'precompute_ref_log_probs': True},
-                          drop=('max_prompt_length', 'share', 'loss_average'), where=where)
+        dpo_fields = {f.name for f in dataclasses.fields(DPOConfig)}
+        args = _make_args(DPOConfig, cfg, {**defaults, 'precompute_ref_log_probs': True},
+                          drop=tuple(sorted(_TREE_SETTINGS - dpo_fields)), where=where)
     lora = None if cfg.adapter else _lora(cfg, where)
     src = Path(cfg.data)
     nodes = read_training_rows(src, ('prompt', 'responses'), 'nodes.jsonl')
@@ -288,15 +314,22 @@ def make_tdpo_trainer(cfg: TrainConfig | dict, # a training config (`load_train_
         from trl import DPOTrainer
         tr = DPOTrainer(model=policy, args=args, train_dataset=_shared_dataset(nodes_to_pairs(kept), out / 'trl_pairs'),
                         processing_class=tok)
-    return tr, dict(stage='tdpo', impl=impl, nodes=len(toks), pairs=stats.get('pairs', 0),
+    return tr, dict(stage=stage, impl=impl, nodes=len(toks), pairs=stats.get('pairs', 0),
                     skipped={k: v for k, v in stats.items() if k not in ('nodes', 'pairs')})
 
 def train_tdpo(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
                where: str | None = None, # where it came from, for errors (default: the config's file)
+               stage: str = 'tdpo', # 'tdpo', or 'rpo'
               ) -> dict:
-    "T-DPO from the SFT adapter; saves the adapter and tokenizer to `output_dir`; returns a summary."
-    cfg = load_train_config(cfg, 'tdpo', where=where)
-    return _fit(*make_tdpo_trainer(cfg), cfg)
+    "T-DPO (or RPO) from the SFT adapter; saves the adapter and tokenizer to `output_dir`; returns a summary."
+    cfg = load_train_config(cfg, stage, where=where)
+    return _fit(*make_tdpo_trainer(cfg, stage=stage), cfg)
+
+def train_rpo(cfg: TrainConfig | dict, # a training config (`load_train_config(..., 'rpo')`), or a dict
+              where: str | None = None,
+             ) -> dict:
+    "RPO: T-DPO plus α times the chosen responses' mean token NLL (`RPO_DEFAULTS`: α = 1); as `train_tdpo`."
+    return train_tdpo(cfg, where, stage='rpo')
 
 @torch.no_grad()
 def tree_eval_loss(tr: TreeDPOTrainer) -> float:
@@ -306,6 +339,60 @@ def tree_eval_loss(tr: TreeDPOTrainer) -> float:
     b = {k: v.to(tr.args.device) for k, v in tr.data_collator([ds[i] for i in range(len(ds))]).items()}
     loss = tree_dpo_loss(response_logps(m, b), b['ref_logps'], b['pairs'], tr.args.beta)[0].item()
     m.train(was); return loss
+
+# %% ../nbs/05_train.ipynb #922508b0
+def _loader(stage: str):
+    "A `TrainingMethod.load_config` for one of this chapter's methods."
+    def load(src=None, overrides=(), where=None, **fill): return load_train_config(src, stage, overrides, where, **fill)
+    return load
+
+def train_config_fingerprint(tc: TrainConfig, # a validated config (`load_train_config`)
+                             stage: str, # its method: 'sft', 'tdpo' or 'rpo'
+                            ) -> dict:
+    "What decides an adapter: base model, `bf16`, LoRA and trainer settings over dnr's defaults; no paths."
+    kind = _kind(stage)
+    c = tc.model_dump(mode='json', exclude={'data', 'output_dir', 'resume', 'adapter'} | (set() if kind.preference else {'impl'}))
+    c['lora'] = {**LORA_DEFAULTS, **(c.get('lora') or {})}
+    c['args'] = {k: v for k, v in {**kind.defaults, **(c.get('args') or {})}.items() if k != 'output_dir'}
+    return json.loads(json.dumps(c, default=str))
+
+def _build_sft_data(debate, out, options: dict, student: str) -> dict:
+    from dnr.distill import build_sft
+    return build_sft(debate, out, include_student=options.get('include_student', False), debates=options.get('debates'))
+
+_TDPO_BUILD = ('answer_cap', 'cut_to', 'context_budget', 'prompt_cap', 'unparsed', 'debates')
+
+def _build_tdpo_data(debate, out, options: dict, student: str) -> dict:
+    from dnr.distill import build_tdpo
+    return build_tdpo(debate, out, tokenizer=options.get('tokenizer') or student, ablation=options.get('ablation', 'none'),
+                      **{k: options[k] for k in _TDPO_BUILD if k in options})
+
+def _tdpo_train_args(options: dict) -> dict:
+    "The trainer's prompt budget is the build's `prompt_cap` (one value; none when the cap is off)."
+    import inspect
+    from dnr.distill import build_tdpo
+    cap = options.get('prompt_cap', inspect.signature(build_tdpo).parameters['prompt_cap'].default)
+    return {} if cap is None else {'max_prompt_length': cap}
+
+def _preference_flags(p):
+    p.add_argument('--impl', choices=['tree', 'trl'], help='tree-aware trainer (default) or TRL DPOTrainer')
+    p.add_argument('--share', dest='args.share', choices=['context', 'responses'], help='tree trainer: pack contexts (default) or not')
+
+def _build_cli(argv):
+    from dnr.distill import build_cli
+    return build_cli(argv)
+
+register_data(DataBuilder('sft', _build_sft_data, reads=('include_student', 'debates'), files=('sft.jsonl',), counts=('examples',),
+                          cli=_build_cli, doc="SFT examples: the debate's right teacher answers"))
+register_data(DataBuilder('tdpo', _build_tdpo_data, reads=('tokenizer', 'ablation') + _TDPO_BUILD, files=('nodes.jsonl', 'pairs.jsonl'),
+                          counts=('nodes', 'pairs'), cli=_build_cli, train_args=_tdpo_train_args,
+                          doc="preference trees: each round's right and wrong answers under its debate context"))
+for _name, _title, _key, _train, _from, _data, _flags in (
+        ('sft', 'D&R SFT only', 'dnr_sft', train_sft, None, 'sft', None),
+        ('tdpo', 'D&R (SFT + T-DPO)', 'dnr', train_tdpo, 'sft', 'tdpo', _preference_flags),
+        ('rpo', 'D&R w/ RPO', 'dnr_rpo', train_rpo, 'sft', 'tdpo', _preference_flags)):
+    register_method(TrainingMethod(_name, _title, _data, _loader(_name), _train, paper_key=_key, starts_from=_from,
+                                   fingerprint=lambda tc, _n=_name: train_config_fingerprint(tc, _n), add_arguments=_flags))
 
 # %% ../nbs/05_train.ipynb #2aac6a39
 def merge_adapter(adapter: str | Path, # adapter folder (from `dnr train`)
@@ -323,38 +410,39 @@ def merge_adapter(adapter: str | Path, # adapter folder (from `dnr train`)
 
 # %% ../nbs/05_train.ipynb #7cb06999
 def _train_parser():
-    p = argparse.ArgumentParser(prog='dnr train', description='SFT and T-DPO training of the student (LoRA, TRL).')
+    from dnr.methods import training_methods
+    p = argparse.ArgumentParser(prog='dnr train', description='Train the student with a registered method (LoRA).')
     sub = p.add_subparsers(dest='stage', required=True)
-    for stage in ('sft', 'tdpo'):
-        s = sub.add_parser(stage, help=f'{stage.upper()} from a YAML config')
+    for name, meth in training_methods().items():
+        s = sub.add_parser(name, help=f'{meth.title}, from a YAML config')
         s.add_argument('--config', help='YAML config (see configs/)')
         s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. args.learning_rate=1e-4')
         s.add_argument('--model', help='base model folder or hub id')
-        s.add_argument('--data', help=f"folder from `dnr build {stage}`")
+        s.add_argument('--data', help=f"folder from `dnr build {meth.data}`")
         s.add_argument('--output-dir')
         s.add_argument('--resume', nargs='?', const=True, default=None, help='resume from the last (or the given) checkpoint')
-        s.add_argument('--max-steps', type=int); s.add_argument('--epochs', type=float); s.add_argument('--seed', type=int)
-        s.add_argument('--report-to', help="none, tensorboard, wandb, ...")
-        if stage == 'tdpo':
-            s.add_argument('--adapter', help='SFT adapter to continue from (and the reference)')
-            s.add_argument('--impl', choices=['tree', 'trl'], help='tree-aware trainer (default) or TRL DPOTrainer')
-            s.add_argument('--share', choices=['context', 'responses'], help='tree trainer: pack contexts (default) or not')
+        s.add_argument('--max-steps', dest='args.max_steps', type=int); s.add_argument('--epochs', dest='args.num_train_epochs', type=float)
+        s.add_argument('--seed', dest='args.seed', type=int); s.add_argument('--report-to', dest='args.report_to', help="none, tensorboard, wandb, ...")
+        if meth.starts_from: s.add_argument('--adapter', help=f'the {meth.starts_from} adapter to continue from (and the reference)')
+        if meth.add_arguments: meth.add_arguments(s)  # its own flags: dest 'args.X' sets an `args` setting, any other a config key
     m = sub.add_parser('merge', help='merge a LoRA adapter into its base model')
     m.add_argument('--adapter', required=True); m.add_argument('--out', required=True); m.add_argument('--base')
     return p
 
 def train_cli(argv: list[str] | None = None) -> int:
-    "`dnr train sft|tdpo|merge`: prints progress, then a JSON summary as the last line."
+    "`dnr train METHOD|merge`: trains with a registered method (`dnr.methods`); prints progress, then a JSON summary as the last line."
+    from dnr.methods import get_method
     a = _train_parser().parse_args(argv)
     if a.stage == 'merge':
         print(json.dumps({'merged': str(merge_adapter(a.adapter, a.out, a.base))})); return 0
     try:
+        meth, v = get_method(a.stage), {k: x for k, x in vars(a).items() if x is not None}
         where = (a.config or 'command line') + (' with --set' if a.set else '')
-        flags = {k: v for k, v in (('max_steps', a.max_steps), ('num_train_epochs', a.epochs), ('seed', a.seed),
-                                   ('report_to', a.report_to), ('share', getattr(a, 'share', None))) if v is not None}
-        cfg = load_train_config(a.config, a.stage, a.set, where, output_dir=a.output_dir or None, args=flags or None,
-                                **{k: getattr(a, k, None) for k in ('model', 'data', 'adapter', 'impl', 'resume')})
-        out = (train_sft if a.stage == 'sft' else train_tdpo)(cfg)
+        flags = {k[5:]: x for k, x in v.items() if k.startswith('args.')}
+        fill = {k: x for k, x in v.items() if not k.startswith('args.') and k not in ('stage', 'config', 'set')}
+        if 'output_dir' in fill and not fill['output_dir']: del fill['output_dir']
+        cfg = meth.load_config(a.config, a.set, where, args=flags or None, **fill)
+        out = meth.train(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"dnr train {a.stage}: error: {e}", file=sys.stderr); return 2
     if is_main_process(): print(json.dumps(out))  # one summary line, from rank 0

@@ -14,17 +14,17 @@ NAMES = sorted(f.stem for f in PAPER.glob('*.yaml') if not f.stem.startswith('de
 TRAIN_SIZES = {'cs': 205, 'physics': 974, 'biology': 478, 'math': 1000}
 
 def _numbers(e: str) -> set:
-    return {v for st in ('base', 'sft', 'tdpo') if (v := paper_number(e, st)) is not None}
+    return {v for st in PAPER_EXPERIMENTS[e]['paper'] if (v := paper_number(e, st)) is not None}
 
 def test_one_config_per_experiment():
-    assert NAMES == sorted(PAPER_EXPERIMENTS) and len(NAMES) == 16
+    assert NAMES == sorted(PAPER_EXPERIMENTS) and len(NAMES) == 38
 
 @pytest.mark.parametrize('name', NAMES)
 def test_paper_config_loads_with_the_papers_settings(name):
     cfg = load_pipeline_config(PAPER / f'{name}.yaml')  # nested files resolve beside the config, from any directory
     e = PAPER_EXPERIMENTS[name]
     assert cfg.experiment == name and cfg.out == f'runs/paper/{name}'
-    assert cfg.student == 'mistralai/Mistral-7B-Instruct-v0.2'
+    assert cfg.student == ('meta-llama/Llama-3.1-8B-Instruct' if name == 'llama_math' else 'mistralai/Mistral-7B-Instruct-v0.2')
     d = load_debate_config(cfg.debate)
     col = e['column']
     assert dataset_column(cfg.eval.dataset) == col and cfg.eval.split == 'test'
@@ -32,11 +32,19 @@ def test_paper_config_loads_with_the_papers_settings(name):
     n_train = len(load_benchmark(d.dataset.name + (f':{d.dataset.category}' if d.dataset.category else ''), d.dataset.split))
     assert min(n_train, d.limit or n_train) == TRAIN_SIZES[col] and d.dataset.split == 'train'
     assert (cfg.eval.max_new_tokens, cfg.eval.temperature, cfg.eval.top_p) == (700, 0.3, 0.9)
-    # hyperparameters (nbs/paper.ipynb, the authors' run_sft.sh / run_tdpo.sh)
-    assert cfg.sft['lora'] == {'r': 16, 'lora_alpha': 32, 'lora_dropout': 0.05, 'target_modules': ['q_proj', 'v_proj']}
-    assert (cfg.sft['args']['learning_rate'], cfg.sft['args']['num_train_epochs']) == (2e-4, 2)
-    t = cfg.tdpo['args']
-    assert (t['learning_rate'], t['num_train_epochs'], t['beta'], t['max_length'], t['max_prompt_length']) == (5e-6, 3, 0.1, 1600, 1000)
+    # hyperparameters (nbs/paper.ipynb, the authors' run_sft.sh / run_tdpo.sh; MAGDi's train.py)
+    if name.startswith('magdi_'):
+        m = cfg.block('magdi')
+        assert m['lora'] == {'r': 16, 'lora_alpha': 32, 'lora_dropout': 0.05, 'target_modules': ['q_proj', 'v_proj']}
+        a = m['args']
+        assert (a['learning_rate'], a['num_train_epochs'], a['warmup_steps'], a['per_device_train_batch_size'] * a['gradient_accumulation_steps']) == (5e-6, 10, 100, 16)
+        assert (a['alpha'], a['beta'], a['gamma'], a['gcn_hidden']) == (1.0, 1.0, 0.1, 512)
+        assert (cfg.train, cfg.eval.models, cfg.debate_from) == (['magdi'], ['magdi'], f'runs/paper/table1_{col}/debate')
+    else:
+        assert cfg.sft['lora'] == {'r': 16, 'lora_alpha': 32, 'lora_dropout': 0.05, 'target_modules': ['q_proj', 'v_proj']}
+        assert (cfg.sft['args']['learning_rate'], cfg.sft['args']['num_train_epochs']) == (2e-4, 2)
+        t = cfg.tdpo['args']
+        assert (t['learning_rate'], t['num_train_epochs'], t['beta'], t['max_length'], t['max_prompt_length']) == (5e-6, 3, 0.1, 1600, 1000)
     b = cfg.build
     assert (b['answer_cap'], b['cut_to'], b['context_budget'], b['prompt_cap'], b['unparsed']) == (950, 470, 1000, 1000, 'reject')
     assert b['ablation'] == e.get('ablation', 'none') and b.get('debates') == e.get('debates')
@@ -44,9 +52,15 @@ def test_paper_config_loads_with_the_papers_settings(name):
     assert set(cfg.eval.models) <= set(e['paper']) and ('tdpo' in cfg.train) == ('tdpo' in e['paper'])
     if e['group'] in ('ablation', 'data_scale'):
         assert cfg.debate_from == 'runs/paper/table1_physics/debate' and cfg.debate == load_pipeline_config(PAPER / 'table1_physics.yaml').debate
-    assert (cfg.sft_from is not None) == (e['group'] == 'ablation')  # only the ablations borrow an SFT adapter
-    if name.startswith('single_teacher_claude'):
-        assert [a['name'] for a in d.agents] == ['claude-3-5'] and d.max_rounds == 0 and cfg.train == ['sft']
+    assert (cfg.sft_from is not None) == (e['group'] == 'ablation' or name.startswith('rpo_'))  # the ablations and RPO borrow an SFT adapter
+    if name.startswith('rpo_'):
+        assert (cfg.sft_from, cfg.debate_from, cfg.train, cfg.eval.models) == (f'runs/paper/table1_{col}/sft', f'runs/paper/table1_{col}/debate', ['sft', 'rpo'], ['rpo'])
+        assert cfg.block('rpo')['args']['loss_type'] == ['sigmoid', 'sft'] and cfg.block('rpo')['args']['loss_weights'] == [1.0, 1.0]
+    if name == 'llama_math': assert cfg.debate_from == 'runs/paper/table1_math/debate' and cfg.build['tokenizer'] == cfg.student
+    assert cfg.eval.self_reflect == bool(e.get('self_reflect'))
+    if name.startswith('single_teacher_'):
+        who = {'claude': 'claude-3-5', 'gpt4o': 'gpt-4o', 'gemini': 'gemini-1-5'}[name.split('_')[2]]
+        assert [a['name'] for a in d.agents] == [who] and d.max_rounds == 0 and cfg.train == ['sft']
     # the numbers in the config's header comment are the paper's
     head = ' '.join(l for l in (PAPER / f'{name}.yaml').read_text().splitlines()[:2])
     said = {float(x) for x in re.findall(r'\b\d+\.\d\d\b', head)}
@@ -104,25 +118,34 @@ def test_figures_place_a_finished_run_beside_the_paper(tmp_path):
     (runs / 'table1_physics' / 'debate').mkdir(parents=True)
     (runs / 'table1_physics' / 'debate' / 'mags.jsonl').write_text(''.join(json.dumps(_demo_mag(str(i), seed=i)) + '\n' for i in range(120)))
     scale = load_pipeline_config(PAPER / 'data_scale_100.yaml', out=str(runs / 'data_scale_100'), debate_from=str(runs / 'table1_physics' / 'debate'))
+    rpo = load_pipeline_config(PAPER / 'rpo_physics.yaml', out=str(runs / 'rpo_physics'), debate_from=str(runs / 'table1_physics' / 'debate'))
     acc = {}
     for cfg, stage, model in ((phys, 'base', 'mistral-7b-instruct-v0.2'), (phys, 'tdpo', 'llama-3.1-70b-instruct'),
-                              (scale, 'tdpo', 'deepseek-chat-v2')):
+                              (scale, 'tdpo', 'deepseek-chat-v2'), (rpo, 'rpo', 'gemini-1.5-pro-002')):
         s = evaluate(qs, ReplayBackend(resp(model)), Path(cfg.out) / 'eval' / stage, progress=False,
                      label=f'{stage} ({Path(cfg.out).name})', tags=eval_tags(cfg, stage))
         acc[(cfg.experiment, stage)] = 100 * s['accuracy']
     assert eval_tags(scale, 'tdpo')['n_debates'] == 100 and eval_tags(phys, 'tdpo')['n_debates'] == 120
     r = subprocess.run([str(BIN / 'dnr'), 'figures', str(runs), '--out', str(tmp_path / 'fig')], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    for (e, st), paper in ((('table1_physics', 'base'), '18.46'), (('table1_physics', 'tdpo'), '34.77'), (('data_scale_100', 'tdpo'), 'not published')):
+    assert eval_tags(rpo, 'rpo') == {'method': 'dnr_rpo', 'stage': 'rpo', 'experiment': 'rpo_physics', 'n_debates': 120}
+    for (e, st), paper in ((('table1_physics', 'base'), '18.46'), (('table1_physics', 'tdpo'), '34.77'), (('data_scale_100', 'tdpo'), 'not published'),
+                           (('rpo_physics', 'rpo'), 'not published')):
         assert f"| {e} | {st} | MMLU-Pro Physics | {paper} | {acc[(e, st)]:.2f} |" in r.stdout, r.stdout
     md = (tmp_path / 'fig' / 'experiments.md').read_text()
     assert '| table1_cs | tdpo | MMLU-Pro CS | 33.17 | — |' in md  # not run yet: the paper's number alone
+    for row in ('| llama_math | tdpo | MATH | 48.02 | — |', '| ablation_inference_sr | tdpo | MMLU-Pro Physics | 36.92 | — |',
+                '| single_teacher_gpt4o_cs | sft | MMLU-Pro CS | not published | — |', '| rpo_math | rpo | MATH | not published | — |'):
+        assert row in md, row
+    t1 = (tmp_path / 'fig' / 'table1.md').read_text()
+    assert f"| ours | D&R w/ RPO (ours) | – | {acc[('rpo_physics', 'rpo')]:.2f} |" in t1, t1
     assert json.loads(r.stdout.strip().splitlines()[-1])['figures']['experiments'][1].endswith('experiments.md')
 
 def test_pipeline_builds_from_another_runs_debates(tmp_path):
     "`debate_from` + `build.debates` + `train: [sft]` (the data-scale and SFT-only configs), on replayed real debates."
     from dnr.debate import offline_config, debate_into, run_sync
-    from dnr.pipeline import demo_config, run_pipeline
+    from dnr.demo import demo_config
+    from dnr.pipeline import run_pipeline
     run_sync(debate_into(load_debate_config(offline_config('physics', limit=12)), tmp_path / 'deb', progress=False))
     base = demo_config(tmp_path / 'x', questions=12, eval_questions=4, steps=2).model_dump()
     cfg = load_pipeline_config({**base, 'out': str(tmp_path / 'scale'), 'debate_from': str(tmp_path / 'deb'),
@@ -147,7 +170,8 @@ def test_pipeline_builds_from_another_runs_debates(tmp_path):
     bad = load_pipeline_config({**base, 'out': str(tmp_path / 'b'), 'debate_from': str(tmp_path / 'nothing')})
     with pytest.raises(ValueError, match='debate_from: .*nothing has no mags.jsonl'): run_pipeline(bad, progress=False, log=lambda *a: None)
 
-@pytest.mark.parametrize('name', ['debate_cs', 'debate_physics', 'debate_biology', 'debate_math', 'single_teacher_claude_physics'])
+@pytest.mark.parametrize('name', ['debate_cs', 'debate_physics', 'debate_biology', 'debate_math', 'single_teacher_claude_physics',
+                                  'single_teacher_gpt4o_math', 'single_teacher_gemini_cs'])
 def test_paper_budgets_come_from_the_plan(name):
     "Each paid config's cap is its `--plan` estimate (400-token completions) plus a 15% margin, rounded up to $5."
     import math

@@ -200,3 +200,18 @@ def test_bad_training_configs_named(name, old, new, field, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"dnr train {name.split('_')[0]}: error: {bad}: {field}") and '\n' not in err, err
     assert not out.exists()
+
+def test_rpo_method_trains_from_the_registry(data, tmp_path, capsys):
+    "`dnr train rpo` (a registered method): T-DPO's trainer with TRL's `loss_type: [sigmoid, sft]`; it logs both terms."
+    from dnr.methods import get_method
+    model = str(tiny_model('trained'))
+    assert get_method('rpo').starts_from == 'sft' and get_method('rpo').paper_key == 'dnr_rpo'
+    assert train_cli(['rpo', '--config', 'configs/tdpo_tiny.yaml', '--model', model, '--adapter', '', '--data', str(data / 'tdpo'),
+                      '--output-dir', str(tmp_path / 'rpo'), '--max-steps', '2', '--set', 'args.logging_steps=1',
+                      '--set', 'args.save_strategy=no']) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s['stage'] == 'rpo' and s['steps'] == 2 and (tmp_path / 'rpo' / 'adapter_model.safetensors').exists()
+    assert s['train_loss'] > 1  # DPO starts at log 2 (0.69); the NLL term adds nats per token
+    assert train_cli(['rpo', '--config', 'configs/tdpo_tiny.yaml', '--model', model, '--data', str(data / 'tdpo'), '--output-dir',
+                      str(tmp_path / 'bad'), '--set', 'args.loss_weights=[1.0]']) == 2  # one weight per term, named before training
+    assert 'one weight per loss_type' in capsys.readouterr().err
