@@ -139,7 +139,7 @@ def test_models_and_configs_are_field_tables(manifest, browser):
     assert crit is not None, 'no field table for Critique'
     assert [r[0] for r in crit][-2:] == ['from', 'to'] and ['text', 'str | None', 'required', 'extracted feedback'] in crit, crit
     cfg = _fields(browser, '05a_tdpo', 'TreeDPOConfig')
-    assert cfg is not None and [r[0] for r in cfg] == ['beta', 'share', 'max_length', 'max_prompt_length', 'loss_average', 'disable_dropout'], cfg
+    assert cfg is not None and [r[0] for r in cfg] == ['beta', 'share', 'max_length', 'max_prompt_length', 'loss_average', 'disable_dropout', 'loss_type', 'loss_weights'], cfg
     assert cfg[0][2] == '0.1' and cfg[0][3].startswith('DPO temperature') and all(r[3] for r in cfg), cfg  # every field described
 
 
