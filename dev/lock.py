@@ -6,7 +6,7 @@ The lock is what `make setup` (and so `make demo`, `make test` and CI) installs,
 3.11 on x86-64 Linux with the CPU build of torch (`TORCH` below); the GPU install (CUDA torch, vLLM) stays outside it.
 `uv pip compile` does the resolving (uv is installed into the venv by `make setup`).
 """
-import configparser, os, shlex, subprocess, sys
+import configparser, os, re, shlex, subprocess, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,8 @@ def requirements() -> list[str]:
     cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
     d = cfg['DEFAULT']
     reqs = [r for k in ('requirements', 'serve_requirements', 'dev_requirements') for r in shlex.split(d.get(k, ''))]
-    return [r for r in reqs if not r.lower().startswith('torch')] + [TORCH, 'uv']  # uv: the installer `make setup` uses
+    is_torch = lambda r: re.match(r'torch\s*([<>=!~;\[]|$)', r, re.I)  # torch itself, not torch-geometric
+    return [r for r in reqs if not is_torch(r)] + [TORCH, 'uv']  # uv: the installer `make setup` uses
 
 def main() -> int:
     uv = Path(sys.executable).with_name('uv')

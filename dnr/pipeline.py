@@ -44,7 +44,7 @@ class BuildSpec(BaseModel):
     answer_cap: int = Field(950, ge=1)
     cut_to: int = Field(470, ge=1)
     context_budget: int = Field(1000, ge=1)
-    prompt_cap: int | None = Field(1000, ge=1) # cut the debate context so T-DPO prompts fit; also the trainer's max_prompt_length; null: off (the authors)
+    prompt_cap: int | None = Field(None, ge=1) # cut the debate context so T-DPO prompts fit; also the trainer's max_prompt_length; null (default): off, as the authors' data building (the paper configs set 1000)
     unparsed: Literal['reject', 'drop'] = 'reject' # unparsed answers as rejected responses (the authors) or dropped
     debates: int | None = Field(None, ge=1) # only the first N debates (the authors' `all_mags[:N]`; data-scale runs)
 
