@@ -12,7 +12,7 @@ from .files import write_text
 # %% auto #0
 __all__ = ['PAPER_RESULTS', 'PAPER_EXPERIMENTS', 'paper_number', 'dataset_column', 'load_runs', 'table1_frame', 'table1_markdown',
            'experiments_frame', 'experiments_markdown', 'plot_table1', 'plot_ablation', 'plot_token_cost',
-           'plot_data_scale', 'figures', 'figures_cli']
+           'debate_baselines', 'plot_data_scale', 'figures', 'figures_cli']
 
 # %% ../nbs/06_report.ipynb #9c056f67
 PAPER_RESULTS = {
@@ -315,6 +315,32 @@ def plot_token_cost(runs: list[dict], figsize=(8, 4)):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/06_report.ipynb #a2b6e524
+def debate_baselines(dirs: list[str | Path], # run folders, or folders holding run folders
+                    ) -> list[dict]:
+    "Each debate under `dirs` run without gold (`mode: test`) as an evaluation-like summary: its accuracy, 95% CI and tokens per question."
+    import yaml
+    from dnr.debate import STOPPED, debate_accuracy
+    from dnr.eval import bootstrap_ci
+    from dnr.grading import grade
+    from dnr.mag import read_mags
+    out = []
+    for d in map(Path, dirs):
+        for f in sorted([d / 'mags.jsonl'] if (d / 'mags.jsonl').exists() else d.rglob('mags.jsonl')):
+            snap = f.parent / 'config.yaml'
+            cfg = (yaml.safe_load(snap.read_text()) or {}) if snap.exists() else {}
+            if cfg.get('mode') != 'test': continue
+            mags = read_mags(f)
+            acc, done = debate_accuracy(mags), [m for m in mags if m.stop_reason not in STOPPED]
+            if acc['debate_accuracy'] is None: continue
+            right = [float(m.consensus is not None and grade(m.consensus, m.gold, m.kind)) for m in done]
+            m0, protocol = done[0], cfg.get('protocol', 'dnr')
+            out.append(dict(label=f'debate ({protocol}, no gold)', dataset=f'{m0.dataset}:{m0.category}' if m0.category else m0.dataset,
+                            accuracy=acc['debate_accuracy'], n=len(done), ci95=list(bootstrap_ci(right)),
+                            mean_total_tokens=acc['tokens_per_question'], tags={'debate_baseline': protocol},
+                            agents=[a.name for a in m0.agents], run_dir=str(f.parent)))
+    return out
+
 # %% ../nbs/06_report.ipynb #79513c34
 def plot_data_scale(runs: list[dict], figsize=(6.5, 4)):
     "Physics accuracy against the number of training debates, for runs tagged `n_debates=…` (one line per `method` tag)."
@@ -353,6 +379,7 @@ def figures(dirs: list[str | Path], # run folders
     from dnr.analysis import plot_run
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     runs, debates = load_runs(dirs)
+    baselines = debate_baselines(dirs)  # debates without gold, drawn beside the students in the token-cost figure
     written = {}
     t1 = table1_frame(runs)
     write_text(out / 'table1.csv', t1.to_csv())
@@ -361,7 +388,7 @@ def figures(dirs: list[str | Path], # run folders
     ex = experiments_frame(runs)
     write_text(out / 'experiments.csv', ex.to_csv(index=False)); write_text(out / 'experiments.md', experiments_markdown(ex))
     written['experiments'] = [str(out / 'experiments.csv'), str(out / 'experiments.md')]
-    plots = dict(table1=plot_table1, ablation=plot_ablation, token_cost=plot_token_cost, data_scale=plot_data_scale)
+    plots = dict(table1=plot_table1, ablation=plot_ablation, token_cost=lambda r: plot_token_cost(r + baselines), data_scale=plot_data_scale)
     for name, fn in plots.items():
         fig = fn(runs); written[name] = _save(fig, out, name)
         if not show: plt.close(fig)
