@@ -133,6 +133,8 @@ def _transient_types() -> tuple:
           asyncio.TimeoutError, TimeoutError, ConnectionError]
     try: import httpx2; ts.append(httpx2.TransportError)
     except ImportError: pass
+    try: import aiohttp; ts.append(aiohttp.ClientConnectionError)  # google-genai's async client uses aiohttp when it is installed
+    except ImportError: pass
     return tuple(ts)
 
 def is_retryable(e: BaseException) -> bool:
@@ -182,6 +184,7 @@ def is_connect_error(e: BaseException) -> bool:
         seen.add(id(e))
         if isinstance(e, (ConnectionRefusedError, socket.gaierror)): return True
         if type(e).__name__ in ('ConnectError', 'ConnectTimeout') and type(e).__module__.split('.')[0] in ('httpx', 'httpx2', 'httpcore', 'httpcore2'): return True
+        if type(e).__name__ in ('ClientConnectorError', 'ClientConnectorDNSError') and type(e).__module__.split('.')[0] == 'aiohttp': return True
         e = e.__cause__ or e.__context__
     return False
 
