@@ -4,14 +4,15 @@
 
 # %% ../nbs/servers.ipynb #a726167a
 from __future__ import annotations
-import email.parser, hashlib, itertools, json, re, threading, time
+import email.parser, hashlib, itertools, json, random, re, threading, time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 # %% auto #0
-__all__ = ['MALFORMED', 'Reply', 'Fail', 'echo_responder', 'scripted', 'success_body', 'error_body', 'ScriptedServer']
+__all__ = ['MALFORMED', 'Reply', 'Fail', 'echo_responder', 'scripted', 'success_body', 'error_body', 'ScriptedServer',
+           'TapeDebaters']
 
 # %% ../nbs/servers.ipynb #830d1296
 @dataclass
@@ -320,3 +321,46 @@ class _Handler(BaseHTTPRequestHandler):
                                  'ended_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
                                  'results_url': f'{s.url}/v1/messages/batches/{bid}/results',
                                  'request_counts': {'processing': 0, 'succeeded': ok, 'errored': bad, 'canceled': 0, 'expired': 0}}
+
+# %% ../nbs/servers.ipynb #321d77da
+_LOOKALIKE = dict(zip('ABCDEFGHIJ', 'HDGBFECAJI'))  # the letter a hurried reader sees instead
+
+class TapeDebaters:
+    "`ScriptedServer` responder for `load_tape` questions: scripted teachers (mostly right, fixable slips) and a guessing student."
+    def __init__(self, teachers=('scripted-teacher-a', 'scripted-teacher-b'), # agent (model) names that act as teachers
+                 student: str = 'scripted-student', # the agent that guesses
+                 slip: float = 0.3, # chance a teacher misreads the letter in round 0
+                 fix: float = 0.7, # chance a wrong teacher takes the correction, per round
+                 learn: float = 0.5, # chance the wrong student takes the correction, per round
+                 seed: int = 0):
+        self.teachers, self.student, self.slip, self.fix, self.learn, self.seed = tuple(teachers), student, slip, fix, learn, seed
+        self.last, self.lock = {}, threading.Lock()  # (agent, question) -> (round, letter answered)
+
+    def _p(self, *key) -> float: return random.Random(':'.join(map(str, (self.seed, *key)))).random()
+
+    def _letter(self, me: str, q: str, gold: str) -> str:
+        "The letter `me` answers this round (and remember it)."
+        with self.lock:
+            r, prev = self.last.get((me, q), (-1, None))
+            r += 1
+            if me == self.student:
+                if r == 0: ans = 'ABCDEFGHIJ'[int(self._p(me, q, 'guess') * 10)]
+                elif prev == gold or self._p(me, q, r) < self.learn: ans = gold
+                else: ans = [l for l in 'ABCDEFGHIJ' if l != prev][int(self._p(me, q, r, 'g') * 9)]
+            elif r == 0: ans = _LOOKALIKE[gold] if self._p(me, q, 'slip') < self.slip else gold
+            else: ans = gold if prev == gold or self._p(me, q, r) < self.fix else prev
+            self.last[(me, q)] = (r, ans); return ans
+
+    def __call__(self, provider: str, req: dict) -> str:
+        text, me = _last_user(provider, req), req.get('model', '')
+        m = re.search(r'### Question\n(.* reads ([A-J])(?: \2)*\. .*)\n', text)
+        if not m: return "### Answer\n[scripted] This is not a tape question.\nFinal answer: A"
+        q, gold = m.group(1), m.group(2)
+        if 'feedback to yourself' in text:
+            said = re.search(r'Fianl answer: ([A-J])', text)
+            return (f"### Feedback\n[scripted] I answered {said.group(1) if said else 'another option'}, but the correct answer is "
+                    f"{gold}: the tape shows the letter {gold}, and I misread it. I should read the tape again.")
+        if 'feedback to other agents' in text:
+            return f"### Feedback\n[scripted] The tape shows the letter {gold}: read it again; option {gold} names it."
+        a = self._letter(me, q, gold)
+        return f"### Answer\n{'I guess the answer is' if me == self.student else 'The answer is'} {a}.\nFinal answer: {a}"
