@@ -155,7 +155,7 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
     def stage(name, fn):
         t = time.time(); log(f"[mini {name}] running"); r = fn()
         times[name] = round(time.time() - t, 2); log(f"[mini {name}] done in {times[name]}s"); return r
-    missing = {m.name: f"this dnr has no {m.trainer.split(':')[0]} ({m.trainer.split(':')[1]})" for m in methods if m.trainer and resolve(m.trainer) is None}
+    missing = {m.name: f"this dnr has no {m.trainer}" for m in methods if m.trainer and resolve(m.trainer) is None}
     run = [m for m in methods if m.name not in missing and (m.start is None or m.start not in missing)]
     debate = stage('debate', lambda: mini_debate(out / 'debate', n_train, seed))
     for d in dict.fromkeys(m.data for m in run if m.data):
