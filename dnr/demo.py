@@ -9,6 +9,7 @@ from pathlib import Path
 from .files import write_text
 from .pipeline import (PipelineConfig, PartialDebate, Stage, StageEvent, first_error, load_pipeline_config, pipeline_stages,
                           print_summary, run_pipeline, _stage)
+from .mini import MINI_STEPS, MINI_PREF_STEPS
 
 # %% auto #0
 __all__ = ['DEMO_FILES', 'SCRIPTED_AGENTS', 'demo_data', 'demo_config', 'ScriptedDebaters', 'scripted_debate', 'demo_cli']
@@ -113,7 +114,8 @@ def scripted_debate(out: str | Path, # run folder (replaced: the server's addres
     return s
 
 # %% ../nbs/07a_demo.ipynb #1aa2b067
-_DEMO_TITLES = {'debate': 'replaying recorded answers', 'scripted_debate': 'a debate of scripted agents'}  # the demo's words
+_DEMO_TITLES = {'debate': 'replaying recorded answers', 'scripted_debate': 'a debate of scripted agents',
+                'mini': 'miniature Table 1 (codebook task)'}  # the demo's words
 
 class _StageLines:
     "A `run_pipeline` log: one line per stage, `[i/n] stage  what … done in 1.2s`, written as the stage starts and ends."
@@ -181,7 +183,22 @@ def _demo_report(out: Path, res: dict) -> list[str]:
               f"{sum(len(r.critiques) for m in sm for r in m.rounds)} critiques to read:",
               f"  from dnr.mag import read_mags; mags = read_mags('{out / 'scripted_debate' / 'mags.jsonl'}')",
               '', f"Figures and tables: {out / 'figures'} (table1.md, table1.png, debates_debate.png, ...); library logs: {out / 'demo.log'}"]
+    if mini := res.get('mini'):
+        d = mini.get('debate') or {}
+        lines += ['', "Miniature Table 1: a student that learns (the synthetic codebook task, SCRIPTED debates; every method trained",
+                  f"and evaluated for real; accuracy % with 95% bootstrap intervals; chance is 10%). Debate: {d.get('questions')} questions, "
+                  f"rounds {d.get('rounds_histogram')}", '', *mini['markdown'][mini['markdown'].index('| method | what | accuracy (%) | 95% CI | n |'):],
+                  '', f"Stage seconds: {mini.get('seconds')}", f"Miniature: {out / 'mini'} (table1.csv, table1.md, table1.png)"]
     return lines
+
+def _mini_stage(out: Path, settings: dict, log) -> dict:
+    "The miniature Table 1 as a demo stage; a finished one made with other settings is redone (its folder is the demo's own output)."
+    from dnr.mini import run_mini
+    import json
+    done = out / 'mini' / 'done.json'
+    if done.exists() and json.loads(done.read_text()).get('fingerprint') != settings:
+        log(f"[mini] made with other settings than {settings}: redone"); done.unlink()
+    return _stage(out / 'mini', 'mini', lambda: run_mini(out / 'mini', **settings), log, fingerprint=settings)
 
 def demo_cli(argv: list[str] | None = None) -> int:
     "`dnr demo [--out runs/demo] [--questions 40]`: the offline demo pipeline (no keys); last line is a JSON summary."
@@ -193,6 +210,11 @@ def demo_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--eval-questions', type=_positive, default=20); ap.add_argument('--steps', type=_positive, default=12)
     ap.add_argument('--scripted-questions', type=_positive, default=3, help='questions of the scripted multi-round debate')
     ap.add_argument('--no-progress', action='store_true', help='no stage lines (only the report)')
+    ap.add_argument('--no-mini', action='store_true', help='skip the miniature Table 1 (dnr.mini)')
+    ap.add_argument('--mini-questions', type=_positive, default=300, help='codebook train questions the miniature debates')
+    ap.add_argument('--mini-test', type=_positive, default=300, help='codebook test questions each miniature row is evaluated on')
+    ap.add_argument('--mini-steps', type=_positive, default=MINI_STEPS, help='optimizer steps of each miniature row trained from the base student')
+    ap.add_argument('--mini-pref-steps', type=_positive, default=MINI_PREF_STEPS, help='optimizer steps of the rows that continue D&R SFT')
     a = ap.parse_args(argv)
     try: data = demo_data()
     except DataError as e: print(f"dnr demo: error: {e}", file=sys.stderr); return 2
@@ -201,12 +223,15 @@ def demo_cli(argv: list[str] | None = None) -> int:
     print(f"dnr demo: debates on {a.questions} MMLU-Pro physics questions (replayed real answers from {data}), toy student "
           f"{Path(cfg.student).name}, {a.steps} SFT + {a.steps} T-DPO steps, evaluation on {a.eval_questions} test questions")
     stages = pipeline_stages(cfg) + [Stage('scripted_debate', out / 'scripted_debate', lambda: {})]
+    mini = None if a.no_mini else dict(n_train=a.mini_questions, n_test=a.mini_test, steps=a.mini_steps, pref_steps=a.mini_pref_steps)
+    if mini: stages.append(Stage('mini', out / 'mini', lambda: {}))
     log = _StageLines(stdout, stages) if not a.no_progress else (lambda m: None)
     try:
         with _quiet_stages(out / 'demo.log'):
             res = run_pipeline(cfg, progress=False, log=log)
             res['scripted_debate'] = _stage(out / 'scripted_debate', 'scripted_debate',
                                             lambda: scripted_debate(out / 'scripted_debate', a.scripted_questions), log)
+            if mini: res['mini'] = _mini_stage(out, mini, log)
     except PartialDebate as e:  # a stage that failed fails the demo, naming the stage and the first error
         print(f"\ndnr demo: error: stage '{e.stage}' failed: {e}", file=sys.stderr); return e.code
     print('\n'.join(_demo_report(out, res)))

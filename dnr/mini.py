@@ -10,8 +10,8 @@ from pathlib import Path
 from .files import write_json, write_text
 
 # %% auto #0
-__all__ = ['MINI_ARGS', 'MINI_LORA', 'MINI_METHODS', 'MINI_AGENTS', 'MINI_DATA', 'MiniMethod', 'resolve', 'mini_debate',
-           'train_method', 'evaluate_method', 'table_rows', 'write_table', 'run_mini']
+__all__ = ['MINI_STEPS', 'MINI_PREF_STEPS', 'MINI_ARGS', 'MINI_LORA', 'MINI_METHODS', 'MINI_AGENTS', 'MINI_DATA', 'MiniMethod',
+           'resolve', 'mini_debate', 'train_method', 'evaluate_method', 'table_rows', 'write_table', 'run_mini']
 
 # %% ../nbs/07b_mini.ipynb #8a66e1cf
 @dataclass(frozen=True)
@@ -24,10 +24,11 @@ class MiniMethod:
     start: str | None = None # the row whose adapter it continues (and uses as reference)
     args: dict = field(default_factory=dict) # trainer settings over `MINI_ARGS`
 
-MINI_ARGS = dict(learning_rate=1e-2, per_device_train_batch_size=16, gradient_accumulation_steps=1, lr_scheduler_type='constant',
+MINI_STEPS, MINI_PREF_STEPS = 200, 20  # optimizer steps: rows trained from the base student; rows that continue D&R SFT
+MINI_ARGS = dict(learning_rate=5e-3, per_device_train_batch_size=16, gradient_accumulation_steps=1, lr_scheduler_type='constant',
                  warmup_steps=0, seed=0, logging_steps=5, save_strategy='no', report_to='none', disable_tqdm=True)
 MINI_LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, target_modules='all-linear', modules_to_save=['embed_tokens'])
-_PREF = dict(learning_rate=5e-3, beta=0.1, max_length=512, max_prompt_length=448)
+_PREF = dict(learning_rate=5e-3 / 40, beta=0.1, max_length=512, max_prompt_length=448)  # the paper's T-DPO/SFT learning-rate ratio (5e-6 / 2e-4)
 
 MINI_METHODS = (
     MiniMethod('base', 'No distillation (the base student)'),
@@ -54,18 +55,18 @@ def mini_debate(out: str | Path, # the debate folder (replaced)
                 seed: int = 0, # the scripted agents' seed
                 max_rounds: int = 3,
                ) -> dict:
-    "Debate `n` `tape` train questions with `TapeDebaters` behind a local `ScriptedServer`; returns `dnr debate`'s summary."
+    "Debate `n` `codebook` train questions with `CodebookDebaters` behind a local `ScriptedServer`; returns `dnr debate`'s summary."
     from dnr.debate import load_debate_config, debate_into, run_sync
-    from dnr.servers import TapeDebaters, ScriptedServer
+    from dnr.servers import CodebookDebaters, ScriptedServer
     out = Path(out); shutil.rmtree(out, ignore_errors=True)
-    with ScriptedServer(TapeDebaters(MINI_AGENTS[:2], MINI_AGENTS[2], seed=seed)) as srv:
+    with ScriptedServer(CodebookDebaters(MINI_AGENTS[:2], MINI_AGENTS[2], seed=seed)) as srv:
         agents = [dict(name=a, role='student' if a.endswith('student') else 'teacher', provider='openai_compatible',
                        model=a, base_url=srv.openai_url) for a in MINI_AGENTS]
-        cfg = load_debate_config(dict(dataset=dict(name='tape', split='train'), agents=agents, max_rounds=max_rounds,
+        cfg = load_debate_config(dict(dataset=dict(name='codebook', split='train'), agents=agents, max_rounds=max_rounds,
                                       limit=n, concurrency=32, seed=seed))
         s = run_sync(debate_into(cfg, out, progress=False))
-    write_text(out / 'README.txt', "SCRIPTED debate: the agents are dnr.servers.TapeDebaters behind a local ScriptedServer, not\n"
-               "language models; the questions are the synthetic `tape` task (dnr.data.load_tape). Reflections and critiques\n"
+    write_text(out / 'README.txt', "SCRIPTED debate: the agents are dnr.servers.CodebookDebaters behind a local ScriptedServer, not\n"
+               "language models; the questions are the synthetic `codebook` task (dnr.data.load_codebook). Reflections and critiques\n"
                "are marked [scripted]; the answers are one scripted line each (`The answer is H.`).\n")
     return s
 
@@ -125,15 +126,16 @@ def write_table(rows: list[dict], out: Path, missing: dict | None = None, note: 
     md = ['| method | what | accuracy (%) | 95% CI | n |', '|---|---|---:|---|---:|']
     md += [f"| {r['method']} | {titles.get(r['method'], '')} | {r['accuracy']:.2f} | [{r['ci_low']:.2f}, {r['ci_high']:.2f}] | {r['n']} |" for r in rows]
     md += [f"| {k} | {titles.get(k, '')} | not run: {v} | | |" for k, v in (missing or {}).items()]
-    write_text(out / 'table1.md', '\n'.join(['# Miniature Table 1 (synthetic `tape` task, scripted debates)', '', note, ''] + md) + '\n')
+    write_text(out / 'table1.md', '\n'.join(['# Miniature Table 1 (synthetic `codebook` task, scripted debates)', '', note, ''] + md) + '\n')
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.4))
     x = range(len(rows)); acc = [r['accuracy'] for r in rows]
-    ax.bar(x, acc, yerr=[[a - r['ci_low'] for a, r in zip(acc, rows)], [r['ci_high'] - a for a, r in zip(acc, rows)]], capsize=4, color='#4C72B0')
+    bars = ax.bar(x, acc, yerr=[[a - r['ci_low'] for a, r in zip(acc, rows)], [r['ci_high'] - a for a, r in zip(acc, rows)]], capsize=4, color='#4C72B0')
+    ax.bar_label(bars, [f'{a:.1f}' for a in acc], padding=3, fontsize=9)
     ax.axhline(10, ls='--', c='grey', lw=1, label='chance (10%)')
-    ax.set_xticks(list(x), [r['method'] for r in rows], rotation=20); ax.set_ylabel('test accuracy (%)'); ax.set_ylim(0, 100)
-    ax.set_title(f"Miniature Table 1: tape task, n={rows[0]['n'] if rows else 0}, 95% bootstrap CI"); ax.legend(loc='upper left')
+    ax.set_xticks(list(x), [r['method'] for r in rows], rotation=20); ax.set_ylabel('test accuracy (%)'); ax.set_ylim(0, 112)
+    ax.set_title(f"Miniature Table 1: codebook task, n={rows[0]['n'] if rows else 0}, 95% bootstrap CI"); ax.legend(loc='upper left')
     fig.tight_layout(); fig.savefig(out / 'table1.png', dpi=120); plt.close(fig)
     return md
 
@@ -141,14 +143,14 @@ def write_table(rows: list[dict], out: Path, missing: dict | None = None, note: 
 def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
              n_train: int = 300, # debated train questions
              n_test: int = 300, # test questions evaluated
-             steps: int = 40, # optimizer steps of each SFT-like row
-             pref_steps: int = 10, # optimizer steps of the rows that continue another (T-DPO, RPO)
+             steps: int = MINI_STEPS, # optimizer steps of each row trained from the base student
+             pref_steps: int = MINI_PREF_STEPS, # optimizer steps of the rows that continue another (T-DPO, RPO)
              seed: int = 0,
              methods: tuple = MINI_METHODS,
              log=print,
             ) -> dict:
     "The miniature Table 1: debate, data, training and evaluation of every available method; writes table1.{csv,md,png}."
-    from dnr.data import load_tape
+    from dnr.data import load_codebook
     from dnr.tiny import tiny_model
     out = Path(out); shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
     student, times, evals, adapters, built = tiny_model('trained'), {}, {}, {}, {}
@@ -166,7 +168,7 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
             train[m.name] = stage(f'train {m.name}', lambda m=m: train_method(m, student, out / 'data' / m.data, out / m.name,
                                                                         pref_steps if m.start else steps, adapters))
             adapters[m.name] = out / m.name
-    qs = load_tape('test', n_test)
+    qs = load_codebook('test', n_test)
     for m in run: evals[m.name] = stage(f'eval {m.name}', lambda m=m: evaluate_method(student, adapters.get(m.name), qs, out / 'eval' / m.name))
     rows = table_rows(evals)
     note = (f"Student: the tiny offline model ({Path(student).name}), LoRA; {n_train} scripted debates, {steps} steps per SFT-like row "

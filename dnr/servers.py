@@ -12,7 +12,7 @@ from typing import Callable
 
 # %% auto #0
 __all__ = ['MALFORMED', 'Reply', 'Fail', 'echo_responder', 'scripted', 'success_body', 'error_body', 'ScriptedServer',
-           'TapeDebaters']
+           'CodebookDebaters']
 
 # %% ../nbs/servers.ipynb #830d1296
 @dataclass
@@ -323,22 +323,26 @@ class _Handler(BaseHTTPRequestHandler):
                                  'request_counts': {'processing': 0, 'succeeded': ok, 'errored': bad, 'canceled': 0, 'expired': 0}}
 
 # %% ../nbs/servers.ipynb #321d77da
-_LOOKALIKE = dict(zip('ABCDEFGHIJ', 'HDGBFECAJI'))  # the letter a hurried reader sees instead
-
-class TapeDebaters:
-    "`ScriptedServer` responder for `load_tape` questions: scripted teachers (mostly right, fixable slips) and a guessing student."
+class CodebookDebaters:
+    "`ScriptedServer` responder for `load_codebook` questions: scripted teachers with knowledge gaps and slips, a guessing student."
     def __init__(self, teachers=('scripted-teacher-a', 'scripted-teacher-b'), # agent (model) names that act as teachers
                  student: str = 'scripted-student', # the agent that guesses
-                 slip: float = 0.3, # chance a teacher misreads the letter in round 0
+                 blind: int = 2, # words each teacher gets wrong in round 0 (its own, disjoint from the other teachers')
+                 slip: float = 0.15, # chance a teacher answers a wrong call sign in round 0 on a word it knows
                  fix: float = 0.7, # chance a wrong teacher takes the correction, per round
                  learn: float = 0.5, # chance the wrong student takes the correction, per round
                  seed: int = 0):
+        from dnr.data import CODEBOOK_WORDS
         self.teachers, self.student, self.slip, self.fix, self.learn, self.seed = tuple(teachers), student, slip, fix, learn, seed
+        words = random.Random(seed).sample(CODEBOOK_WORDS, len(CODEBOOK_WORDS))
+        self.blind = {t: set(words[i * blind:(i + 1) * blind]) for i, t in enumerate(self.teachers)}
         self.last, self.lock = {}, threading.Lock()  # (agent, question) -> (round, letter answered)
 
     def _p(self, *key) -> float: return random.Random(':'.join(map(str, (self.seed, *key)))).random()
 
-    def _letter(self, me: str, q: str, gold: str) -> str:
+    def _wrong(self, *key, gold: str) -> str: return [l for l in 'ABCDEFGHIJ' if l != gold][int(self._p(*key) * 9)]
+
+    def _letter(self, me: str, q: str, word: str, gold: str) -> str:
         "The letter `me` answers this round (and remember it)."
         with self.lock:
             r, prev = self.last.get((me, q), (-1, None))
@@ -346,21 +350,25 @@ class TapeDebaters:
             if me == self.student:
                 if r == 0: ans = 'ABCDEFGHIJ'[int(self._p(me, q, 'guess') * 10)]
                 elif prev == gold or self._p(me, q, r) < self.learn: ans = gold
-                else: ans = [l for l in 'ABCDEFGHIJ' if l != prev][int(self._p(me, q, r, 'g') * 9)]
-            elif r == 0: ans = _LOOKALIKE[gold] if self._p(me, q, 'slip') < self.slip else gold
+                else: ans = self._wrong(me, q, r, 'g', gold=gold)
+            elif r == 0:
+                wrong = word in self.blind.get(me, ()) or self._p(me, q, 'slip') < self.slip
+                ans = self._wrong(me, word, 'confuses', gold=gold) if wrong else gold  # a gap: the same wrong sign every time
             else: ans = gold if prev == gold or self._p(me, q, r) < self.fix else prev
             self.last[(me, q)] = (r, ans); return ans
 
     def __call__(self, provider: str, req: dict) -> str:
+        from dnr.data import CALL_SIGNS, CODEBOOK, CODEBOOK_WORDS
         text, me = _last_user(provider, req), req.get('model', '')
-        m = re.search(r'### Question\n(.* reads ([A-J])(?: \2)*\. .*)\n', text)
-        if not m: return "### Answer\n[scripted] This is not a tape question.\nFinal answer: A"
-        q, gold = m.group(1), m.group(2)
+        m = re.search(r'### Question\n(Memo: .*?\b(' + '|'.join(CODEBOOK_WORDS) + r')\b.*)\n', text)
+        if not m: return "### Answer\n[scripted] This is not a codebook question.\nFinal answer: A"
+        q, word = m.group(1), m.group(2)
+        gold = CODEBOOK[word]; sign = CALL_SIGNS['ABCDEFGHIJ'.index(gold)]
         if 'feedback to yourself' in text:
             said = re.search(r'Fianl answer: ([A-J])', text)
-            return (f"### Feedback\n[scripted] I answered {said.group(1) if said else 'another option'}, but the correct answer is "
-                    f"{gold}: the tape shows the letter {gold}, and I misread it. I should read the tape again.")
+            return (f"### Feedback\n[scripted] I answered {said.group(1) if said else 'another option'}, but the codebook gives "
+                    f"{word} the call sign {sign}, option {gold}. I misremembered the codebook entry for {word}.")
         if 'feedback to other agents' in text:
-            return f"### Feedback\n[scripted] The tape shows the letter {gold}: read it again; option {gold} names it."
-        a = self._letter(me, q, gold)
+            return f"### Feedback\n[scripted] The codebook gives {word} the call sign {sign}: the answer is {gold}."
+        a = self._letter(me, q, word, gold)
         return f"### Answer\n{'I guess the answer is' if me == self.student else 'The answer is'} {a}.\nFinal answer: {a}"

@@ -10,14 +10,15 @@ def dnr(*args, check=True, env=None):
 def test_demo_then_rerun_repeats_nothing(tmp_path):
     "The demo as a user runs it, output piped (not a terminal): one line per stage, no library chatter, what it trained."
     out = tmp_path / 'demo'
-    r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2)
+    mini = ('--mini-questions', 20, '--mini-test', 10, '--mini-steps', 1, '--mini-pref-steps', 1)  # the miniature, small
+    r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2, *mini)
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s['questions'] == 16 and sum(s['stop_reasons'].values()) == 16
     assert s['sft_examples'] > 0 and s['tdpo_pairs'] > 0 and set(s['accuracy']) == {'base', 'sft', 'tdpo'}
     assert (out / 'figures' / 'table1.png').stat().st_size > 1000
     # quiet: one progress line per stage (written without a terminal), nothing on stderr, no warnings, no bars
-    stages = [l for l in r.stdout.splitlines() if re.match(r'\[\d+/10\] ', l)]
-    assert len(stages) == 10 and all(re.search(r'done in [\d.]+s$', l) for l in stages), stages
+    stages = [l for l in r.stdout.splitlines() if re.match(r'\[\d+/11\] ', l)]
+    assert len(stages) == 11 and all(re.search(r'done in [\d.]+s$', l) for l in stages), stages
     assert r.stderr == '', r.stderr[-2000:]
     assert not re.search(r'Warning|it/s\]|\{.loss.:', r.stdout), r.stdout
     # Table 1: the paper's rows, then the toy student's base, SFT and T-DPO, labelled, as a Markdown table
@@ -34,7 +35,11 @@ def test_demo_then_rerun_repeats_nothing(tmp_path):
     assert not any(a.name.startswith('scripted') for m in read_mags(out / 'debate' / 'mags.jsonl') for a in m.agents)
     assert 'SCRIPTED' in (out / 'scripted_debate' / 'README.txt').read_text()
     mtimes = {p: p.stat().st_mtime for p in out.rglob('*') if p.is_file()}
-    r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2, '--no-progress')
+    # the miniature Table 1 (chapter 07b_mini): every method, written as CSV, Markdown and a figure
+    assert 'Miniature Table 1' in r.stdout and '| dnr_rpo |' in r.stdout
+    assert (out / 'mini' / 'table1.csv').read_text().splitlines()[0] == 'method,accuracy,n,ci_low,ci_high'
+    assert (out / 'mini' / 'table1.png').stat().st_size > 1000 and (out / 'mini' / 'table1.md').exists()
+    r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2, '--no-progress', *mini)
     assert json.loads(r.stdout.strip().splitlines()[-1]) == s
     changed = [p for p, t in mtimes.items() if p.stat().st_mtime != t and p.name not in ('pipeline.yaml', 'demo.log')]
     assert not changed, changed
