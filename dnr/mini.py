@@ -11,7 +11,8 @@ from .files import write_json, write_text
 
 # %% auto #0
 __all__ = ['MINI_STEPS', 'MINI_PREF_STEPS', 'MINI_ARGS', 'MINI_LORA', 'MINI_METHODS', 'MINI_AGENTS', 'MINI_DATA', 'MiniMethod',
-           'resolve', 'mini_debate', 'train_method', 'evaluate_method', 'table_rows', 'write_table', 'run_mini']
+           'resolve', 'mini_debate', 'mags_in_question_order', 'train_method', 'evaluate_method', 'table_rows',
+           'write_table', 'run_mini']
 
 # %% ../nbs/07b_mini.ipynb #8a66e1cf
 @dataclass(frozen=True)
@@ -77,11 +78,18 @@ def mini_debate(out: str | Path, # the debate folder (replaced)
 # %% ../nbs/07b_mini.ipynb #83a19b97
 def _sft(deb, out, student): from dnr.distill import build_sft; return build_sft(deb, out)
 
+def mags_in_question_order(deb: Path, out: Path) -> Path:
+    "The debate's MAGs sorted by question id, written to `out`: the debate writes them as questions finish, and the training data's order should not depend on that."
+    from dnr.files import read_jsonl, write_jsonl
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out, sorted((m for _, m in read_jsonl(Path(deb) / 'mags.jsonl')), key=lambda m: m['question_id']))
+    return Path(out)
+
 def _single_teacher(deb, out, student, agent: str = MINI_AGENTS[0]):
     "SFT rows of one teacher answering alone: its right round-0 answers (no debate), the single-teacher baseline."
     from dnr.distill import sft_examples
     from dnr.files import read_jsonl, write_jsonl
-    mags = [m for _, m in read_jsonl(Path(deb) / 'mags.jsonl')]
+    mags = [m for _, m in read_jsonl(Path(deb) / 'mags.jsonl' if Path(deb).is_dir() else deb)]
     for m in mags: m['rounds'] = [{**m['rounds'][0], 'answers': {k: v for k, v in m['rounds'][0]['answers'].items() if k == agent}}]
     rows = sft_examples(mags)
     Path(out).mkdir(parents=True, exist_ok=True); write_jsonl(Path(out) / 'sft.jsonl', rows)
@@ -164,8 +172,9 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
     missing = {m.name: f"this dnr has no {m.trainer}" for m in methods if m.trainer and resolve(m.trainer) is None}
     run = [m for m in methods if m.name not in missing and (m.start is None or m.start not in missing)]
     debate = stage('debate', lambda: mini_debate(out / 'debate', n_train, seed))
+    mags = mags_in_question_order(out / 'debate', out / 'data' / 'mags.jsonl')
     for d in dict.fromkeys(m.data for m in run if m.data):
-        built[d] = stage(f'build {d}', lambda d=d: MINI_DATA[d](out / 'debate', out / 'data' / d, str(student)))
+        built[d] = stage(f'build {d}', lambda d=d: MINI_DATA[d](mags, out / 'data' / d, str(student)))
     train = {}
     for m in run:
         if m.trainer:
