@@ -71,7 +71,7 @@ def mini_debate(out: str | Path, # the debate folder (replaced)
         raise PartialDebate(f"{sum(s['stopped'].values())} of {s['questions']} questions stopped ({s['stopped']}); "
                             f"first error: {first_error(out / 'mags.jsonl')}", 4 if s['stopped'].get('error') else 3, stage='mini')
     write_text(out / 'README.txt', "SCRIPTED debate: the agents are dnr.servers.CodebookDebaters behind a local ScriptedServer, not\n"
-               "language models; the questions are the synthetic `codebook` task (dnr.data.load_codebook). Reflections and critiques\n"
+               "language models; the questions are the synthetic `codebook` task (dnr.codebook.load_codebook). Reflections and critiques\n"
                "are marked [scripted]; the answers are one scripted line each (`The answer is H.`).\n")
     return s
 
@@ -162,7 +162,7 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
              log=print,
             ) -> dict:
     "The miniature Table 1: debate, data, training and evaluation of every available method; writes table1.{csv,md,png}."
-    from dnr.data import load_codebook
+    from dnr.codebook import load_codebook
     from dnr.tiny import tiny_model
     out = Path(out); shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
     student, times, evals, adapters, built = tiny_model('trained'), {}, {}, {}, {}

@@ -332,7 +332,9 @@ class CodebookDebaters:
                  fix: float = 0.7, # chance a wrong teacher takes the correction, per round
                  learn: float = 0.5, # chance the wrong student takes the correction, per round
                  seed: int = 0):
-        from dnr.data import CODEBOOK_WORDS
+        from dnr.codebook import CALL_SIGNS, CODEBOOK, CODEBOOK_WORDS
+        self.signs, self.codebook = dict(zip('ABCDEFGHIJ', CALL_SIGNS)), CODEBOOK
+        self.question_re = re.compile(r'### Question\n(Memo: .*?\b(' + '|'.join(CODEBOOK_WORDS) + r')\b.*)\n')
         self.teachers, self.student, self.slip, self.fix, self.learn, self.seed = tuple(teachers), student, slip, fix, learn, seed
         words = random.Random(seed).sample(CODEBOOK_WORDS, len(CODEBOOK_WORDS))
         self.blind = {t: set(words[i * blind:(i + 1) * blind]) for i, t in enumerate(self.teachers)}
@@ -358,12 +360,11 @@ class CodebookDebaters:
             self.last[(me, q)] = (r, ans); return ans
 
     def __call__(self, provider: str, req: dict) -> str:
-        from dnr.data import CALL_SIGNS, CODEBOOK, CODEBOOK_WORDS
         text, me = _last_user(provider, req), req.get('model', '')
-        m = re.search(r'### Question\n(Memo: .*?\b(' + '|'.join(CODEBOOK_WORDS) + r')\b.*)\n', text)
+        m = self.question_re.search(text)
         if not m: return "### Answer\n[scripted] This is not a codebook question.\nFinal answer: A"
         q, word = m.group(1), m.group(2)
-        gold = CODEBOOK[word]; sign = CALL_SIGNS['ABCDEFGHIJ'.index(gold)]
+        gold = self.codebook[word]; sign = self.signs[gold]
         if 'feedback to yourself' in text:
             said = re.search(r'Fianl answer: ([A-J])', text)
             return (f"### Feedback\n[scripted] I answered {said.group(1) if said else 'another option'}, but the codebook gives "
