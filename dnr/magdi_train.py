@@ -4,20 +4,20 @@
 
 # %% ../nbs/05c_magdi_train.ipynb #b543a09f
 from __future__ import annotations
-import copy, dataclasses, json
+import dataclasses, json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-import torch, yaml
+import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 from transformers import AutoTokenizer, Trainer, TrainingArguments
-from .data import read_config, validation_error
+from .data import validation_error
 from .methods import TrainingMethod, register_method
 from .magdi import MAGDI_ROUNDS, MAGDI_SLOTS, magdi_edges, node_text
 from .providers import check_model_path
 from .tdpo import chat_ids, device_args
-from .train import TrainConfig, TrainConfigError, _load_model, _numbers, _unknown, read_training_rows
+from .train import TrainConfig, TrainConfigError, _load_model, _unknown, config_with_overrides, read_training_rows
 
 # %% auto #0
 __all__ = ['TEXT_STYLES', 'NA_TEXT', 'GRAPH_OF_PAIR', 'MAGDI_DEFAULTS', 'MAGDI_LORA', 'HEADS_FILE', 'plain_ids', 'node_ids',
@@ -257,20 +257,7 @@ def load_magdi_config(src: str | Path | dict | TrainConfig | None, # YAML file, 
                       **fill, # keys set after the overrides (None: left alone); an `args` dict merges into the block
                      ) -> TrainConfig:
     "A validated `TrainConfig` for MAGDi; errors name the file and field."
-    if isinstance(src, TrainConfig): cfg, name = src.model_dump(exclude_unset=True), src._where
-    elif src is None or src == '': cfg, name = {}, '<dict>'
-    else: cfg, name = read_config(src, TrainConfigError)
-    cfg, where = copy.deepcopy(cfg), where or name
-    for o in overrides:
-        if '=' not in o: raise TrainConfigError(f"{where}: override {o!r}: expected key=value")
-        k, v = o.split('=', 1); *blocks, last = k.strip().split('.'); d = cfg
-        for b in blocks:
-            if d.get(b) is None: d[b] = {}
-            d = d[b]
-        d[last] = yaml.safe_load(v)
-    cfg = _numbers(cfg)
-    for k, v in fill.items():
-        if v is not None: cfg[k] = {**(cfg.get('args') or {}), **v} if k == 'args' and isinstance(v, dict) else v
+    cfg, where = config_with_overrides(src, overrides, where, **fill)
     if bad := set(cfg) - set(_KEYS): raise _unknown(where, '', bad, _KEYS, 'key')
     try: c = TrainConfig.model_validate(cfg)
     except ValidationError as e: raise validation_error(where, e, TrainConfigError) from None

@@ -23,8 +23,8 @@ from .tdpo import (LORA_DEFAULTS, TDPO_DEFAULTS, TreeCollator, TreeDPOConfig, Tr
 
 # %% auto #0
 __all__ = ['SFT_DEFAULTS', 'RPO_DEFAULTS', 'TRAIN_KINDS', 'TrainConfigError', 'TrainConfig', 'TrainKind', 'trainer_args_class',
-           'check_train_config', 'load_train_config', 'read_training_rows', 'make_sft_trainer', 'train_sft',
-           'is_main_process', 'make_tdpo_trainer', 'train_tdpo', 'train_rpo', 'tree_eval_loss',
+           'check_train_config', 'load_train_config', 'config_with_overrides', 'read_training_rows', 'make_sft_trainer',
+           'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo', 'train_rpo', 'tree_eval_loss',
            'train_config_fingerprint', 'merge_adapter', 'train_cli']
 
 # %% ../nbs/05_train.ipynb #4b3fb29e
@@ -137,6 +137,15 @@ def load_train_config(src: str | Path | dict | TrainConfig | None, # YAML file, 
                      ) -> TrainConfig:
     "A `TrainConfig` for `stage` from YAML with `--set` overrides applied, validated by `check_train_config`; errors name the file and field."
     _kind(stage)
+    cfg, where = config_with_overrides(src, overrides, where, **fill)
+    return check_train_config(cfg, stage, where)
+
+def config_with_overrides(src: str | Path | dict | TrainConfig | None, # YAML file, a mapping, a `TrainConfig`, or None (empty)
+                          overrides: list[str] = (), # 'key=value' or 'block.key=value' (value parsed as YAML)
+                          where: str | None = None, # the name for errors (default: the file, or '<dict>')
+                          **fill, # keys set as given after the overrides (None: left alone); an `args` dict merges into the block
+                         ) -> tuple[dict, str]:
+    "A training config's mapping (not yet validated) with `--set` overrides and `fill` applied, and its name for errors; every method's config loader starts here."
     if isinstance(src, TrainConfig): cfg, name = src.model_dump(exclude_unset=True), src._where
     elif src is None or src == '': cfg, name = {}, '<dict>'
     else: cfg, name = read_config(src, TrainConfigError)
@@ -153,7 +162,7 @@ def load_train_config(src: str | Path | dict | TrainConfig | None, # YAML file, 
     cfg = _numbers(cfg)
     for k, v in fill.items():
         if v is not None: cfg[k] = {**(cfg.get('args') or {}), **v} if k == 'args' and isinstance(v, dict) else v
-    return check_train_config(cfg, stage, where)
+    return cfg, where
 
 def _numbers(x):
     "YAML 1.1 reads '1e-5' as a string: make numeric strings numbers."
