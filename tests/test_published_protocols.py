@@ -205,3 +205,17 @@ def test_protocol_configs_are_the_published_line_ups():
     assert len(rc['agents']) == 3 and len({a['model'] for a in rc['agents']}) == 3 and rc['max_rounds'] == 2 and rc['stop'] == 'consensus'
     assert len(mad['agents']) == 3 and len({a['model'] for a in mad['agents']}) == 1 and mad['max_rounds'] == 2
     assert all(a['temperature'] == 0 for a in mad['agents'])
+
+
+def test_protocol_options_from_a_config(tmp_path):
+    "A config's `protocol_options` reach the protocol (D&R's reader for Du's debate); an unknown option or value is refused naming the file and field."
+    from dnr.debate import DebateConfigError, load_debate_config
+    from dnr.protocols import get_protocol as gp
+    raw = yaml.safe_load((CONFIGS / 'society_of_minds.yaml').read_text())
+    (tmp_path / 'dnr_reader.yaml').write_text(yaml.safe_dump({**raw, 'protocol_options': {'reader': 'dnr'}}))
+    c = load_debate_config(tmp_path / 'dnr_reader.yaml')
+    assert gp(c).options == {'reader': 'dnr', 'last_unparsed': 'no_answer'}
+    for bad, msg in (({'reader': 'lenient'}, "protocol_options.reader is 'lenient'"), ({'retries': 3}, "unknown protocol_options ['retries']")):
+        (tmp_path / 'bad.yaml').write_text(yaml.safe_dump({**raw, 'protocol_options': bad}))
+        with pytest.raises(DebateConfigError, match=r"bad.yaml: field 'protocol': .*" + msg.replace('[', r'\[').replace(']', r'\]')):
+            load_debate_config(tmp_path / 'bad.yaml')
