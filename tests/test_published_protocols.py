@@ -74,7 +74,13 @@ def test_du_prompts_are_their_renders():
 def test_du_reads_and_votes_as_eval_mmlu():
     "Du et al.: `parse_answer` then `solve_math_problems`, `most_frequent` (ties) and `compute_accuracy` (an unreadable last reply) as their code gives them."
     fx = fixture('du')
-    for c in fx['parse']: assert du_parse(c['reply']) == (c['parse_answer'] or c['solve_math_problems']), c
+    P = get_protocol(cfg('society_of_minds', ['a', 'b', 'c']))
+    q = Question(id='1', dataset='mmlu_pro', question='?', options=list('abcdefghij'), gold='B')
+    for c in fx['parse']:
+        want = c['parse_answer'] or c['solve_math_problems']
+        assert du_parse(c['reply']) == want, c
+        # the protocol's reading by default, even where the run's grading read something else (D&R's reader: G)
+        assert P.read_answer(q, 'a', Answer(response=c['reply'], answer='G', status='parsed')).answer == want, c
     q = Question(id='1', dataset='mmlu_pro', question='?', options=list('abcde'), gold='B')
     for c in fx['most_frequent']:
         names = [f'a{i}' for i in range(len(c['answers']))]
@@ -184,9 +190,12 @@ def test_mad_flow_is_interactive_py():
 
 def test_mad_reads_verdicts_as_eval_does():
     "MAD: a reply their `eval` reads as a dict is read the same; one it raises on is unparsed (recorded, not guessed)."
+    P = get_protocol(cfg('mad', MAD_NAMES))
+    q = Question(id='1', dataset='mmlu_pro', question='?', options=list('abcde'), gold='B')
     for c in fixture('mad')['eval']:
         want = c['eval'] if isinstance(c['eval'], dict) else None
         assert mad_verdict_json(c['reply']) == want, c
+        assert (P.read_verdict(q, c['reply'])['status'] == 'unparsed') == (want is None or want.get('debate_answer') not in ('B', '(C)', '')), c
 
 
 CONFIGS = ROOT / 'configs' / 'protocols'
