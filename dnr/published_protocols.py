@@ -4,7 +4,8 @@
 
 # %% ../nbs/02c_published_protocols.ipynb #084b623f
 from __future__ import annotations
-import ast, asyncio, random, re
+import ast, asyncio, json, random, re
+from pathlib import Path
 from collections import Counter
 from .data import Question
 from .grading import LETTERS, grade, grade_debate_answer
@@ -428,7 +429,6 @@ def convincing_samples(questions: list[Question], # questions with explanations 
 def convincing_for(spec: str | dict, # a JSON file (or its dict): agent -> samples
                    agent: str, names: list[str]) -> list[dict]:
     "The samples `agent` is shown: the other agents' (their run.py: Claude gets ChatGPT's and Bard's)."
-    import json, pathlib
-    d = spec if isinstance(spec, dict) else json.loads(pathlib.Path(spec).read_text())
+    d = spec if isinstance(spec, dict) else json.loads(Path(spec).read_text())
     if bad := [a for a in d if a not in names]: raise ValueError(f"reconcile: convincing samples name unknown agents {bad}; agents: {names}")
     return [s for b in names if b != agent for s in d.get(b, [])]
