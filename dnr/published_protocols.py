@@ -18,7 +18,7 @@ __all__ = ['DU_QUESTION', 'DU_OTHERS', 'DU_ONE', 'DU_UPDATE', 'DU_ALONE', 'RC_JS
            'du_solve_math', 'du_parse', 'SocietyOfMinds', 'rc_answer_line', 'reconcile_prompt', 'rc_parse_json',
            'rc_confidence', 'trans_confidence', 'rc_invalid_result', 'rc_explanation', 'rc_discussion',
            'rc_weighted_vote', 'ReConcile', 'mad_prompt', 'mad_verdict_json', 'mad_option', 'MAD',
-           'rc_intervene_prompt', 'convincing_samples', 'convincing_for']
+           'rc_intervene_prompt', 'convincing_samples', 'convincing_for', 'build_convincing']
 
 # %% ../nbs/02c_published_protocols.ipynb #6c211819
 def protocol_options(cfg, # a `DebateConfig` (its `protocol_options`, when it has one)
@@ -432,3 +432,25 @@ def convincing_for(spec: str | dict, # a JSON file (or its dict): agent -> sampl
     d = spec if isinstance(spec, dict) else json.loads(Path(spec).read_text())
     if bad := [a for a in d if a not in names]: raise ValueError(f"reconcile: convincing samples name unknown agents {bad}; agents: {names}")
     return [s for b in names if b != agent for s in d.get(b, [])]
+
+# %% ../nbs/02c_published_protocols.ipynb #c0a1e007
+async def build_convincing(pool, # a `dnr.agents.AgentPool` of the debate's agents
+                           questions: list[Question], # questions with explanations (`solution`), e.g. MATH's train split
+                           n: int = 4, # samples per agent
+                           variants: dict[str, str] | None = None, # agent -> prompt variant (default: Claude's)
+                          ) -> dict[str, list[dict]]:
+    "Their recipe, run: every agent answers each question alone and given its explanation; `convincing_samples` keeps the ones it got right only with it."
+    qs = [q for q in questions if q.solution]
+    agents, v = list(pool.specs), variants or {}
+    reqs = [dict(agent=a, messages=m if isinstance(m := reconcile_prompt(q, None, v.get(a, 'claude')), list) else [{'role': 'user', 'content': m}],
+                 meta=dict(question_id=q.id, round=0, kind='convincing')) for a in agents for q in qs]
+    reqs += [dict(agent=a, messages=[{'role': 'user', 'content': rc_intervene_prompt(q, q.solution)}], meta=dict(question_id=q.id, round=0, kind='convincing_given'))
+             for a in agents for q in qs]
+    res = await pool.acomplete_many(reqs, desc='convincing samples')
+    def right(c, q):
+        d = rc_parse_json(c.content)
+        return bool(d) and d.get('answer') not in (None, '') and grade(str(d['answer']).upper() if q.options else str(d['answer']), q.gold, q.kind)
+    k = len(agents) * len(qs)
+    alone = {a: {q.id: right(res[i * len(qs) + j], q) for j, q in enumerate(qs)} for i, a in enumerate(agents)}
+    given = {a: {q.id: right(res[k + i * len(qs) + j], q) for j, q in enumerate(qs)} for i, a in enumerate(agents)}
+    return convincing_samples(qs, alone, given, n=n)
