@@ -54,6 +54,7 @@ class DebateConfig(BaseModel):
     budget_usd: float | None = Field(None, ge=0)  # the run's dollar cap (every invocation's spending counts, see `debate_into`)
     limit: int | None = Field(None, ge=1)  # debate only the first N questions
     protocol: str = 'dnr'  # the debate protocol, a name in `dnr.protocols.PROTOCOLS`
+    protocol_options: dict[str, Any] = {}  # the protocol's named options (its chapter lists them), e.g. {reader: dnr} for society_of_minds
 
     @field_validator('protocol')
     @classmethod

@@ -4,7 +4,8 @@
 
 # %% ../nbs/02c_published_protocols.ipynb #084b623f
 from __future__ import annotations
-import ast, asyncio, re
+import ast, asyncio, json, random, re
+from pathlib import Path
 from collections import Counter
 from .data import Question
 from .grading import LETTERS, grade, grade_debate_answer
@@ -12,12 +13,26 @@ from .mag import Answer, Round, Verdict
 from .protocols import Protocol, consensus_answer, register_protocol, get_protocol
 
 # %% auto #0
-__all__ = ['DU_QUESTION', 'DU_OTHERS', 'DU_ONE', 'DU_UPDATE', 'DU_ALONE', 'RC_JSON', 'RC_REVIEW', 'MAD_PROMPTS', 'ROUND_WORDS',
-           'du_question', 'du_message', 'du_parse', 'SocietyOfMinds', 'reconcile_prompt', 'rc_parse_json',
-           'rc_confidence', 'trans_confidence', 'rc_explanation', 'rc_discussion', 'rc_weighted_vote', 'ReConcile',
-           'mad_prompt', 'MAD']
+__all__ = ['DU_QUESTION', 'DU_OTHERS', 'DU_ONE', 'DU_UPDATE', 'DU_ALONE', 'RC_JSON', 'RC_REVIEW', 'RC_CONFIDENCE', 'RC_TRIES',
+           'MAD_PROMPTS', 'ROUND_WORDS', 'protocol_options', 'du_question', 'du_message', 'du_parse_answer',
+           'du_solve_math', 'du_parse', 'SocietyOfMinds', 'rc_answer_line', 'reconcile_prompt', 'rc_parse_json',
+           'rc_confidence', 'trans_confidence', 'rc_invalid_result', 'rc_explanation', 'rc_discussion',
+           'rc_weighted_vote', 'ReConcile', 'mad_prompt', 'mad_verdict_json', 'mad_option', 'MAD',
+           'rc_intervene_prompt', 'convincing_samples', 'convincing_for', 'build_convincing']
 
 # %% ../nbs/02c_published_protocols.ipynb #6c211819
+def protocol_options(cfg, # a `DebateConfig` (its `protocol_options`, when it has one)
+                     defaults: dict, # option -> default (the authors' behaviour)
+                     allowed: dict, # option -> its allowed values (None: any)
+                     name: str, # the protocol, for messages
+                    ) -> dict:
+    "The protocol's options: `defaults` updated by the config's `protocol_options`; unknown names or values raise."
+    given = dict(getattr(cfg, 'protocol_options', None) or {})
+    if bad := sorted(set(given) - set(defaults)): raise ValueError(f"{name}: unknown protocol_options {bad}; known: {sorted(defaults)}")
+    for k, v in given.items():
+        if allowed.get(k) is not None and v not in allowed[k]: raise ValueError(f"{name}: protocol_options.{k} is {v!r}; one of {list(allowed[k])}")
+    return {**defaults, **given}
+
 DU_QUESTION = ("Can you answer the following question as accurately as possible? {}: {} Explain your answer, putting the "
                "answer in the form (X) at the end of your response.")  # gen_mmlu.py, parse_question_answer
 DU_OTHERS = "These are the solutions to the problem from other agents: "  # gen_mmlu.py, construct_message
@@ -27,31 +42,47 @@ DU_UPDATE = ("\n\n Using the reasoning from other agents as additional advice, c
 DU_ALONE = "Can you double check that your answer is correct. Put your final answer in the form (X) at the end of your response."
 
 def du_question(q: Question) -> str:
-    "Du et al.'s MMLU question prompt (`A) x, B) y, ...` for all of the question's options)."
+    "Du et al.'s MMLU question prompt (`A) x, B) y, ...` for all of the question's options; theirs has four)."
     if not q.options: raise ValueError(f"question {q.id}: society_of_minds asks Du et al.'s multiple-choice prompt; it needs options")
     return DU_QUESTION.format(q.question, ', '.join(f'{l}) {o}' for l, o in zip(LETTERS, q.options)))
 
 def du_message(responses: list[str | None]) -> str:
-    "Du et al.'s `construct_message`: the other agents' responses and the request to update."
+    "Du et al.'s `construct_message`: the other agents' responses (a failed call's missing one left out) and the request to update."
+    shown = [r for r in responses if r is not None]
     if not responses: return DU_ALONE
-    return DU_OTHERS + ''.join(DU_ONE.format(r) for r in responses) + DU_UPDATE
+    return DU_OTHERS + ''.join(DU_ONE.format(r) for r in shown) + DU_UPDATE
 
-def du_parse(text: str | None) -> str | None:
-    "Du et al.'s `parse_answer`: the last `(X)` in the text, upper-cased."
+def du_parse_answer(text: str | None) -> str | None:
+    "Du et al.'s `parse_answer`: the last `(X)` in the text (X a letter, digit or `_`), upper-cased."
     m = re.findall(r'\((\w)\)', text or '')
     return m[-1].upper() if m else None
 
+def du_solve_math(text: str | None) -> str | None:
+    "Du et al.'s `solve_math_problems`: the last number in the text (their fallback when there is no `(X)`)."
+    m = re.findall(r"\d+\.?\d*", text or '')
+    return m[-1] if m else None
+
+def du_parse(text: str | None) -> str | None:
+    "An answer as Du et al.'s `compute_accuracy` reads it: `parse_answer`, else `solve_math_problems`."
+    return du_parse_answer(text) or du_solve_math(text)
+
 # %% ../nbs/02c_published_protocols.ipynb #604be4b8
 def _reread(q: Question, a: Answer, answer: str | None, reasoning: str | None = None, **kw) -> Answer:
-    "`a` with the protocol's reading of its answer, graded against gold."
-    if answer is None: return a.model_copy(update=kw)
+    "`a` with the protocol's reading of its answer, graded against gold (None: recorded as unparsed, out of votes)."
+    if answer is None: return a.model_copy(update=dict(answer=None, reasoning=None, status='unparsed', correct=False, **kw))
     return a.model_copy(update=dict(answer=answer, reasoning=reasoning if reasoning is not None else (a.reasoning or a.response),
                                     status='parsed', correct=grade(answer, q.gold, q.kind), **kw))
 
 @register_protocol
 class SocietyOfMinds(Protocol):
     "Du et al. 2023, *Improving factuality and reasoning in language models through multiagent debate*."
-    name, source = 'society_of_minds', 'Du et al. 2023; github.com/composable-models/llm_multiagent_debate (mmlu/gen_mmlu.py)'
+    name, source = 'society_of_minds', 'Du et al. 2023; github.com/composable-models/llm_multiagent_debate (mmlu/gen_mmlu.py, mmlu/eval_mmlu.py)'
+    defaults = dict(reader='du', last_unparsed='no_answer')
+    allowed = dict(reader=('du', 'dnr'), last_unparsed=('no_answer', 'ignore'))
+
+    def __init__(self, cfg, names, roles=None):
+        super().__init__(cfg, names, roles)
+        self.options = protocol_options(cfg, self.defaults, self.allowed, self.name)
 
     def shown(self, q, r, rounds): return (None, []) if r == 0 else (None, list(self.names))
     def views(self, q, r, rounds): return {} if r == 0 else {a: [b for b in self.names if b != a] for a in self.names}
@@ -66,8 +97,15 @@ class SocietyOfMinds(Protocol):
         return msgs
 
     def read_answer(self, q, agent, a):
-        "The run's reading of the answer; where it finds none, Du et al.'s last `(X)`."
-        return a if a.answer is not None or a.response is None else _reread(q, a, du_parse(a.response))
+        "Du et al.'s reading (the last `(X)`, else the last number); option `reader: dnr`: the run's reading first."
+        if a.response is None or (self.options['reader'] == 'dnr' and a.answer is not None): return a
+        return _reread(q, a, du_parse(a.response), a.response)
+
+    def final_answer(self, rounds):
+        "`most_frequent` of the last round's readable answers (ties: the first agent's); none when the last agent's has none (their `compute_accuracy`; option `last_unparsed: ignore`)."
+        last = rounds[-1].answers
+        if self.options['last_unparsed'] == 'no_answer' and self.names[-1] in last and last[self.names[-1]].answer is None: return None
+        return consensus_answer(last, self.names)
 
     def plan_prompts(self, q, text):
         R, n = max(1, self.cfg.max_rounds), len(self.names)
@@ -79,21 +117,41 @@ RC_JSON = ("Output your answer in json format, with the format as follows: {\"re
            "\"confidence_level\": \"\"}. Please strictly output in JSON format.")
 RC_REVIEW = ["\n\nCarefully review the following solutions from other agents as additional information, and provide your own "
              "answer and step-by-step reasoning to the question.", "Clearly states that which pointview do you agree or disagree and why.\n\n"]
+RC_CONFIDENCE = "Also, evaluate your confidence level (between 0.0 and 1.0) to indicate the possibility of your answer being right."
+RC_TRIES = {'claude': 3, 'gpt': 5, 'bard': 5}  # generation.py: backoff max_tries of claude_gen_ans, gpt_gen_ans, bard_gen_ans
 
-def reconcile_prompt(q: Question, discussion: str | None = None) -> str:
-    "ReConcile's `prepare_context` for `q`, with the discussion round's instructions appended (`claude_debate`)."
-    ctx = ["Q: " + q.question]
-    if q.options: ctx.append("The options are: {}. Please select an option as your answer.".format(" ".join(f'{l}){o}' for l, o in zip(LETTERS, q.options))))
-    ctx += ["Please answer the question with step-by-step reasoning.",
-            "\nAlso, evaluate your confidence level (between 0.0 and 1.0) to indicate the possibility of your answer being right.", RC_JSON]
-    ctx.append({'yesno': "Only answer yes or no in the \"answer\" field."}.get(q.kind, f"Only place {','.join(q.labels)} representing your choice in the \"answer\" field."
-               if q.options else "Only place a single numeric value in the \"answer\" field."))
-    ctx.append("Do not output irrelevant content.")
-    text = "\n".join(ctx)
-    return text if discussion is None else text + " ".join([*RC_REVIEW, discussion, RC_JSON])
+def rc_answer_line(q: Question) -> str:
+    "What the \"answer\" field may hold: their AQuA line with the question's letters, GSM8k's for numbers and math, StrategyQA's for yes/no."
+    if q.kind == 'yesno': return "Only answer yes or no in the \"answer\" field."
+    if q.options: return f"Only place {','.join(q.labels)} representing your choice in the \"answer\" field."
+    return "Only place a single numeric value in the \"answer\" field."
+
+def reconcile_prompt(q: Question, # the question
+                     discussion: str | None = None, # the discussion round's text (`debate_prompt`); None in round 0
+                     variant: str = 'claude', # 'claude' (`prepare_context`), 'gpt' (`..._for_chat_assistant`), 'bard' (`..._for_bard`)
+                     examples: list[dict] | None = None, # convincing samples: dicts with question, explanation, answer
+                    ) -> str | list[dict]:
+    "ReConcile's prompt for `q` in a model's variant, with the discussion instructions appended (`*_debate`); a conversation when it has convincing samples in a chat variant."
+    options = "The options are: {}. Please select an option as your answer.".format(" ".join(f'{l}){o}' for l, o in zip(LETTERS, q.options))) if q.options else None
+    shot = lambda e: str({"reasoning": e['explanation'], "answer": e['answer']})
+    line, extra = rc_answer_line(q), " ".join([*RC_REVIEW, discussion, RC_JSON]) if discussion is not None else ''
+    if variant == 'gpt':
+        text = "Q: " + q.question + (options or '') + "".join(" " + x for x in ["Please answer the question with step-by-step reasoning.",
+                RC_CONFIDENCE, RC_JSON, line, "Do not output irrelevant content."]) + extra
+        turns = [m for e in examples or [] for m in ({'role': 'user', 'content': f"Q: {e['question']}"}, {'role': 'assistant', 'content': shot(e)})]
+        return turns + [{'role': 'user', 'content': text}] if turns else text
+    ctx = ([f"Q: {e['question']}\nA:" + shot(e) for e in examples or []] if variant == 'claude' else []) + ["Q: " + q.question] + ([options] if options else [])
+    if variant == 'claude': ctx += ["Please answer the question with step-by-step reasoning.", "\n" + RC_CONFIDENCE, RC_JSON, line]
+    elif variant == 'bard': ctx += ["Please answer the question with step-by-step reasoning.", RC_CONFIDENCE, RC_JSON,
+                                    line + (" Do not output irrelevant content." if q.kind == 'yesno' or not q.options else '')]
+    else: raise ValueError(f"reconcile: prompt variant {variant!r}; one of ['claude', 'gpt', 'bard']")
+    text = "\n".join(ctx + ["Do not output irrelevant content."]) + extra
+    if variant == 'bard' and examples:  # Bard's convincing samples are PaLM chat examples: here, earlier turns
+        return [m for e in examples for m in ({'role': 'user', 'content': f"Q: {e['question']}"}, {'role': 'assistant', 'content': shot(e)})] + [{'role': 'user', 'content': text}]
+    return text
 
 def rc_parse_json(text: str | None) -> dict | None:
-    "ReConcile's `parse_json`: the outermost `{...}` read as a Python literal; None where they return 'ERR_SYNTAX'."
+    "ReConcile's `parse_json`: the outermost `{...}` read as a Python literal; None where theirs returns 'ERR_SYNTAX', raises, or reads no dict."
     try:
         s = re.search('({.+})', (text or '').replace("\n", " ")).group(0)
         d = ast.literal_eval(re.sub(r"(\w)'(\w|\s)", r"\1\\'\2", s))
@@ -101,7 +159,7 @@ def rc_parse_json(text: str | None) -> dict | None:
     return d if isinstance(d, dict) else None
 
 def rc_confidence(x) -> float | None:
-    "ReConcile's `clean_output` of a stated confidence ('85%' -> 0.85; missing -> 0.0); None where theirs raises."
+    "ReConcile's `clean_output` of a stated confidence ('85%' -> 0.85; missing -> 0.0); None where theirs falls back to 0.0 on an unreadable one."
     if not x: return 0.0
     try: return float(x.replace('%', '')) / 100 if isinstance(x, str) and '%' in x else float(x)
     except (TypeError, ValueError): return None
@@ -116,14 +174,19 @@ def trans_confidence(x: float) -> float | None:
     if x == 1: return 1
     return None
 
+def rc_invalid_result(q: Question, rng: random.Random) -> str:
+    "ReConcile's `invalid_result` answer: a random option (AQuA: of A-E; here the question's letters), '0' for numbers, yes/no at random."
+    if q.kind == 'yesno': return rng.choice(['yes', 'no'])
+    return rng.choice(list(q.labels)) if q.options else '0'
+
 # %% ../nbs/02c_published_protocols.ipynb #28da6ac5
 def rc_explanation(a: Answer) -> str:
     "ReConcile's `parse_output` explanation of one answer."
-    return f"I think the answer is {a.answer} because {a.reasoning} My confidence level is {a.confidence}."
+    return f"I think the answer is {a.answer} because {a.reasoning or ''} My confidence level is {a.confidence}."
 
 def rc_discussion(answers: dict[str, Answer], names: list[str]) -> str:
-    "ReConcile's `debate_prompt`: the two most common answers, how many agents gave each, their explanations ('' when all agree)."
-    votes = [answers[a].answer for a in names if a in answers]
+    "ReConcile's `debate_prompt`: the two most common answers, how many agents gave each, their explanations ('' when all agree); answers there are none of stay out."
+    votes = [answers[a].answer for a in names if a in answers and answers[a].answer is not None]
     top = Counter(votes).most_common(2)
     if len(top) <= 1: return ''
     out = ''
@@ -133,10 +196,10 @@ def rc_discussion(answers: dict[str, Answer], names: list[str]) -> str:
     return out
 
 def rc_weighted_vote(answers: dict[str, Answer], names: list[str]) -> dict[str, float]:
-    "ReConcile's `certainty_vote`: per answer, the sum of its agents' recalibrated confidences (the first adds 1e-5)."
+    "ReConcile's `certainty_vote`: per answer, the sum of its agents' recalibrated confidences (the first adds 1e-5); no answer, no vote."
     out = {}
     for a in names:
-        if a not in answers: continue
+        if a not in answers or answers[a].answer is None: continue
         x, w = answers[a].answer, trans_confidence(answers[a].confidence or 0.0) or 0.0
         out[x] = out[x] + w if x in out else w + 1e-5
     return out
@@ -144,34 +207,69 @@ def rc_weighted_vote(answers: dict[str, Answer], names: list[str]) -> dict[str, 
 @register_protocol
 class ReConcile(Protocol):
     "Chen, Saha & Bansal 2024, *ReConcile: round-table conference improves reasoning via consensus among diverse LLMs*."
-    name, source = 'reconcile', 'Chen et al. 2024; github.com/dinobby/ReConcile (utils.py, generation.py)'
+    name, source = 'reconcile', 'Chen et al. 2024; github.com/dinobby/ReConcile (utils.py, generation.py, run.py)'
+    defaults = dict(variant='by_provider', tries='reference', fallback='random', convincing=None)
+    allowed = dict(variant=('by_provider', 'claude', 'gpt', 'bard'), fallback=('random', 'abstain'), tries=None, convincing=None)
+    VARIANT_OF_PROVIDER = {'anthropic': 'claude', 'gemini': 'bard'}  # every other provider: GPT's chat variant
+
+    def __init__(self, cfg, names, roles=None):
+        super().__init__(cfg, names, roles)
+        self.options = o = protocol_options(cfg, self.defaults, self.allowed, self.name)
+        if o['tries'] != 'reference' and not (isinstance(o['tries'], int) and o['tries'] >= 1):
+            raise ValueError(f"reconcile: protocol_options.tries is {o['tries']!r}; 'reference' or a positive number")
+        providers = {a.get('name'): a.get('provider') for a in getattr(cfg, 'agents', [])}
+        self.variants = {a: o['variant'] if o['variant'] != 'by_provider' else self.VARIANT_OF_PROVIDER.get(providers.get(a), 'gpt') for a in self.names}
+        self.examples = {a: convincing_for(o['convincing'], a, self.names) for a in self.names} if o['convincing'] else {}
+
+    def tries(self, agent: str) -> int:
+        "How often `agent` is asked while its reply is unreadable (their backoff's max_tries for its variant)."
+        return RC_TRIES[self.variants[agent]] if self.options['tries'] == 'reference' else self.options['tries']
 
     def shown(self, q, r, rounds):
         if r == 0: return None, []
         return rc_discussion(rounds[-1].answers, self.names), [a for a in self.names if a in rounds[-1].answers]
 
-    def prompt(self, q, agent, r, rounds, context): return reconcile_prompt(q, context if r else None)
+    def prompt(self, q, agent, r, rounds, context):
+        return reconcile_prompt(q, context if r else None, self.variants[agent], self.examples.get(agent))
 
-    def read_answer(self, q, agent, a):
-        "The JSON answer: reasoning, answer and confidence; unreadable fields keep the run's reading (confidence 0.0) and are recorded."
-        if a.response is None: return a
-        d = rc_parse_json(a.response)
-        if d is None: return a.model_copy(update=dict(confidence=0.0, unparsed_fields=['json']))
-        bad, conf = [], rc_confidence(d.get('confidence_level'))
+    async def play_round(self, engine, q, r, rounds) -> Round:
+        "Every agent answers; an unreadable reply is asked again (a new sample) up to its tries; then `read_answer` falls back."
+        last, order = self.shown(q, r, rounds)
+        async def ask(agent):
+            prompt, tries = self.prompt(q, agent, r, rounds, last), []
+            for s in range(self.tries(agent)):
+                tries.append(c := await engine._complete(agent, prompt, dict(question_id=q.id, round=r, kind='answer', agent=agent), s))
+                if c.content is None or rc_parse_json(c.content) is not None: break  # a failed call stops the question (the engine's rule)
+            u = {k: sum(getattr(t, k) or 0 for t in tries) for k in ('prompt_tokens', 'completion_tokens', 'cached_tokens', 'cost_usd')}
+            a = Answer(response=c.content, status='missing' if c.content is None else 'unparsed', error=c.error if c.content is None else None,
+                       sample=len(tries) - 1, **u)
+            return self.read_answer(q, agent, a, r)
+        res = await asyncio.gather(*(ask(a) for a in self.names))
+        return Round(round=r, last_round=last, order=order, answers=dict(zip(self.names, res)), shown=self.views(q, r, rounds))
+
+    def read_answer(self, q, agent, a, r: int = 0):
+        "The JSON answer (their `parse_json` and `clean_output`); unreadable: their `invalid_result` (seeded), recorded as unparsed."
+        if a.response is None: return a.model_copy(update=dict(answer=None, status='missing', correct=None))
+        d, bad = rc_parse_json(a.response), []
+        pick = lambda: None if self.options['fallback'] == 'abstain' else rc_invalid_result(q, random.Random(f"{self.cfg.seed}|{q.id}|{agent}|{r}"))
+        if d is None: return a.model_copy(update=dict(answer=pick(), reasoning=None, confidence=0.0, status='unparsed', correct=None, unparsed_fields=['json']))
+        conf = rc_confidence(d.get('confidence_level'))
         if conf is None or trans_confidence(conf) is None: bad.append('confidence_level'); conf = 0.0
         ans = d.get('answer')
-        if ans in (None, ''): bad.append('answer'); ans = None
-        else: ans = str(ans).upper() if q.options else str(ans).lower() if q.kind == 'yesno' else str(ans)
+        if ans in (None, '') or (q.kind == 'yesno' and str(ans).lower() not in ('yes', 'no')):
+            return a.model_copy(update=dict(answer=pick(), reasoning=None, confidence=conf, status='unparsed', correct=None, unparsed_fields=['answer', *bad]))
+        ans = str(ans).upper() if q.options else str(ans).lower() if q.kind == 'yesno' else str(ans)
         reasoning = ' '.join(map(str, d['reasoning'])) if isinstance(d.get('reasoning'), list) else str(d.get('reasoning', ''))
-        return _reread(q, a, ans, reasoning if ans is not None else None, confidence=conf, unparsed_fields=bad)
+        return _reread(q, a, ans, reasoning, confidence=conf, unparsed_fields=bad)
 
     def stop(self, rnd):
-        "No discussion once every agent gives the same answer (their `len(vote) > 1`)."
-        x = [a.answer for a in rnd.answers.values()]
-        return 'consensus' if len(set(x)) == 1 else super().stop(rnd)
+        "No discussion once every answer is the same (their `len(vote) > 1`)."
+        x = [a.answer for a in rnd.answers.values() if a.answer is not None]
+        return 'consensus' if len(set(x)) <= 1 else super().stop(rnd)
 
     def votes(self, rounds): return rc_weighted_vote(rounds[-1].answers, self.names)
     def final_answer(self, rounds):
+        "The weighted vote's top answer (their `max(certainty_vote, key=certainty_vote.get)`: ties go to the first agent's)."
         v = self.votes(rounds)
         return max(v, key=v.get) if v else None
 
@@ -180,14 +278,14 @@ class ReConcile(Protocol):
         return reconcile_prompt(q), reconcile_prompt(q, ("There are 1 agents think the answer is A. One agent solution: " + text + "\n\n") * n), ''
 
 # %% ../nbs/02c_published_protocols.ipynb #a4859250
-MAD_PROMPTS = {  # config4all.json, word for word
+MAD_PROMPTS = {  # code/utils/config4all.json at 022a7a8, the keys interactive.py uses, word for word
     'player_meta_prompt': "You are a debater. Hello and welcome to the debate. It's not necessary to fully agree with each other's perspectives, as our objective is to find the correct answer.\nThe debate topic is stated as follows:\n##debate_topic##",
     'moderator_meta_prompt': "You are a moderator. There will be two debaters involved in a debate. They will present their answers and discuss their perspectives on the following topic: \"##debate_topic##\"\nAt the end of each round, you will evaluate answers and decide which is correct.",
     'affirmative_prompt': "##debate_topic##",
     'negative_prompt': "##aff_ans##\n\nYou disagree with my answer. Provide your answer and reasons.",
-    'moderator_prompt': "Now the ##round## round of debate for both sides has ended.\n\nAffirmative side arguing:\n##aff_ans##\n\nNegative side arguing: ##neg_ans##\n\nYou, as the moderator, will evaluate both sides' answers and determine if there is a clear preference for an answer candidate. If so, please summarize your reasons for supporting affirmative/negative side and give the final answer that you think is correct, and the debate will conclude. If not, the debate will continue to the next round. Now please output your answer in json format, with the format as follows: {\"Whether there is a preference\": \"Yes or No\", \"Supported Side\": \"Affirmative or Negative\", \"Reason\": \"\", \"debate_answer\": \"\"}",
+    'moderator_prompt': "Now the ##round## round of debate for both sides has ended.\n\nAffirmative side arguing:\n##aff_ans##\n\nNegative side arguing: ##neg_ans##\n\nYou, as the moderator, will evaluate both sides' answers and determine if there is a clear preference for an answer candidate. If so, please summarize your reasons for supporting affirmative/negative side and give the final answer that you think is correct, and the debate will conclude. If not, the debate will continue to the next round. Now please output your answer in json format, with the format as follows: {\"Whether there is a preference\": \"Yes or No\", \"Supported Side\": \"Affirmative or Negative\", \"Reason\": \"\", \"debate_answer\": \"\"}. Please strictly output in JSON format, do not output irrelevant content.",
     'judge_prompt_last1': "Affirmative side arguing: ##aff_ans##\n\nNegative side arguing: ##neg_ans##\n\nNow, what answer candidates do we have? Present them without reasons.",
-    'judge_prompt_last2': "Therefore, ##debate_topic##\nPlease summarize your reasons and give the final answer that you think is correct. Now please output your answer in json format, with the format as follows: {\"Reason\": \"\", \"debate_answer\": \"\"}",
+    'judge_prompt_last2': "Therefore, ##debate_topic##\nPlease summarize your reasons and give the final answer that you think is correct. Now please output your answer in json format, with the format as follows: {\"Reason\": \"\", \"debate_answer\": \"\"}. Please strictly output in JSON format, do not output irrelevant content.",
     'debate_prompt': "##oppo_ans##\n\nDo you agree with my perspective? Please provide your reasons and answer.",
 }
 ROUND_WORDS = {1: 'first', 2: 'second', 3: 'third', 4: 'fourth', 5: 'fifth', 6: 'sixth', 7: 'seventh', 8: 'eighth', 9: 'ninth', 10: 'tenth'}
@@ -198,15 +296,34 @@ def mad_prompt(key: str, **values) -> str:
     for k, v in values.items(): s = s.replace(f'##{k}##', v or '')
     return s
 
+def mad_verdict_json(text: str | None, outermost: bool = False) -> dict | None:
+    "The moderator's or judge's reply as their `eval` reads it: the whole reply a dict literal (`outermost`: the outermost `{...}`); None if not."
+    if outermost: return rc_parse_json(text)
+    try: d = ast.literal_eval((text or '').strip(' \t'))
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError): return None
+    return d if isinstance(d, dict) else None
+
+def mad_option(q: Question, text: str) -> str | None:
+    "The one option a `debate_answer` names (a letter, `(X)`, `X) text`, `X. text` or an option's text); None when it names none or several."
+    t = ' '.join(str(text).split()).strip()
+    if not q.options: return t or None
+    norm = lambda x: ' '.join(x.split()).strip(' .').lower()
+    if m := re.fullmatch(r'\(?([A-Z])\)?\.?', t): return m[1] if m[1] in q.labels else None
+    if (m := re.fullmatch(r'\(?([A-Z])[).:]\s*(.+)', t)) and m[1] in q.labels and norm(m[2]) == norm(q.options[q.labels.index(m[1])]): return m[1]
+    hits = [l for l, o in zip(q.labels, q.options) if norm(o) == norm(t)]
+    return hits[0] if len(hits) == 1 else None
+
 # %% ../nbs/02c_published_protocols.ipynb #43642381
 @register_protocol
 class MAD(Protocol):
     "Liang et al. 2024, *Encouraging divergent thinking in large language models through multi-agent debate*."
-    name, source = 'mad', 'Liang et al. 2024; github.com/Skytliang/Multi-Agents-Debate (code/utils/config4all.json, code/debate4tran.py)'
+    name, source = 'mad', 'Liang et al. 2024; github.com/Skytliang/Multi-Agents-Debate (code/utils/config4all.json, interactive.py)'
     round_end_after_last = True  # the moderator decides after every round, the last one too
+    defaults, allowed = dict(verdict_json='reference'), dict(verdict_json=('reference', 'outermost'))
 
     def __init__(self, cfg, names, roles=None):
         super().__init__(cfg, names, roles)
+        self.options = protocol_options(cfg, self.defaults, self.allowed, self.name)
         if len(self.names) != 3: raise ValueError(f"mad needs 3 agents (affirmative, negative, moderator), got {len(self.names)}: {self.names}")
         self.aff, self.neg, self.judge = self.names
         self._first, self._past = {}, {}  # question id -> round-0 answers; the moderator's conversation so far
@@ -240,14 +357,15 @@ class MAD(Protocol):
     def prompt(self, q, agent, r, rounds, context): return self._debater(q, agent, r, rounds)
 
     def read_verdict(self, q, text: str | None, final: bool = False) -> dict:
-        "The moderator's (or judge's) JSON: whether the debate ends, and its answer; unreadable output is recorded, not raised."
+        "The moderator's (or judge's) JSON: whether the debate ends (a non-empty `debate_answer`), and the one option it names; unreadable output is recorded, not raised."
         if text is None: return dict(status='missing', debate_over=None)
-        d = rc_parse_json(text)
+        d = mad_verdict_json(text, self.options['verdict_json'] == 'outermost')
         if d is None: return dict(status='unparsed', debate_over=None)
-        ans = str(d.get('debate_answer') or '')
-        if not ans: return dict(status='parsed', debate_over=False)
-        g = grade_debate_answer(q, ans, 'lenient')
-        return dict(status='parsed', debate_over=True, answer=g['answer'], correct=g['correct'])
+        said = d.get('debate_answer')
+        if said in (None, ''): return dict(status='parsed', debate_over=False)
+        ans = mad_option(q, said)
+        if ans is None: return dict(status='unparsed', debate_over=True)  # it ended the debate naming no single option: no answer, never a guess
+        return dict(status='parsed', debate_over=True, answer=ans, correct=grade(ans, q.gold, q.kind))
 
     async def run_round_end(self, engine, q, rnd) -> list[str | None]:
         "The moderator's decision; after the last round without one, the judge's two questions."
@@ -288,3 +406,51 @@ class MAD(Protocol):
         R = self.cfg.max_rounds + 1
         conv = MAD_PROMPTS['player_meta_prompt'] + q.text + R * (text + MAD_PROMPTS['debate_prompt'] + text)
         return q.text, conv, MAD_PROMPTS['moderator_meta_prompt'] + q.text + R * (MAD_PROMPTS['moderator_prompt'] + 2 * text)
+
+# %% ../nbs/02c_published_protocols.ipynb #c0a1e002
+def rc_intervene_prompt(q: Question, explanation: str) -> str:
+    "ReConcile's `prepare_context(..., intervene=True)` (Claude's form): the question, 'Answer the question given the fact that' the explanation."
+    p = reconcile_prompt(q)
+    return p.replace("Q: " + q.question, "Q: " + q.question + "\nAnswer the question given the fact that " + explanation, 1)
+
+def convincing_samples(questions: list[Question], # questions with explanations (`solution`)
+                       alone: dict[str, dict[str, bool]], # agent -> question id -> right without the explanation
+                       given: dict[str, dict[str, bool]], # agent -> question id -> right with it (`rc_intervene_prompt`)
+                       answers: dict[str, str] | None = None, # question id -> the answer to show (default: gold)
+                       n: int = 4, # samples per agent
+                      ) -> dict[str, list[dict]]:
+    "Per agent, the first `n` questions it got wrong alone and right given the explanation (their recipe)."
+    out = {}
+    for a in alone:
+        pick = [q for q in questions if q.solution and alone[a].get(q.id) is False and given.get(a, {}).get(q.id) is True][:n]
+        out[a] = [dict(question=q.question, explanation=q.solution, answer=(answers or {}).get(q.id, q.gold)) for q in pick]
+    return out
+
+def convincing_for(spec: str | dict, # a JSON file (or its dict): agent -> samples
+                   agent: str, names: list[str]) -> list[dict]:
+    "The samples `agent` is shown: the other agents' (their run.py: Claude gets ChatGPT's and Bard's)."
+    d = spec if isinstance(spec, dict) else json.loads(Path(spec).read_text())
+    if bad := [a for a in d if a not in names]: raise ValueError(f"reconcile: convincing samples name unknown agents {bad}; agents: {names}")
+    return [s for b in names if b != agent for s in d.get(b, [])]
+
+# %% ../nbs/02c_published_protocols.ipynb #c0a1e007
+async def build_convincing(pool, # a `dnr.agents.AgentPool` of the debate's agents
+                           questions: list[Question], # questions with explanations (`solution`), e.g. MATH's train split
+                           n: int = 4, # samples per agent
+                           variants: dict[str, str] | None = None, # agent -> prompt variant (default: Claude's)
+                          ) -> dict[str, list[dict]]:
+    "Their recipe, run: every agent answers each question alone and given its explanation; `convincing_samples` keeps the ones it got right only with it."
+    qs = [q for q in questions if q.solution]
+    agents, v = list(pool.specs), variants or {}
+    reqs = [dict(agent=a, messages=m if isinstance(m := reconcile_prompt(q, None, v.get(a, 'claude')), list) else [{'role': 'user', 'content': m}],
+                 meta=dict(question_id=q.id, round=0, kind='convincing')) for a in agents for q in qs]
+    reqs += [dict(agent=a, messages=[{'role': 'user', 'content': rc_intervene_prompt(q, q.solution)}], meta=dict(question_id=q.id, round=0, kind='convincing_given'))
+             for a in agents for q in qs]
+    res = await pool.acomplete_many(reqs, desc='convincing samples')
+    def right(c, q):
+        d = rc_parse_json(c.content)
+        return bool(d) and d.get('answer') not in (None, '') and grade(str(d['answer']).upper() if q.options else str(d['answer']), q.gold, q.kind)
+    k = len(agents) * len(qs)
+    alone = {a: {q.id: right(res[i * len(qs) + j], q) for j, q in enumerate(qs)} for i, a in enumerate(agents)}
+    given = {a: {q.id: right(res[k + i * len(qs) + j], q) for j, q in enumerate(qs)} for i, a in enumerate(agents)}
+    return convincing_samples(qs, alone, given, n=n)

@@ -459,51 +459,73 @@ def test_agents_sharing_a_model_get_their_own_samples(tmp_path, qs):
 
 
 class ProtocolAgents:
-    """Scripted agents for the published protocols, answering in D&R's `Final answer: X` format: `right` always right,
-    `wrong` wrong in round 0 and right once shown other agents' answers, the student always wrong. ReConcile: `right`
-    answers in JSON with a confidence, the others in text (their JSON unreadable, recorded). MAD: the moderator sees
-    no preference in round 0, then ends the debate with the gold answer, except on the 2nd question, where its output is
-    unreadable and the judge decides after the last round."""
-    def __init__(self, qs): self.qs = qs
+    """Scripted agents for the published protocols, each answering in the protocol's own format, with replies that trip
+    a wrong reader. `right` is right, `wrong` wrong in round 0 and right once shown other answers (stubborn on the 2nd
+    question), the student wrong. Du et al.: `right` ends with `Final answer: Given the steps above, the answer is (X)`
+    (D&R's reader would take G); on the 2nd question `wrong` gives no answer (right and student tie 1-1: the first
+    agent's answer wins), on the 3rd the student (the last agent) gives none (their compute_accuracy: no answer).
+    ReConcile: JSON with a confidence; on the 1st question `wrong` never writes JSON in round 0 (asked 5 times, then a
+    random option) and the student writes prose once before its JSON; on the 2nd right and wrong tie at confidence 0.7
+    (the first agent's answer wins); the others agree once shown the discussion. MAD: the moderator decides in round 1 on the 1st question, never decides on the 2nd
+    (the judge decides, shown the first round's answers), and on the 3rd names no single option (no answer)."""
+    def __init__(self, qs): self.qs, self.seen, self.judged, self.lock = qs, Counter(), [], threading.Lock()
 
     def __call__(self, provider, req):
         msgs, model = req['messages'], req['model']
         text = '\n'.join(m['content'] for m in msgs)
         i, q = next((i, q) for i, q in enumerate(self.qs) if q.question[:80] in text)
-        wrong = 'A' if q.gold != 'A' else 'B'
+        wrong, other = ('A' if q.gold != 'A' else 'B'), ('C' if q.gold != 'C' else 'D')
+        with self.lock:
+            self.seen[model, text] += 1
+            asked = self.seen[model, text]
         if 'You are a moderator' in msgs[0]['content']:
-            if 'what answer candidates' in msgs[-1]['content']: return f"Candidates: {q.gold} and {wrong}."
+            if 'what answer candidates' in msgs[-1]['content']:
+                with self.lock: self.judged.append(msgs[-1]['content'])
+                return f"Candidates: {q.gold} and {wrong}."
             if 'Please summarize your reasons and give the final answer' in msgs[-1]['content']:
-                return '{"Reason": "[scripted] the affirmative computed it", "debate_answer": "%s"}' % q.gold
+                return '{"Reason": "[scripted] the affirmative computed it", "debate_answer": "(%s)"}' % q.gold
             if i == 1: return "[scripted] I cannot decide."
             over = sum(m['role'] == 'assistant' for m in msgs) >= 1
+            said = ('It is unclear; %s or %s' % (wrong, q.gold) if i == 2 else q.gold) if over else ''
             return ('{"Whether there is a preference": "%s", "Supported Side": "Affirmative", "Reason": "[scripted]", "debate_answer": "%s"}'
-                    % ('Yes' if over else 'No', q.gold if over else ''))
+                    % ('Yes' if over else 'No', said))
+        r = sum(m['role'] == 'assistant' for m in msgs)  # the debater's round (MAD, Du: its conversation so far)
         shown = 'One agent solution' in text or 'Do you agree with my perspective' in text or 'You disagree' in text
-        ans = wrong if model == 'student' or (model == 'wrong' and not shown) else q.gold
-        if model == 'right' and 'confidence_level' in text:
-            return '{"reasoning": "[scripted] %s works %s out", "answer": "%s", "confidence_level": "0.9"}' % (model, q.id, ans)
-        return f"### Answer\n[scripted] {model} on {q.id}.\nFinal answer: {ans}"
+        ans = wrong if model == 'student' or (model == 'wrong' and (not shown or i == 1)) else q.gold
+        if 'confidence_level' in text:  # ReConcile
+            if i == 0 and not shown and (model == 'wrong' or (model == 'student' and asked == 1)): return f"[scripted] {model} thinks it is {ans}."
+            if i == 1: ans, conf = {'right': (q.gold, 0.7), 'wrong': (wrong, 0.7), 'student': (other, 0.5)}[model]
+            else: ans, conf = (q.gold if model == 'right' or shown else wrong), 0.9  # everyone agrees once shown the discussion
+            return '{"reasoning": "[scripted] %s works %s out", "answer": "%s", "confidence_level": "%s"}' % (model, q.id, ans, conf)
+        if 'putting the answer in the form (X)' in text:  # society of minds
+            if (i == 1 and model == 'wrong') or (i == 2 and model == 'student'): return f"[scripted] {model} is not sure."
+            if model == 'right': return f"[scripted] right on {q.id}.\nFinal answer: Given the steps above, the answer is ({ans})"
+            return f"[scripted] {model} on {q.id}: it is ({ans})."
+        return f"[scripted] [r{r}] {model} on {q.id}: I hold ({ans}).\nFinal answer: {ans}"  # MAD's debaters: prose, read by the run's grading
 
 
 @pytest.mark.parametrize('protocol', ['society_of_minds', 'reconcile', 'mad'])
 def test_published_protocols_end_to_end(tmp_path, qs, protocol):
-    "Each published protocol: `dnr debate` on scripted agents exits 0 with valid MAGs; `dnr build` makes SFT and T-DPO data; `dnr show` reads every question; `--plan` predicts at least the requests made."
+    """Each published protocol: `dnr debate` on scripted agents answering in its own format exits 0 with valid MAGs and
+    its authors' readings, ties and fallbacks (see `ProtocolAgents`); no unreadable answer reaches a vote or a prompt as
+    None; `dnr build` makes SFT and T-DPO data; `dnr show` reads every question; `--plan` predicts at least the requests made."""
     from dnr.mag import read_mags
     base = yaml.safe_load((ROOT / 'configs' / 'protocols' / f'{protocol}.yaml').read_text())
     names = ['right', 'student', 'wrong'] if protocol == 'mad' else ['right', 'wrong', 'student']
-    with ScriptedServer(ProtocolAgents(qs)) as srv:
+    agents_ = ProtocolAgents(qs)
+    with ScriptedServer(agents_) as srv:
         agents = [dict(name=n, role='student' if n == 'student' else 'teacher', provider='openai_compatible', model=n,
                        base_url=srv.openai_url, price_in=1.0, price_out=2.0) for n in names]
         cfg = tmp_path / 'cfg.yaml'
         cfg.write_text(yaml.safe_dump({**base, 'agents': agents, 'limit': 3, 'max_rounds': 2}))
         rc, s, out, err = cli('--config', cfg, '--out', tmp_path / 'run', '--mode', 'test')
-        made = srv.model_calls
+        made, prompts = srv.model_calls, srv.prompts()
     assert rc == 0, err[-3000:]
     assert f'the debate as a baseline ({protocol}, no gold): accuracy ' in out and 0 <= s['debate_accuracy'] <= 1 and s['tokens_per_question'] > 0, out
     mags = read_mags(tmp_path / 'run' / 'mags.jsonl')
+    by = {m.question_id: m for m in mags}
     assert len(mags) == 3 and {m.protocol for m in mags} == {protocol} and s['finished'] == 3
-    assert all(m.consensus is not None for m in mags), [m.consensus for m in mags]
+    assert not any('answer is None' in p or '(None)' in p for p in prompts)
     rc, plan, _, err = cli('--config', cfg, '--plan')
     assert rc == 0 and plan['total']['requests'] >= made > 0, (plan['total']['requests'], made)
     assert all(r['prompt_tokens'] > 0 for r in plan['agents'].values()), plan['agents']
@@ -517,16 +539,25 @@ def test_published_protocols_end_to_end(tmp_path, qs, protocol):
         p = subprocess.run([sys.executable, '-m', 'dnr.cli', 'show', str(tmp_path / 'run'), m.question_id],
                            capture_output=True, text=True, env=ENV, timeout=60, cwd=ROOT)
         assert p.returncode == 0 and f"question {m.question_id}" in p.stdout and protocol in p.stdout, p.stderr[-2000:]
+    q0, q1, q2 = (by[q.id] for q in qs[:3])
+    if protocol == 'society_of_minds':
+        assert all(r.answers['right'].answer == qs[0].gold for r in q0.rounds), 'Du reads the last (X), not Final answer: G'
+        assert q0.consensus == qs[0].gold
+        assert q1.rounds[-1].answers['wrong'].status == 'unparsed' and q1.consensus == qs[1].gold  # 1-1 tie: the first agent's
+        assert q2.rounds[-1].answers['student'].answer is None and q2.consensus is None  # the last agent has no answer
     if protocol == 'reconcile':
-        r0 = mags[0].rounds[0].answers
-        assert r0['right'].confidence == 0.9 and r0['right'].unparsed_fields == [] and r0['wrong'].unparsed_fields == ['json']
-        assert mags[0].votes and max(mags[0].votes, key=mags[0].votes.get) == mags[0].consensus
+        r0 = q0.rounds[0].answers
+        assert r0['right'].confidence == 0.9 and r0['right'].unparsed_fields == [] and r0['student'].sample == 1 and r0['student'].status == 'parsed'
+        assert r0['wrong'].unparsed_fields == ['json'] and r0['wrong'].sample == 4 and r0['wrong'].confidence == 0.0 and r0['wrong'].answer in qs[0].labels
+        assert all(None not in m.votes and max(m.votes, key=m.votes.get) == m.consensus for m in mags)
+        w1 = 'A' if qs[1].gold != 'A' else 'B'
+        assert q1.votes[qs[1].gold] == q1.votes[w1] and q1.consensus == qs[1].gold  # a tie at 0.3 + 1e-5 each: the first agent's
     if protocol == 'mad':
-        by = {m.question_id: m for m in mags}
-        assert by[qs[0].id].stop_reason == 'judge' and by[qs[0].id].consensus == qs[0].gold
-        v = by[qs[1].id].rounds[-1].verdict  # the moderator never decided: the judge did, after the last round
-        assert by[qs[1].id].stop_reason == 'max_rounds' and v.debate_over and v.answer == qs[1].gold
-        assert by[qs[1].id].rounds[0].verdict.status == 'unparsed'
+        assert q0.stop_reason == 'judge' and q0.consensus == qs[0].gold
+        v = q1.rounds[-1].verdict  # the moderator never decided: the judge did, after the last round
+        assert q1.stop_reason == 'max_rounds' and v.debate_over and v.answer == qs[1].gold and q1.rounds[0].verdict.status == 'unparsed'
+        assert q2.consensus is None and q2.rounds[-1].verdict.status == 'unparsed'  # 'It is unclear; A or B' is no answer
+        assert len(agents_.judged) == 1 and '[r0] right' in agents_.judged[0] and '[r0] student' in agents_.judged[0] and '[r2]' not in agents_.judged[0]
 
 
 def test_protocol_configs_validate(tmp_path):
