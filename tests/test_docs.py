@@ -54,6 +54,9 @@ def browser():
 
 @pytest.mark.parametrize('chapter', [chapter_param(c) for c in CHAPTERS])
 def test_chapter_page(chapter, browser):
+    """The chapter's page loads without errors, shows its figures and sidebar, carries no build markup, no signature wall, no traceback.
+
+    Budget: when it is the first test of its chapter in the run, it executes the chapter (the chapter's notebook test, see tests/test_notebooks.py); the page checks themselves take seconds."""
     e = entry_of(chapter)
     page = browser.new_page()
     errors, failed = [], []
