@@ -1,6 +1,7 @@
 """Offline docs fallback: render every chapter to `_site_fallback/*.html` without Quarto.
 
 Usage:  python dev/render_docs.py [NB ...] [--jobs 2] [--out _site_fallback]
+        python dev/render_docs.py --serve     (notebook paths on stdin; what tests/test_notebooks.py uses)
 
 The real site is nbdev's Quarto site (`nbdev_docs`, built by the GitHub workflow). Quarto cannot be installed
 offline, so this script reproduces what matters for checking the pages here:
@@ -13,7 +14,7 @@ offline, so this script reproduces what matters for checking the pages here:
    the executed cells, so their output is the same, and the chapters' figures are rendered. Each chapter is thus
    executed once: this is the docs build and, at the same time, a full run of the notebook tests (a failing cell
    fails the build with the chapter named, the cell and its traceback): the test suite's notebook tests are this
-   execution (`tests/test_notebooks.py` renders each chapter once per run with `--jobs 0`, and `tests/test_docs.py`
+   execution (`tests/test_notebooks.py` renders each chapter once per run with `--serve`, and `tests/test_docs.py`
    checks the page that run wrote), so no chapter is executed twice.
 2. The processed notebooks are written to `_proc/` (what Quarto would render);
 3. each is exported with nbconvert's `HTMLExporter(template_name='lab')` after deleting each cell's
@@ -29,8 +30,8 @@ offline, so this script reproduces what matters for checking the pages here:
    titled as in their notebooks, the current one marked (re-written into every page of the folder on each build).
 
 Chapters run in parallel forked worker processes, as `nbdev_test` runs them (notebooks must not leave global state behind),
-or with `--jobs 0` one chapter in this process (the test suite's way: one subprocess per chapter). Exit status 1 if any
-chapter failed. Both `_proc/` and `_site_fallback/` are build outputs (gitignored).
+or with `--jobs 0` one chapter in this process, or with `--serve` each chapter named on stdin in a child forked from a
+process that imported the heavy libraries once (the test suite's way). Exit status 1 if any chapter failed. Both `_proc/` and `_site_fallback/` are build outputs (gitignored).
 """
 from __future__ import annotations
 import argparse, json, os, re, sys, time, traceback
@@ -128,6 +129,41 @@ def write_entry(out_dir: Path, entry: dict) -> None:
 def read_entries(out_dir: Path) -> dict:
     "chapter -> manifest entry, for every chapter rendered into `out_dir`."
     return {p.stem: json.loads(p.read_text()) for p in sorted((Path(out_dir) / 'chapters').glob('*.json'))}
+
+
+# what most chapters import: loaded once by `--serve`, whose forked children render the chapters. Not torch (nor what
+# imports it): a chapter forked from a process that imported torch trained several times slower (measured on 05a_tdpo:
+# 4x the CPU seconds of nbdev_test)
+PRELOAD = ('IPython', 'execnb.shell', 'nbdev.processors', 'nbdev.showdoc', 'nbconvert', 'numpy', 'pandas', 'pydantic', 'yaml',
+           'httpx', 'openai', 'anthropic', 'google.genai')
+
+
+def serve(out: str, proc: str) -> int:
+    """`--serve`: import `PRELOAD` once, then render each notebook path read from stdin (one a line) in a forked child:
+    a fresh process per chapter, as `--jobs 0`, without paying those imports again (several CPU seconds per chapter). Prints `<chapter> <exit status> <CPU seconds>` per notebook; the child's own output goes to
+    `<out>/chapters/<chapter>.log`. Nothing runs in this process between forks (no threads, no torch ops)."""
+    import importlib
+    for m in PRELOAD:
+        try: importlib.import_module(m)
+        except ImportError: pass
+    (Path(out) / 'chapters').mkdir(parents=True, exist_ok=True)
+    while line := sys.stdin.readline():
+        if not (nb := line.strip()): continue
+        sys.stdout.flush(); sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the chapter's process
+            rc = 1
+            try:
+                log = os.open(Path(out) / 'chapters' / f'{Path(nb).stem}.log', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(log, 1); os.dup2(log, 2); os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                rc = 0 if render_one(str(Path(nb).resolve()), out, proc)['status'] == 'ok' else 1
+            except BaseException: traceback.print_exc()
+            finally:
+                sys.stdout.flush(); sys.stderr.flush()
+                os._exit(rc)
+        _, status, ru = os.wait4(pid, 0)
+        print(Path(nb).stem, os.waitstatus_to_exitcode(status), round(ru.ru_utime + ru.ru_stime, 2), flush=True)
+    return 0
 
 
 _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
@@ -251,7 +287,9 @@ def main(argv=None) -> int:
     p.add_argument('--jobs', type=int, default=2, help='parallel worker processes (0: render in this process, one notebook)')
     p.add_argument('--out', default=str(ROOT / '_site_fallback'))
     p.add_argument('--proc', default=str(ROOT / '_proc'))
+    p.add_argument('--serve', action='store_true', help='render the notebooks named on stdin, one a line, each in a forked child (the test suite)')
     a = p.parse_args(argv)
+    if a.serve: return serve(a.out, a.proc)
     nbs = [Path(n).resolve() for n in a.notebooks] or sorted((ROOT / 'nbs').glob('[!_.]*.ipynb'))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -17,7 +17,7 @@ LATEST_PACKAGES=${LATEST_PACKAGES:?set by the Makefile}
 LATEST_TESTS="tests/test_notebooks.py::test_notebook[01a_providers] tests/test_notebooks.py::test_notebook[01_agents]
  tests/test_notebooks.py::test_notebook[01c_batches] tests/test_notebooks.py::test_notebook[05_train]
  tests/test_notebooks.py::test_notebook[05a_tdpo] tests/test_agents.py tests/test_train.py"
-PYTEST=(-p no:cacheprovider --timeout 1500 -o junit_family=xunit1 --dist loadgroup)
+PYTEST=(-p no:cacheprovider --timeout 1500 -o junit_family=xunit1 --dist loadgroup --no-loadscope-reorder)
 out=$(mktemp -d)
 
 "$VENV/bin/python" -m pytest -n 2 --durations=15 "${PYTEST[@]}" --junitxml "$out/locked.xml" tests

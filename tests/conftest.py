@@ -76,22 +76,47 @@ def stale(entry: dict | None, inputs: str, run: str | None, reuse: bool = False)
     return None if entry.get('run') == run else 'rendered in another test run'
 
 
+_renderer: dict = {}
+
+
+def _render(chapter: str, timeout: float = 900) -> tuple[int, str]:
+    """Render one chapter in a child of this process's renderer (`dev/render_docs.py --serve`, started on first use: it
+    imports the heavy libraries once and forks a fresh process per chapter); returns (exit status, the child's log).
+    The child's CPU seconds count in the current test's (`_cpu`)."""
+    import atexit, select, signal, subprocess
+    z = _renderer.get('p')
+    if z is None or z.poll() is not None:
+        z = _renderer['p'] = subprocess.Popen([sys.executable, str(ROOT / 'dev' / 'render_docs.py'), '--serve'], cwd=ROOT, text=True,
+                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        atexit.register(lambda: z.poll() is None and (z.stdin.close(), z.wait(timeout=60)))
+    z.stdin.write(f'nbs/{chapter}.ipynb\n'); z.stdin.flush()
+    line = z.stdout.readline() if select.select([z.stdout], [], [], timeout)[0] else ''
+    log = SITE / 'chapters' / f'{chapter}.log'
+    log = log.read_text(errors='replace')[-6000:] if log.exists() else ''
+    if not line.startswith(f'{chapter} '):  # hung past the timeout, or the renderer died: end it (and the chapter's process)
+        try: os.killpg(z.pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+        z.wait(); _renderer.clear()
+        return -1, f"no result in {timeout:.0f}s (renderer said {line!r})\n{log}"
+    _, rc, cpu = line.split()
+    _children_cpu[0] += float(cpu)
+    return int(rc), log
+
+
 def rendered_chapter(chapter: str, reuse: bool = False) -> dict:
     """The manifest entry of `chapter` executed (every cell, `nbdev_test`'s skip rules) and rendered by
-    `dev/render_docs.py` once in this test run: the first test that asks renders it in a subprocess (one process per
+    `dev/render_docs.py` once in this test run: the first test that asks renders it in a fresh process (one per
     notebook, so no state leaks between chapters), under a lock; later ones, on any xdist worker, read its result."""
-    import subprocess
     from filelock import FileLock
     locks = ROOT / '.cache' / 'locks'; locks.mkdir(parents=True, exist_ok=True)
     with FileLock(str(locks / f'chapter-{chapter}.lock')):
         why = stale(read_entries(SITE).get(chapter), build_inputs(), os.environ['DNR_TEST_RUN'], reuse)
         if why:
-            p = subprocess.run([sys.executable, str(ROOT / 'dev' / 'render_docs.py'), f'nbs/{chapter}.ipynb', '--jobs', '0'],
-                               cwd=ROOT, capture_output=True, text=True, timeout=900)
-            print(f"{chapter}: rendered ({why})\n{p.stdout[-2000:]}")
+            rc, log = _render(chapter)
             entry = read_entries(SITE).get(chapter)
-            if entry is None or p.returncode not in (0, 1):
-                raise AssertionError(f"dev/render_docs.py {chapter}: rc={p.returncode}\n{(p.stdout + p.stderr)[-6000:]}")
+            print(f"{chapter}: rendered ({why}), exit status {rc}")
+            if rc not in (0, 1) or stale(entry, build_inputs(), os.environ['DNR_TEST_RUN'], reuse):
+                raise AssertionError(f"dev/render_docs.py {chapter}: exit status {rc}, no entry of this run\n{log}")
     return read_entries(SITE)[chapter]
 
 
@@ -111,10 +136,13 @@ def budget_reason(doc: str | None) -> str | None:
     return m.group(1).strip() if m else None
 
 
+_children_cpu: list = [0.0]  # CPU seconds of processes that are not this one's waited children (the renderer's)
+
+
 def _cpu() -> float:
-    "CPU seconds of this process and its finished children (torchrun, `dnr` subprocesses)."
+    "CPU seconds of this process and its finished children (torchrun, `dnr` subprocesses, chapters rendered for it)."
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime + _children_cpu[0]
 
 
 _current: list = [None]  # the test being run: a fixture's setup time is counted against it
@@ -158,9 +186,14 @@ def pytest_runtest_makereport(item, call):
 _timings: dict = {}
 
 
+def _test_id(nodeid: str) -> str:
+    "The test's id without the `@group` pytest-xdist's loadgroup appends to it."
+    return re.sub(r'@[^\]/:]*$', '', nodeid)
+
+
 def pytest_runtest_logreport(report):
     for k, v in report.user_properties:
-        if k == 'budget': _timings[report.nodeid] = json.loads(v)
+        if k == 'budget': _timings[_test_id(report.nodeid)] = json.loads(v)
 
 
 def over_budget(timings: dict, budget: float = BUDGET_S) -> list:
@@ -220,7 +253,13 @@ def pytest_collection_modifyitems(session, config, items):
     secs = expected_seconds()
     group = lambda it: next((m.args[0] for m in it.iter_markers('xdist_group')), it.nodeid)
     total: dict = {}
-    for it in items: total[group(it)] = total.get(group(it), 0) + secs.get(it.nodeid, 1.0)
+    for it in items: total[group(it)] = total.get(group(it), 0) + secs.get(_test_id(it.nodeid), 1.0)
     pos = {it.nodeid: i for i, it in enumerate(items)}
     first = lambda it: 0 if it.nodeid.startswith('tests/test_notebooks.py') else 1  # a chapter's own test executes it
     items.sort(key=lambda it: (-total[group(it)], group(it), first(it), pos[it.nodeid]))
+    if getattr(config.option, 'loadgroup', False):
+        # pytest-xdist marks a grouped test by appending `@group` to its id (`item._nodeid`); pytest 9 keeps the id in
+        # `item._id`, so that is lost and a group's tests go to any worker: append it where pytest 9 reads it
+        from _pytest.nodeid import coerce_node_id
+        for it in items:
+            if (g := group(it)) != it.nodeid and not it.nodeid.endswith(f'@{g}'): it._id = coerce_node_id(f'{it.nodeid}@{g}')
