@@ -16,7 +16,9 @@ EDGES = [[0, 1], [1, 2], [2, 3], [4, 5], [5, 6], [6, 7], [8, 9], [9, 10], [10, 1
 
 @pytest.fixture(scope='session')
 def data(tmp_path_factory):
-    "MAGDi data built from a replayed debate on 16 physics questions (real recorded answers)."
+    """MAGDi data built from a replayed debate on 16 physics questions (real recorded answers).
+
+    Budget: a debate replayed on 16 questions and MAGDi's graph data built from it, once per worker for the module."""
     d = tmp_path_factory.mktemp('magdi')
     run_sync(debate_into(load_debate_config(offline_config('physics', limit=16)), d / 'deb', progress=False))
     build_magdi(d / 'deb', d / 'data')
