@@ -1,6 +1,6 @@
 # dnr: two commands for a fresh machine (see README "Quick start")
 #   make demo   set up .venv and run the offline demo pipeline (data: ../shared/data, else `make data` first)
-#   make test   set up .venv and run every test (notebooks via nbdev_test, CLI and benchmarks via pytest)
+#   make test   set up .venv and run every test (each chapter executed once, its docs page checked; CLI, benchmarks)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv

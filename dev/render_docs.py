@@ -1,6 +1,7 @@
 """Offline docs fallback: render every chapter to `_site_fallback/*.html` without Quarto.
 
 Usage:  python dev/render_docs.py [NB ...] [--jobs 2] [--out _site_fallback]
+        python dev/render_docs.py --serve     (notebook paths on stdin; what tests/test_notebooks.py uses)
 
 The real site is nbdev's Quarto site (`nbdev_docs`, built by the GitHub workflow). Quarto cannot be installed
 offline, so this script reproduces what matters for checking the pages here:
@@ -12,12 +13,15 @@ offline, so this script reproduces what matters for checking the pages here:
    `#| slow`/`#| gpu`/`#| apikey`, `#| eval: false`, and the `nbdev_export()` call). `show_doc` cells are among
    the executed cells, so their output is the same, and the chapters' figures are rendered. Each chapter is thus
    executed once: this is the docs build and, at the same time, a full run of the notebook tests (a failing cell
-   fails the build with the chapter named), so CI can use it in place of a second `nbdev_test` pass.
+   fails the build with the chapter named, the cell and its traceback): the test suite's notebook tests are this
+   execution (`tests/test_notebooks.py` renders each chapter once per run with `--serve`, and `tests/test_docs.py`
+   checks the page that run wrote), so no chapter is executed twice.
 2. The processed notebooks are written to `_proc/` (what Quarto would render);
 3. each is exported with nbconvert's `HTMLExporter(template_name='lab')` after deleting each cell's
    `metadata.execution` (execnb stores float timings there that nbformat's validator rejects) to
-   `_site_fallback/<chapter>.html`, plus `_site_fallback/manifest.json` (per chapter: status, seconds, number
-   of image outputs, error) which `tests/test_docs.py` checks in headless Chromium. What Quarto would do with the
+   `_site_fallback/<chapter>.html`, with its manifest entry `_site_fallback/chapters/<chapter>.json` (status, seconds,
+   number of image outputs, error and traceback, the build inputs and the test run it was rendered in), all of them
+   listed in `_site_fallback/manifest.json`; `tests/test_docs.py` checks the pages in headless Chromium. What Quarto would do with the
    processed notebook is done here too: cell directives are applied and stripped (`#| echo: false` hides the
    input, as on every `show_doc` cell; `#| include: false` drops the cell; `#| output: false` its outputs), and
    Pandoc link attributes (`[source](url){target="_blank" ...}`) become HTML links, and links between pages
@@ -25,8 +29,9 @@ offline, so this script reproduces what matters for checking the pages here:
 4. every page gets the sidebar Quarto builds from `nbs/sidebar.yml`: the chapters in the same order and sections,
    titled as in their notebooks, the current one marked (re-written into every page of the folder on each build).
 
-Chapters run in parallel forked worker processes, as `nbdev_test` runs them (notebooks must not leave global state behind). Exit status 1 if any chapter
-failed. Both `_proc/` and `_site_fallback/` are build outputs (gitignored).
+Chapters run in parallel forked worker processes, as `nbdev_test` runs them (notebooks must not leave global state behind),
+or with `--jobs 0` one chapter in this process, or with `--serve` each chapter named on stdin in a child forked from a
+process that imported the heavy libraries once (the test suite's way). Exit status 1 if any chapter failed. Both `_proc/` and `_site_fallback/` are build outputs (gitignored).
 """
 from __future__ import annotations
 import argparse, json, os, re, sys, time, traceback
@@ -55,14 +60,14 @@ def build_inputs() -> str:
     return h.hexdigest()
 
 
-def _exec_all_processor(flags: set):
+def _exec_all_processor(flags: set, path: Path | None = None):
     "An nbdev Processor that executes every runnable cell (nbdev_test's rules) in a CaptureShell."
     from execnb.shell import CaptureShell
     from nbdev.process import Processor
 
     class exec_all(Processor):
         def begin(self):
-            self.k = CaptureShell()
+            self.k = CaptureShell(path)  # as nbdev_test: the notebook's folder on sys.path
             self.k.run_cell('from nbdev.showdoc import show_doc')
             self.failed = None
 
@@ -76,16 +81,19 @@ def _exec_all_processor(flags: set):
                 exc = self.k.exc[1] if isinstance(self.k.exc, tuple) else self.k.exc
                 self.failed = f"cell {cell.idx_}: {type(exc).__name__}: {exc}"
                 self.nb.exec_error_ = self.failed
+                self.nb.exec_traceback_ = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return exec_all
 
 
 def render_one(nb_path: str, out_dir: str, proc_dir: str) -> dict:
-    "Process, execute and export one notebook; returns its manifest entry."
+    """Process, execute and export one notebook; writes its page (with the sidebar) and its manifest entry
+    `<out_dir>/chapters/<chapter>.json`, and returns the entry."""
     t0 = time.time()
     nb_path, out_dir, proc_dir = Path(nb_path), Path(out_dir), Path(proc_dir)
     os.environ['IN_TEST'] = '1'
     entry = dict(chapter=nb_path.stem, notebook=str(nb_path.relative_to(ROOT)), html=f'{nb_path.stem}.html', status='ok',
-                 error=None, images=0)
+                 error=None, traceback=None, images=0,
+                 inputs=build_inputs(), run=os.environ.get('DNR_TEST_RUN'))  # before the build: an edit while it runs makes it stale
     try:
         from fastcore.xtras import working_directory
         from nbdev.config import get_config
@@ -94,18 +102,68 @@ def render_one(nb_path: str, out_dir: str, proc_dir: str) -> dict:
         from execnb.nbio import read_nb, write_nb
         cfg = get_config()
         flags = set(cfg.get('tst_flags', '').split())
-        procs = [(_exec_all_processor(flags) if p is exec_show_docs else p) for p in FilterDefaults().procs()]
+        procs = [(_exec_all_processor(flags, nb_path) if p is exec_show_docs else p) for p in FilterDefaults().procs()]
         nb = read_nb(nb_path)
         with working_directory(nb_path.parent):
             NBProcessor(nb=nb, procs=procs).process()
-        if getattr(nb, 'exec_error_', None): entry.update(status='error', error=nb.exec_error_)
+        if getattr(nb, 'exec_error_', None): entry.update(status='error', error=nb.exec_error_, traceback=nb.exec_traceback_)
         proc_dir.mkdir(parents=True, exist_ok=True)
         write_nb(nb, proc_dir / nb_path.name)
         entry['images'] = _export_html(proc_dir / nb_path.name, out_dir / entry['html'])
+        add_nav(out_dir, chapters_nav(), pages=[out_dir / entry['html']])
     except Exception as e:
-        entry.update(status='error', error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
+        entry.update(status='error', error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     entry['seconds'] = round(time.time() - t0, 1)
+    write_entry(out_dir, entry)
     return entry
+
+
+def write_entry(out_dir: Path, entry: dict) -> None:
+    "Write a chapter's manifest entry atomically (a reader in another process never sees half a file)."
+    d = Path(out_dir) / 'chapters'; d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{entry['chapter']}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(entry, indent=1))
+    os.replace(tmp, d / f"{entry['chapter']}.json")
+
+
+def read_entries(out_dir: Path) -> dict:
+    "chapter -> manifest entry, for every chapter rendered into `out_dir`."
+    return {p.stem: json.loads(p.read_text()) for p in sorted((Path(out_dir) / 'chapters').glob('*.json'))}
+
+
+# what most chapters import: loaded once by `--serve`, whose forked children render the chapters. Not torch (nor what
+# imports it): a chapter forked from a process that imported torch trained several times slower (measured on 05a_tdpo:
+# 4x the CPU seconds of nbdev_test)
+PRELOAD = ('IPython', 'execnb.shell', 'nbdev.processors', 'nbdev.showdoc', 'nbconvert', 'numpy', 'pandas', 'pydantic', 'yaml',
+           'httpx', 'openai', 'anthropic', 'google.genai')
+
+
+def serve(out: str, proc: str) -> int:
+    """`--serve`: import `PRELOAD` once, then render each notebook path read from stdin (one a line) in a forked child:
+    a fresh process per chapter, as `--jobs 0`, without paying those imports again (several CPU seconds per chapter). Prints `<chapter> <exit status> <CPU seconds>` per notebook; the child's own output goes to
+    `<out>/chapters/<chapter>.log`. Nothing runs in this process between forks (no threads, no torch ops)."""
+    import importlib
+    for m in PRELOAD:
+        try: importlib.import_module(m)
+        except ImportError: pass
+    (Path(out) / 'chapters').mkdir(parents=True, exist_ok=True)
+    while line := sys.stdin.readline():
+        if not (nb := line.strip()): continue
+        sys.stdout.flush(); sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the chapter's process
+            rc = 1
+            try:
+                log = os.open(Path(out) / 'chapters' / f'{Path(nb).stem}.log', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(log, 1); os.dup2(log, 2); os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                rc = 0 if render_one(str(Path(nb).resolve()), out, proc)['status'] == 'ok' else 1
+            except BaseException: traceback.print_exc()
+            finally:
+                sys.stdout.flush(); sys.stderr.flush()
+                os._exit(rc)
+        _, status, ru = os.wait4(pid, 0)
+        print(Path(nb).stem, os.waitstatus_to_exitcode(status), round(ru.ru_utime + ru.ru_stime, 2), flush=True)
+    return 0
 
 
 _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
@@ -211,10 +269,10 @@ def _nav_html(nav: list, current: str) -> str:
     return ''.join(parts) + '</nav>'
 
 
-def add_nav(out: Path, nav: list) -> int:
-    "Write the sidebar into every chapter page in `out` (replacing an earlier one); returns the pages updated."
+def add_nav(out: Path, nav: list, pages: list | None = None) -> int:
+    "Write the sidebar into every chapter page in `out`, or only into `pages` (replacing an earlier one); returns the pages updated."
     n = 0
-    for page in out.glob('*.html'):
+    for page in (pages if pages is not None else out.glob('*.html')):
         html = page.read_text(encoding='utf-8')
         html = re.sub(r'<style id="dnr-nav-css">.*?</style>|<nav id="dnr-nav".*?</nav>', '', html, flags=re.S)
         html = html.replace('</head>', _NAV_CSS + '</head>', 1)
@@ -226,27 +284,31 @@ def add_nav(out: Path, nav: list) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('notebooks', nargs='*', help='notebooks (default: every nbs/*.ipynb)')
-    p.add_argument('--jobs', type=int, default=2, help='parallel worker processes')
+    p.add_argument('--jobs', type=int, default=2, help='parallel worker processes (0: render in this process, one notebook)')
     p.add_argument('--out', default=str(ROOT / '_site_fallback'))
     p.add_argument('--proc', default=str(ROOT / '_proc'))
+    p.add_argument('--serve', action='store_true', help='render the notebooks named on stdin, one a line, each in a forked child (the test suite)')
     a = p.parse_args(argv)
+    if a.serve: return serve(a.out, a.proc)
     nbs = [Path(n).resolve() for n in a.notebooks] or sorted((ROOT / 'nbs').glob('[!_.]*.ipynb'))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    inputs = build_inputs()  # before the build: a notebook edited while it runs makes the next check rebuild
     t0 = time.time()
-    with ProcessPoolExecutor(a.jobs, mp_context=__import__('multiprocessing').get_context('fork')) as ex:  # as nbdev_test
-        # by module name, not __main__: executing a notebook replaces sys.modules['__main__'] in the worker
-        sys.path.insert(0, str(Path(__file__).parent))
-        worker = __import__('render_docs').render_one
-        entries = list(ex.map(worker, map(str, nbs), [str(out)] * len(nbs), [a.proc] * len(nbs)))
-    add_nav(out, chapters_nav())
-    mf = out / 'manifest.json'
-    prev = json.loads(mf.read_text()) if mf.exists() and a.notebooks else {}
-    old = {e['chapter']: e for e in prev.get('chapters', [])} if prev.get('inputs') == inputs else {}  # keep only same-input pages
-    old.update({e['chapter']: e for e in entries})
-    mf.write_text(json.dumps(dict(built=time.time(), inputs=inputs, chapters=sorted(old.values(), key=lambda e: e['chapter'])), indent=1))
+    if a.jobs == 0:
+        if len(nbs) != 1: p.error('--jobs 0 renders one notebook')
+        entries = [render_one(str(nbs[0]), str(out), a.proc)]
+    else:
+        with ProcessPoolExecutor(a.jobs, mp_context=__import__('multiprocessing').get_context('fork')) as ex:  # as nbdev_test
+            # by module name, not __main__: executing a notebook replaces sys.modules['__main__'] in the worker
+            sys.path.insert(0, str(Path(__file__).parent))
+            worker = __import__('render_docs').render_one
+            entries = list(ex.map(worker, map(str, nbs), [str(out)] * len(nbs), [a.proc] * len(nbs)))
+    if not a.notebooks: add_nav(out, chapters_nav())
+    inputs = build_inputs()
+    kept = [e for e in read_entries(out).values() if e.get('inputs') == inputs]  # pages of other inputs are not listed
+    (out / 'manifest.json').write_text(json.dumps(dict(built=time.time(), inputs=inputs, chapters=kept), indent=1))
     for e in entries:
         print(f"{e['chapter']:<14} {e['status']:<6} {e['seconds']:>6.1f}s  images={e['images']}" + (f"  {e['error'].splitlines()[0]}" if e['error'] else ''))
+        if e['traceback'] and a.jobs == 0: print(e['traceback'], file=sys.stderr)
     bad = [e['chapter'] for e in entries if e['status'] != 'ok']
     print(f"{len(entries) - len(bad)} rendered, {len(bad)} failed{': ' + ', '.join(bad) if bad else ''} in {time.time() - t0:.0f}s -> {out}")
     return 1 if bad else 0

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: the whole suite on the locked install, then the SDK and training tests on the newest releases.
-#   1. every test (chapters via nbdev_test, CLI, benchmarks, docs) in $VENV, installed from requirements.lock;
+#   1. every test (chapters, CLI, benchmarks, docs) in $VENV, installed from requirements.lock: each chapter executed once
+#      (tests/test_notebooks.py, nbdev_test's rules; its docs page rendered from that run and checked by tests/test_docs.py),
+#      two workers (-n 2) taking the longest tests first, each chapter's tests on one worker (--dist loadgroup); the run
+#      ends with the tests over the 30 s budget (tests/conftest.py) and fails if one of them does not say why;
 #   2. a second environment, $VENV-latest: the lock, then the newest releases that settings.ini allows of the provider
 #      SDKs and the training stack ($LATEST_PACKAGES), torch kept at the lock's CPU build; it runs the provider, agents and
 #      training tests ($LATEST_TESTS). A failure there is a break in a new release: fix the code or cap the package in
@@ -11,10 +14,10 @@ cd "$(dirname "$0")/.."
 VENV=${1:-.venv}
 LATEST=${VENV}-latest
 LATEST_PACKAGES=${LATEST_PACKAGES:?set by the Makefile}
-LATEST_TESTS="tests/test_notebooks.py::test_notebook[01a_providers.ipynb] tests/test_notebooks.py::test_notebook[01_agents.ipynb]
- tests/test_notebooks.py::test_notebook[01c_batches.ipynb] tests/test_notebooks.py::test_notebook[05_train.ipynb]
- tests/test_notebooks.py::test_notebook[05a_tdpo.ipynb] tests/test_agents.py tests/test_train.py"
-PYTEST=(-p no:cacheprovider --timeout 1500 -o junit_family=xunit1)
+LATEST_TESTS="tests/test_notebooks.py::test_notebook[01a_providers] tests/test_notebooks.py::test_notebook[01_agents]
+ tests/test_notebooks.py::test_notebook[01c_batches] tests/test_notebooks.py::test_notebook[05_train]
+ tests/test_notebooks.py::test_notebook[05a_tdpo] tests/test_agents.py tests/test_train.py"
+PYTEST=(-p no:cacheprovider --timeout 1500 -o junit_family=xunit1 --dist loadgroup --no-loadscope-reorder)
 out=$(mktemp -d)
 
 "$VENV/bin/python" -m pytest -n 2 --durations=15 "${PYTEST[@]}" --junitxml "$out/locked.xml" tests

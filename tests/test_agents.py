@@ -135,6 +135,9 @@ def test_sync_wrapper_inside_running_loop(monkeypatch):
 # ---------------------------------------------------------------- real openai_compatible server (transformers serve)
 
 def test_openai_compatible_tiny_serve_many_concurrent(tmp_path):
+    """Many concurrent requests through the OpenAI-compatible provider to `transformers serve` on the tiny model all come back.
+
+    Budget: starts `transformers serve` with the tiny model and sends it many concurrent requests that it generates for real."""
     from dnr.tiny import tiny_model, serve_model
     path = tiny_model('trained')
     spec = dict(name='student', role='student', provider='openai_compatible', model=str(path), max_tokens=24, temperature=0.0)

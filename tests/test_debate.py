@@ -29,7 +29,7 @@ def cli(*args, env=None, timeout=180):
     return p.returncode, (json.loads(last) if last.startswith('{') else None), p.stdout, p.stderr
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def qs():
     from dnr.data import load_benchmark
     return load_benchmark('mmlu_pro', 'train', 'physics', path=DATA)[:4]
@@ -356,7 +356,9 @@ def test_provider_batches_gather_rounds(tmp_path, qs):
 
 
 def test_tiny_local_student_multi_round(tmp_path, qs):
-    "A real local OpenAI-compatible student (`transformers serve`, tiny model) debating with scripted teachers."
+    """A real local OpenAI-compatible student (`transformers serve`, tiny model) debating with scripted teachers.
+
+    Budget: starts `transformers serve` with the tiny model and runs a multi-round debate where the student generates for real."""
     from dnr.tiny import serve_model, tiny_model
     path = tiny_model('trained')
     with ScriptedServer(Agents(qs)) as srv, serve_model(path) as url:
@@ -508,7 +510,9 @@ class ProtocolAgents:
 def test_published_protocols_end_to_end(tmp_path, qs, protocol):
     """Each published protocol: `dnr debate` on scripted agents answering in its own format exits 0 with valid MAGs and
     its authors' readings, ties and fallbacks (see `ProtocolAgents`); no unreadable answer reaches a vote or a prompt as
-    None; `dnr build` makes SFT and T-DPO data; `dnr show` reads every question; `--plan` predicts at least the requests made."""
+    None; `dnr build` makes SFT and T-DPO data; `dnr show` reads every question; `--plan` predicts at least the requests made.
+
+    Budget: per protocol, a debate, `dnr build` of SFT and T-DPO data, `dnr show` and `--plan`: five `dnr` processes, each importing the stack."""
     from dnr.mag import read_mags
     base = yaml.safe_load((ROOT / 'configs' / 'protocols' / f'{protocol}.yaml').read_text())
     names = ['right', 'student', 'wrong'] if protocol == 'mad' else ['right', 'wrong', 'student']

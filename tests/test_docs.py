@@ -2,16 +2,15 @@
 link every chapter from a sidebar, carry no build markup, and document models and long configs as field tables.
 Each page's screenshot is written to `_site_fallback/screenshots/<chapter>.png` for a reviewer to open.
 
-The pages come from `dev/render_docs.py` (nbdev's processing + execution of every chapter + nbconvert HTML).
-Building them executes every chapter once, which is the expensive part (it is a full notebook test run), so:
-- CI runs `python dev/render_docs.py` as its own step (it fails on any failing chapter) and then this test, which
-  only checks the pages (seconds);
-- locally, when `_site_fallback/` is missing, failed in a chapter, or was built from other inputs (notebooks, modules,
-  data, installed packages: `dev/render_docs.py`'s `build_inputs` hash in its manifest), the test builds it first
-  (set DNR_DOCS_REBUILD=1 to force a rebuild, DNR_DOCS_NO_BUILD=1 to check what is there, as CI does after its build step).
+The pages come from `dev/render_docs.py` (nbdev's processing + execution of every chapter + nbconvert HTML). Rendering
+a page executes its chapter, which is also the chapter's notebook test: `conftest.rendered_chapter` renders each
+chapter once per test run, for whichever of `tests/test_notebooks.py` and this file asks first (both in the chapter's
+xdist group, so on one worker). Set DNR_DOCS_REUSE=1 to check pages rendered, without a failure, from the same inputs
+(notebooks, modules, data, installed packages) in an earlier run or by `python dev/render_docs.py` (as the deploy
+workflow does, with DNR_DOCS_NO_BUILD=1), e.g. while changing these checks.
 Needs Debian's `chromium` (`apt-get install -y chromium`) and Playwright from PyPI (no browser download).
 """
-import json, os, re, subprocess, sys
+import os, re
 from pathlib import Path
 import pytest
 
@@ -22,49 +21,28 @@ FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-
          '--disable-component-update', '--disable-sync']
 CHAPTERS = sorted(p.stem for p in (ROOT / 'nbs').glob('[!_.]*.ipynb'))
 
+from conftest import chapter_param, rendered_chapter, stale
 
-sys.path.insert(0, str(ROOT / 'dev'))
-from render_docs import build_inputs
-
-
-def _stale(site: Path = SITE) -> str | None:
-    "Why `_site_fallback/` must be rebuilt (None: it was built, without a failure, from these notebooks, modules and packages)."
-    mf = site / 'manifest.json'
-    if os.environ.get('DNR_DOCS_REBUILD'): return 'DNR_DOCS_REBUILD is set'
-    if not mf.exists(): return 'no manifest'
-    m = json.loads(mf.read_text())
-    if m.get('inputs') != build_inputs(): return 'built from other notebooks, modules, data or packages'
-    have = {e['chapter']: e['status'] for e in m['chapters']}
-    if missing := set(CHAPTERS) - set(have): return f"chapters missing: {sorted(missing)}"
-    if bad := sorted(c for c in CHAPTERS if have[c] != 'ok'): return f"chapters failed in that build: {bad}"
-    return None
+REUSE = bool(os.environ.get('DNR_DOCS_REUSE') or os.environ.get('DNR_DOCS_NO_BUILD'))  # the deploy workflow: after its own build
 
 
-def test_stale_site_is_rebuilt(tmp_path):
-    "A manifest from other inputs, or from a build where a chapter failed, asks for a rebuild; a good one of these inputs does not."
-    write = lambda inputs, status: (tmp_path / 'manifest.json').write_text(json.dumps(dict(
-        inputs=inputs, chapters=[dict(chapter=c, status='ok' if c != CHAPTERS[0] else status) for c in CHAPTERS])))
-    assert _stale(tmp_path) == 'no manifest'
-    write('0' * 64, 'ok'); assert 'other notebooks' in _stale(tmp_path)
-    write(build_inputs(), 'failed'); assert _stale(tmp_path) == f"chapters failed in that build: {[CHAPTERS[0]]}"
-    write(build_inputs(), 'ok'); assert _stale(tmp_path) is None
+def test_stale_page_is_rendered_again():
+    "A page of other inputs, or of an earlier run, is rendered again; with reuse, an earlier good one of these inputs is not."
+    ok = dict(inputs='a' * 64, run='r1', status='ok')
+    assert stale(None, 'a' * 64, 'r1') == 'not rendered'
+    assert 'other notebooks' in stale(ok, 'b' * 64, 'r1') and 'other notebooks' in stale(ok, 'b' * 64, 'r1', reuse=True)
+    assert stale(ok, 'a' * 64, 'r2') == 'rendered in another test run' and stale(ok, 'a' * 64, 'r1') is None
+    assert stale(ok, 'a' * 64, 'r2', reuse=True) is None and stale(dict(ok, status='error'), 'a' * 64, 'r2', reuse=True) == 'failed in that build'
 
 
-@pytest.fixture(scope='module')
-def manifest():
-    from filelock import FileLock
-    with FileLock(str(ROOT / '.docs-build.lock')):  # one build: pytest-xdist workers would otherwise rebuild the site under each other
-        if (why := _stale()) and not os.environ.get('DNR_DOCS_NO_BUILD'):
-            print(f"rebuilding {SITE}: {why}")
-            env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
-            env.setdefault('DNR_DATA_DIR', str(ROOT.parent / 'shared' / 'data'))
-            p = subprocess.run([sys.executable, str(ROOT / 'dev' / 'render_docs.py')], cwd=ROOT, env=env, capture_output=True, text=True,
-                               timeout=1800)
-            print(p.stdout[-3000:], p.stderr[-3000:])
-    return {e['chapter']: e for e in json.loads((SITE / 'manifest.json').read_text())['chapters']}
+def entry_of(chapter: str) -> dict:
+    "The chapter's manifest entry, rendered in this run (once), failing with the chapter's error if it failed."
+    e = rendered_chapter(chapter, reuse=REUSE)
+    assert e['status'] == 'ok', f"{chapter}: {e['error']}"
+    return e
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def browser():
     if not Path(CHROMIUM).exists(): pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
@@ -74,11 +52,12 @@ def browser():
         b.close()
 
 
-@pytest.mark.parametrize('chapter', CHAPTERS)
-def test_chapter_page(chapter, manifest, browser):
-    e = manifest.get(chapter)
-    assert e is not None, f"{chapter}: not rendered (run dev/render_docs.py)"
-    assert e['status'] == 'ok', f"{chapter}: {e['error']}"
+@pytest.mark.parametrize('chapter', [chapter_param(c) for c in CHAPTERS])
+def test_chapter_page(chapter, browser):
+    """The chapter's page loads without errors, shows its figures and sidebar, carries no build markup, no signature wall, no traceback.
+
+    Budget: when it is the first test of its chapter in the run, it executes the chapter (the chapter's notebook test, see tests/test_notebooks.py); the page checks themselves take seconds."""
+    e = entry_of(chapter)
     page = browser.new_page()
     errors, failed = [], []
     page.on('pageerror', lambda exc: errors.append(str(exc)))
@@ -97,7 +76,7 @@ def test_chapter_page(chapter, manifest, browser):
     links = page.eval_on_selector_all('#dnr-nav a.chapter', 'els => els.map(e => [e.dataset.chapter, e.getAttribute("href"), e.classList.contains("current"), e.offsetWidth > 0])')
     assert sorted(l[0] for l in links) == CHAPTERS, f"{chapter}: sidebar links {[l[0] for l in links]}"
     assert [l[0] for l in links if l[2]] == [chapter] and all(l[3] for l in links), f"{chapter}: sidebar not shown or current not marked"
-    assert all((SITE / l[1]).exists() for l in links), f"{chapter}: sidebar links to missing pages"
+    assert all(l[1] == f'{l[0]}.html' for l in links), f"{chapter}: sidebar links {links}"  # each page is checked by its own test
     # no build markup: directives, Pandoc attributes, show_doc calls, pydantic's generic signature
     text = page.locator('body').inner_text()
     for junk in (r'(?m)^\s*#\|\s*[\w-]+', r'\{target=', r'\bshow_doc\(', r'data:Any'):
@@ -117,9 +96,10 @@ def test_chapter_page(chapter, manifest, browser):
     page.close()
 
 
-def test_report_chapter_has_its_figures(manifest):
+@pytest.mark.xdist_group('06_report')
+def test_report_chapter_has_its_figures():
     "Chapter 06_report plots Table 1, the ablation, token cost, data scale and debate statistics."
-    assert manifest['06_report']['images'] >= 5
+    assert entry_of('06_report')['images'] >= 5
 
 
 def _fields(browser, chapter, name):
@@ -133,11 +113,19 @@ def _fields(browser, chapter, name):
     return rows
 
 
-def test_models_and_configs_are_field_tables(manifest, browser):
-    "Pydantic models list their fields with type, default and description; the T-DPO config lists its own fields."
+@pytest.mark.xdist_group('02_mag')
+def test_models_are_field_tables(browser):
+    "Pydantic models list their fields with type, default and description."
+    entry_of('02_mag')
     crit = _fields(browser, '02_mag', 'Critique')
     assert crit is not None, 'no field table for Critique'
     assert [r[0] for r in crit][-2:] == ['from', 'to'] and ['text', 'str | None', 'required', 'extracted feedback'] in crit, crit
+
+
+@pytest.mark.xdist_group('05a_tdpo')
+def test_configs_are_field_tables(browser):
+    "The T-DPO config lists its own fields, each with its default and description."
+    entry_of('05a_tdpo')
     cfg = _fields(browser, '05a_tdpo', 'TreeDPOConfig')
     assert cfg is not None and [r[0] for r in cfg] == ['beta', 'share', 'max_length', 'max_prompt_length', 'loss_average', 'disable_dropout', 'loss_type', 'loss_weights'], cfg
     assert cfg[0][2] == '0.1' and cfg[0][3].startswith('DPO temperature') and all(r[3] for r in cfg), cfg  # every field described

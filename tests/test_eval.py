@@ -6,13 +6,16 @@ import pytest
 from conftest import ROOT, dnr, last_json
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def tiny():
     from dnr.tiny import tiny_model
     return tiny_model('trained')
 
 
 def test_hf_eval_end_to_end_and_resume(tmp_path, tiny):
+    """`dnr eval --backend hf` on the tiny model and real questions writes predictions and a summary; a rerun resumes.
+
+    Budget: two `dnr eval` processes generating with the tiny model (a run and its resume)."""
     out = tmp_path / 'run'
     args = ['--model', str(tiny), '--backend', 'hf', '--dataset', 'mmlu_pro:physics', '--limit', '5', '--max-new-tokens', '24',
             '--out', str(out), '--label', 'tiny', '--tag', 'method=tiny', '--tag', 'n_debates=100', '--no-progress']
@@ -89,6 +92,9 @@ def test_eval_missing_model_folder_is_named(tmp_path):
     assert not (tmp_path / 'r3').exists()
 
 def test_openai_backend_through_transformers_serve(tmp_path, tiny):
+    """`dnr eval --backend openai` against `transformers serve` of the tiny model grades every question.
+
+    Budget: starts `transformers serve` with the tiny model and evaluates through it."""
     from dnr.tiny import serve_model
     out = tmp_path / 'served'
     with serve_model(tiny) as url:

@@ -21,7 +21,7 @@ def dnr(*args, timeout=180):
     return p.returncode, p.stdout, p.stderr
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def replay(tmp_path_factory):
     "A debate run on the first 6 MMLU-Pro physics questions, replaying the recorded answers of five models."
     out = tmp_path_factory.mktemp('replay') / 'run'
@@ -30,7 +30,7 @@ def replay(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def scripted(tmp_path_factory):
     """A multi-round debate of local scripted agents: `teacher` always right, the student wrong until it reads its own
     self-reflection; answers and feedback contain `<b>`, `&`, `<script>`."""
@@ -135,7 +135,9 @@ def test_errors_name_the_file(replay, tmp_path):
 
 def test_explore_in_jupyterlab(scripted, replay, tmp_path):
     """`explore` in a real JupyterLab (headless Chromium, ipywidgets' lab extension): the question list shows each
-    question's id, stop reason and text, a filter narrows it, and the view holds the tree with hover titles."""
+    question's id, stop reason and text, a filter narrows it, and the view holds the tree with hover titles.
+
+    Budget: starts a real JupyterLab server and drives it in headless Chromium."""
     import socket, time
     from playwright.sync_api import sync_playwright
     chromium = os.environ.get('DNR_CHROMIUM', '/usr/bin/chromium')

@@ -14,9 +14,11 @@ from dnr.tiny import tiny_model
 EDGES = [[0, 1], [1, 2], [2, 3], [4, 5], [5, 6], [6, 7], [8, 9], [9, 10], [10, 11], [0, 5], [5, 8], [1, 4], [1, 8], [0, 9],
          [4, 9], [2, 5], [2, 9], [1, 6], [6, 9], [1, 10], [5, 10], [3, 6], [3, 10], [2, 7], [7, 10], [2, 11], [6, 11]]
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def data(tmp_path_factory):
-    "MAGDi data built from a replayed debate on 16 physics questions (real recorded answers)."
+    """MAGDi data built from a replayed debate on 16 physics questions (real recorded answers).
+
+    Budget: a debate replayed on 16 questions and MAGDi's graph data built from it, once per worker for the module."""
     d = tmp_path_factory.mktemp('magdi')
     run_sync(debate_into(load_debate_config(offline_config('physics', limit=16)), d / 'deb', progress=False))
     build_magdi(d / 'deb', d / 'data')
@@ -112,7 +114,9 @@ def test_shipped_configs_hold_magdis_settings():
     assert load_magdi_config(ROOT / 'configs' / 'magdi_tiny.yaml').args['max_steps'] == 8
 
 def test_build_and_train_cli_log_three_terms_and_resume(data, tmp_path):
-    "`dnr build magdi`, then `dnr train magdi --config configs/magdi_tiny.yaml`: the log has the three terms, only the adapter is kept, and a rerun resumes."
+    """`dnr build magdi`, then `dnr train magdi --config configs/magdi_tiny.yaml`: the log has the three terms, only the adapter is kept, and a rerun resumes.
+
+    Budget: two `dnr train magdi` processes (each imports torch, transformers, TRL and loads the tiny model): the shipped tiny config's 8 steps with two checkpoints, then a resume."""
     s = last_json(dnr('build', 'magdi', '--run', data / 'deb', '--out', tmp_path / 'd'))
     assert s['mags'] == 16 and s['pairs'] > 0
     tiny = tiny_model('trained')
@@ -144,7 +148,9 @@ def test_bad_input_is_named(data, tmp_path):
     assert p.returncode == 2 and "agents ['claude'] not in this MAG" in p.stderr and not (tmp_path / 'x').exists()
 
 def test_tiny_pipeline_trains_and_evaluates_magdi(tmp_path):
-    "`train: [magdi]` in a pipeline, offline end to end: replayed debate -> build/magdi -> magdi -> eval (base, magdi) -> figures; a changed MAGDi setting is then refused by name."
+    """`train: [magdi]` in a pipeline, offline end to end: replayed debate -> build/magdi -> magdi -> eval (base, magdi) -> figures; a changed MAGDi setting is then refused by name.
+
+    Budget: a pipeline end to end: debate, MAGDi data, MAGDi training, two evaluations, figures."""
     from dnr.demo import demo_config
     from dnr.pipeline import load_pipeline_config, run_pipeline
     base = demo_config(tmp_path / 'x', questions=12, eval_questions=4, steps=2).model_dump()

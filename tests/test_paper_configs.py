@@ -142,7 +142,9 @@ def test_figures_place_a_finished_run_beside_the_paper(tmp_path):
     assert json.loads(r.stdout.strip().splitlines()[-1])['figures']['experiments'][1].endswith('experiments.md')
 
 def test_pipeline_builds_from_another_runs_debates(tmp_path):
-    "`debate_from` + `build.debates` + `train: [sft]` (the data-scale and SFT-only configs), on replayed real debates."
+    """`debate_from` + `build.debates` + `train: [sft]` (the data-scale and SFT-only configs), on replayed real debates.
+
+    Budget: a pipeline that builds data from another run's replayed debates and trains SFT on the tiny model."""
     from dnr.debate import offline_config, debate_into, run_sync
     from dnr.demo import demo_config
     from dnr.pipeline import run_pipeline

@@ -8,7 +8,9 @@ def dnr(*args, check=True, env=None):
     return subprocess.run([str(BIN / 'dnr'), *map(str, args)], capture_output=True, text=True, check=check, timeout=600, env=env)
 
 def test_demo_then_rerun_repeats_nothing(tmp_path):
-    "The demo as a user runs it, output piped (not a terminal): one line per stage, no library chatter, what it trained."
+    """The demo as a user runs it, output piped (not a terminal): one line per stage, no library chatter, what it trained.
+
+    Budget: the whole demo pipeline as a user runs it (11 stages: a debate, data, SFT, T-DPO, evaluations, figures, the miniature, each stage a real training or evaluation, at the smallest sizes that still fill every table), then its no-op rerun."""
     out = tmp_path / 'demo'
     mini = ('--mini-questions', 20, '--mini-test', 10, '--mini-steps', 1, '--mini-pref-steps', 1)  # the miniature, small
     r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2, *mini)

@@ -21,7 +21,7 @@ def _dnr(*args, timeout=300):
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp('data')
     (d / 'mags.jsonl').write_text(''.join(json.dumps(_demo_mag(str(i), seed=i)) + '\n' for i in range(6)))
@@ -30,6 +30,9 @@ def data(tmp_path_factory):
     return d
 
 def test_sft_tdpo_resume_merge_serve(data, tmp_path, capsys):
+    """`dnr train sft`, then `dnr train tdpo` on its adapter, resumed from a checkpoint, merged, and the merged model served and asked.
+
+    Budget: SFT, T-DPO, a resume, a merge and `transformers serve` of the result: the chain a user runs, each step a real training or server start."""
     model = str(tiny_model('trained'))
     s = _dnr('train', 'sft', '--config', 'configs/sft_tiny.yaml', '--model', model, '--data', str(data / 'sft'),
              '--output-dir', str(tmp_path / 'sft'))
@@ -149,7 +152,9 @@ def test_two_processes_equal_one(data, tmp_path, capsys):
     prints one summary line per command (rank 0's), and its losses equal a one-process run with the same global batch
     (2 processes x 2 per device = 1 process x 2 per device x 2 accumulation steps), shuffling off, float32.
     The three commands share one launch (tests/multi_train.py runs each through `dnr.cli.main`, the entry point of
-    `torchrun -m dnr.cli`): a launch costs more than the training here."""
+    `torchrun -m dnr.cli`): a launch costs more than the training here.
+
+    Budget: a torchrun launch of two processes (three trainings) and the same three trainings in one process, to compare losses."""
     model = str(tiny_model('trained'))
     common = ['--model', model, '--max-steps', '2', '--set', 'args.train_sampling_strategy=sequential',
               '--set', 'args.logging_steps=1', '--set', 'args.save_steps=2']
@@ -202,7 +207,9 @@ def test_bad_training_configs_named(name, old, new, field, tmp_path, capsys):
     assert not out.exists()
 
 def test_rpo_method_trains_from_the_registry(data, tmp_path, capsys):
-    "`dnr train rpo` (a registered method): T-DPO's trainer with TRL's `loss_type: [sigmoid, sft]`; it logs both terms."
+    """`dnr train rpo` (a registered method): T-DPO's trainer with TRL's `loss_type: [sigmoid, sft]`; it logs both terms.
+
+    Budget: a real RPO training (reference log-probabilities, then two steps) on the tiny model."""
     from dnr.methods import get_method
     model = str(tiny_model('trained'))
     assert get_method('rpo').starts_from == 'sft' and get_method('rpo').paper_key == 'dnr_rpo'
