@@ -204,6 +204,7 @@ class MAD(Protocol):
     "Liang et al. 2024, *Encouraging divergent thinking in large language models through multi-agent debate*."
     name, source = 'mad', 'Liang et al. 2024; github.com/Skytliang/Multi-Agents-Debate (code/utils/config4all.json, code/debate4tran.py)'
     round_end_after_last = True  # the moderator decides after every round, the last one too
+    stop_reasons, agent_count = ('judge',), 3  # the moderator ends it; affirmative, negative, moderator
 
     def __init__(self, cfg, names, roles=None):
         super().__init__(cfg, names, roles)
