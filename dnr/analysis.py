@@ -384,8 +384,9 @@ def load_mag(run: str | Path, # a debate run folder (its `mags.jsonl`) or a MAG 
 
 def protocol_line(P: Protocol) -> str:
     "The protocol a MAG was debated with, as its run configured it: name, source, rounds, mode and the stop reasons it allows."
-    return (f"protocol {P.name}" + (f" ({P.source})" if P.source else '') + f": max_rounds {P.cfg.max_rounds}, mode {P.cfg.mode}; "
-            f"stop reasons: {', '.join(P.stop_reasons + ENGINE_STOP_REASONS)}")
+    import textwrap
+    return textwrap.fill(f"protocol {P.name}" + (f" ({P.source})" if P.source else '') + f": max_rounds {P.cfg.max_rounds}, mode {P.cfg.mode}; "
+                         f"stop reasons: {', '.join(P.stop_reasons + ENGINE_STOP_REASONS)}", 100, break_long_words=False, break_on_hyphens=False)
 
 def show_cli(argv: list[str] | None = None) -> int:
     "`dnr show RUN [QUESTION_ID] [--html OUT] [--full]`: read one debate, or list a run's questions."

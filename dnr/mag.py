@@ -8,6 +8,7 @@ import importlib, json, os, re, sys, time
 from pathlib import Path
 from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from .data import Question
 from .grading import parse_status
 from .files import append_jsonl, append_text, write_jsonl, write_text
@@ -137,7 +138,8 @@ class MAG(_Base):
                 if a not in names: raise ValueError(f"round {i} names agent {a!r}, not one of {names}")
         if not self.rounds: raise ValueError("a MAG needs at least one round")
         if self.stop_reason not in ENGINE_STOP_REASONS and self.stop_reason not in (ok := stop_reasons_of(self.protocol)):
-            raise ValueError(f"stop_reason {self.stop_reason!r} is neither the engine's nor one protocol {self.protocol!r} declares: {list(ok)}")
+            raise PydanticCustomError('value_error', f"stop_reason {self.stop_reason!r} is neither the engine's nor one protocol "
+                                      f"{self.protocol!r} declares: {list(ok)}", {'loc': ('stop_reason',)})  # `validate_mag` names the field
         return self
 
     @property
@@ -160,7 +162,7 @@ def validate_mag(d: dict | MAG, # a MAG line as a dict (or an existing MAG)
     try: return MAG.model_validate(d)
     except ValidationError as e:
         errs = e.errors(include_url=False)
-        msgs = [f"field '{_loc(x['loc'])}': {x['msg']}" for x in errs[:5]] + ([f"... and {len(errs) - 5} more"] if len(errs) > 5 else [])
+        msgs = [f"field '{_loc(x['loc'] or (x.get('ctx') or {}).get('loc', ()))}': {x['msg']}" for x in errs[:5]] + ([f"... and {len(errs) - 5} more"] if len(errs) > 5 else [])
         qid = d.get('question_id')
         raise MAGError(f"{where + ': ' if where else ''}invalid MAG" + (f" (question_id={qid!r})" if qid is not None else '')
                        + ': ' + '; '.join(msgs)) from None
