@@ -7,13 +7,14 @@ from __future__ import annotations
 import json, re, sys
 from pathlib import Path
 from typing import Iterable
-from .mag import MAG, STOP_REASONS, Answer, Round, MAGError, Verdict, iter_mags, validate_mag, _short
+from .mag import MAG, STOP_REASONS, ENGINE_STOP_REASONS, Answer, Round, MAGError, Verdict, iter_mags, validate_mag, _short
+from .protocols import Protocol, rebuild_protocol, recorded_config
 from .files import write_text
 
 # %% auto #0
 __all__ = ['answers_frame', 'accuracy_table', 'stops_table', 'flips_table', 'usage_table', 'plot_run', 'debate_graph',
-           'draw_debate', 'debate_svg', 'transcript', 'transcript_html', 'save_html', 'load_mag', 'show_cli',
-           'mag_flips', 'filter_mags', 'Explorer', 'explore']
+           'draw_debate', 'debate_svg', 'transcript', 'transcript_html', 'save_html', 'load_mag', 'protocol_line',
+           'show_cli', 'mag_flips', 'filter_mags', 'Explorer', 'explore']
 
 # %% ../nbs/02a_analysis.ipynb #58dd570a
 def _mags(mags) -> list[MAG]: return [validate_mag(m) for m in mags]
@@ -381,6 +382,12 @@ def load_mag(run: str | Path, # a debate run folder (its `mags.jsonl`) or a MAG 
     some = ', '.join(ids[:8]) + (', ...' if len(ids) > 8 else '')
     raise MAGError(f"{path}: no MAG with question_id {qid!r} among its {len(ids)} MAGs" + (f" (ids: {some})" if ids else ''))
 
+def protocol_line(P: Protocol) -> str:
+    "The protocol a MAG was debated with, as its run configured it: name, source, rounds, mode and the stop reasons it allows."
+    import textwrap
+    return textwrap.fill(f"protocol {P.name}" + (f" ({P.source})" if P.source else '') + f": max_rounds {P.cfg.max_rounds}, mode {P.cfg.mode}; "
+                         f"stop reasons: {', '.join(P.stop_reasons + ENGINE_STOP_REASONS)}", 100, break_long_words=False, break_on_hyphens=False)
+
 def show_cli(argv: list[str] | None = None) -> int:
     "`dnr show RUN [QUESTION_ID] [--html OUT] [--full]`: read one debate, or list a run's questions."
     import argparse, sys
@@ -399,7 +406,8 @@ def show_cli(argv: list[str] | None = None) -> int:
                 print(f"{m.question_id:>8}  {m.n_rounds} round{'s' * (m.n_rounds != 1)}  {m.stop_reason:<12}  {_short(m.question, 80)}")
             return 0
         m = load_mag(a.run, a.question_id)
-        print(transcript(m, full=a.full))
+        P = rebuild_protocol(m, recorded_config(_run_file(a.run)))  # with the config the run recorded
+        print(transcript(m, full=a.full)); print('\n' + protocol_line(P))
         if a.html: print(f"wrote {save_html(m, a.html)}")
     except (ValueError, OSError) as e:
         print(f"dnr show: error: {e}", file=sys.stderr); return 2

@@ -15,8 +15,7 @@ from .grading import grade, grade_debate_answer, answer_counts, extract_feedback
 from .files import append_jsonl, write_json, write_text
 from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
                      repair_mags, validate_mag, write_mags)
-from .protocols import PROTOCOLS, Protocol, get_protocol
-import dnr.published_protocols  # registers society_of_minds, reconcile and mad
+from .protocols import Protocol, get_protocol, protocol_class
 
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'FREE_KEYS', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig',
@@ -53,13 +52,13 @@ class DebateConfig(BaseModel):
     grading: Literal['strict', 'lenient'] = 'strict'  # strict: only an answer after `Final answer:` counts (the authors' rule)
     budget_usd: float | None = Field(None, ge=0)  # the run's dollar cap (every invocation's spending counts, see `debate_into`)
     limit: int | None = Field(None, ge=1)  # debate only the first N questions
-    protocol: str = 'dnr'  # the debate protocol, a name in `dnr.protocols.PROTOCOLS`
+    protocol: str = 'dnr'  # the debate protocol, a name the registry knows (`dnr.protocols.protocols()`)
     protocol_options: dict[str, Any] = {}  # the protocol's named options (its chapter lists them), e.g. {reader: dnr} for society_of_minds
 
     @field_validator('protocol')
     @classmethod
     def _known_protocol(cls, v):
-        if v not in PROTOCOLS: raise ValueError(f"unknown protocol {v!r}; known: {sorted(PROTOCOLS)}")
+        protocol_class(v)  # raises, listing the known protocols and how to register one
         return v
 
     def n_samples(self, agent: str) -> int:
@@ -149,7 +148,10 @@ def stop_reason(rnd: Round, # the round just answered
     "Why a debate stops after `rnd`: a failed call (answers or round end), else the protocol's stop rule, else `max_rounds`; None to go on."
     fails = {_failure(e) for e in [*(a.error for a in rnd.answers.values()), *feedback_errors]}
     if failed := next((f for f in _FAILURES if f in fails), None): return failed
-    if stop := (protocol or get_protocol(cfg, names=list(rnd.answers))).stop(rnd): return stop
+    P = protocol or get_protocol(cfg, names=list(rnd.answers))
+    if stop := P.stop(rnd):
+        if stop not in P.stop_reasons: raise ValueError(f"protocol {P.name!r} stopped with {stop!r}, which is not in its stop_reasons {P.stop_reasons}")
+        return stop
     if rnd.round >= cfg.max_rounds: return 'max_rounds'
     return None
 
@@ -184,7 +186,7 @@ class Debate:
         s, c, g = next((t for t in tries if answer_counts(t[2], grading)), tries[0])
         u = {k: sum(_usage(t[1])[k] for t in tries) for k in _usage(None)}
         a = Answer(response=c.content, **g, **u, error=c.error if c.content is None else None, sample=s)
-        return self.protocol.read_answer(q, agent, a) if hasattr(self.protocol, 'read_answer') else a
+        return self.protocol.read_answer(q, agent, a)
 
     async def _feedback(self, q, agent, prompt, r, kind, to=None) -> Reflection | Critique:
         c = await self._complete(agent, prompt, dict(question_id=q.id, round=r, kind=kind, agent=agent, **({'to': to} if to else {})))
@@ -193,9 +195,11 @@ class Debate:
         return Critique(from_=agent, to=to, **fb) if to else Reflection(**fb)
 
     async def round_end(self, q: Question, rnd: Round) -> list[str | None]:
-        "The protocol's round-end calls (D&R: reflections and critiques), stored in `rnd`; returns the calls' errors."
-        if hasattr(self.protocol, 'run_round_end'): return await self.protocol.run_round_end(self, q, rnd)  # e.g. a judge
-        calls = self.protocol.round_end_calls(q, rnd)
+        "The protocol's round end (`Protocol.run_round_end`; D&R: reflections and critiques), stored in `rnd`; returns the calls' errors."
+        return await self.protocol.run_round_end(self, q, rnd)
+
+    async def run_calls(self, q: Question, rnd: Round, calls: list) -> list[str | None]:
+        "Make round-end `calls` (`dnr.protocols.Call`s) at once and store their reflections and critiques in `rnd`; returns their errors."
         res = await asyncio.gather(*(self._feedback(q, c.agent, c.prompt, rnd.round, c.kind, to=c.to) for c in calls))
         for c, x in zip(calls, res):
             if _failure(x.error) == 'no_recording': continue  # nothing was asked: no placeholder in the MAG
@@ -208,18 +212,14 @@ class Debate:
         return self.protocol.shown(q, r, [prev])
 
     async def play_round(self, q: Question, r: int, rounds: list[Round]) -> Round:
-        "Round `r`: what the protocol shows, each answering agent's answer to its prompt."
-        P = self.protocol
-        last, order = P.shown(q, r, rounds)
-        who = P.answerers(r, rounds)
-        res = await asyncio.gather(*(self.answer(q, a, P.prompt(q, a, r, rounds, last), r) for a in who))
-        return Round(round=r, last_round=last, order=order, answers=dict(zip(who, res)), shown=P.views(q, r, rounds))
+        "Round `r`, as the protocol plays it (`Protocol.play_round`; default: what it shows, each answering agent's answer to its prompt)."
+        return await self.protocol.play_round(self, q, r, rounds)
 
     async def debate(self, q: Question) -> MAG:
         "Debate one question; returns its `MAG`."
         rounds, P = [], self.protocol
         for r in range(self.cfg.max_rounds + 1):
-            rounds.append(rnd := await (P.play_round(self, q, r, rounds) if hasattr(P, 'play_round') else self.play_round(q, r, rounds)))
+            rounds.append(rnd := await self.play_round(q, r, rounds))
             stop = stop_reason(rnd, self.cfg, protocol=P)
             if stop and not (stop == 'max_rounds' and (self.cfg.final_round_end or P.round_end_after_last)): break
             if stop := stop_reason(rnd, self.cfg, await self.round_end(q, rnd), protocol=P): break

@@ -9,8 +9,7 @@ from collections import Counter
 from pathlib import Path
 from .data import DATASETS, Question, train_debate_prompt, train_prompt
 from .mag import MAG, iter_mags, validate_mag
-from .protocols import PROTOCOLS, entry_head, entry_tail, render_entries
-import dnr.published_protocols  # registers society_of_minds, reconcile and mad, whose MAGs distil too
+from .protocols import entry_head, entry_tail, rebuild_protocol, recorded_config, render_entries
 from .files import atomic_file, write_json, write_jsonl
 
 # %% auto #0
@@ -84,20 +83,21 @@ ABLATIONS = ('none', 'no_reflection', 'no_feedback', 'no_both')
 
 CONTEXT_ORDERS = ('length', 'display')
 
-def mag_protocol(m: MAG):
-    "The `Protocol` that debated `m` (its `protocol`; MAGs from before the field: D&R), for reading what its rounds showed."
-    name = getattr(m, 'protocol', None) or 'dnr'
-    if name not in PROTOCOLS: raise ValueError(f"question {m.question_id}: unknown protocol {name!r}; known: {sorted(PROTOCOLS)}")
-    return PROTOCOLS[name](None, [a.name for a in m.agents], {a.name: a.role for a in m.agents})
+def mag_protocol(m: MAG, # the MAG
+                 cfg=None, # the run's debate config (`recorded_config` of its folder, or a `DebateConfig`); None: defaults
+                ):
+    "The `Protocol` that debated `m` (its `protocol`; MAGs from before the field: D&R), rebuilt with the run's config, for reading what its rounds showed."
+    return rebuild_protocol(m, cfg)
 
 def context_entries(m: MAG, # the MAG
                     r: int, # round whose context to build (>= 1): shows round r-1
                     ablation: str = 'none', # one of ABLATIONS
+                    cfg=None, # the run's debate config (see `mag_protocol`)
                    ) -> list[dict]:
     "The entries round r showed (the protocol's `context_entries`, display order), those with reasoning, with the ablation applied."
     if ablation not in ABLATIONS: raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
     out = []
-    for e in mag_protocol(m).context_entries(m, r):
+    for e in mag_protocol(m, cfg).context_entries(m, r):
         if e['reasoning'] is None: continue  # the authors skip an entry whose reasoning is None
         out.append({**e, 'reflection': None if ablation in ('no_reflection', 'no_both') else e['reflection'],
                     'feedback': [] if ablation in ('no_feedback', 'no_both') else e['feedback']})
@@ -189,6 +189,7 @@ def preference_nodes(m: MAG | dict, # a MAG
               stats: Counter | None = None, # counters updated in place
               unparsed: str = 'reject', # unparsed answers: 'reject' (the authors' `None` answer, a rejected child) or 'drop'
               order: str = 'length', # context entries: 'length' (the authors: shortest first, seeded tie-break) or 'display'
+              cfg=None, # the run's debate config (see `mag_protocol`)
              ) -> list[dict]:
     "Preference nodes (context + right/wrong answers) of every round of a MAG."
     if unparsed not in UNPARSED_MODES: raise ValueError(f"unparsed must be one of {UNPARSED_MODES}, got {unparsed!r}")
@@ -216,7 +217,7 @@ def preference_nodes(m: MAG | dict, # a MAG
             if budget and budget.tok is not None and budget.prompt_cap and budget.prompt_n(p0) > budget.prompt_cap: stats['prompt_over_cap'] += 1
             prompts = [p0]
         else:
-            es, seed = context_entries(m, r.round, ablation), f'{m.question_id}:{r.round}'
+            es, seed = context_entries(m, r.round, ablation, cfg), f'{m.question_id}:{r.round}'
             groups = budget.split(es, stats, order, seed) if budget else [order_entries(es, order, seed=seed)]
             prompts = [budget.debate_prompt(q, render_entries(g), stats) if budget else train_debate_prompt(q, render_entries(g))
                        for g in groups]
@@ -319,8 +320,9 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     n_pairs = 0
     with atomic_file(out / 'nodes.jsonl') as fn, atomic_file(out / 'pairs.jsonl') as fp, atomic_file(out / 'tree.jsonl') as ft:
+        cfg = recorded_config(f)  # the protocol is rebuilt with the config the run recorded
         for m in _first(iter_mags(f), debates):
-            ns = preference_nodes(m, budget, ablation, st, unparsed, order)
+            ns = preference_nodes(m, budget, ablation, st, unparsed, order, cfg)
             for n in ns: fn.write(json.dumps(n, ensure_ascii=False) + '\n')
             for p in nodes_to_pairs(ns): fp.write(json.dumps(p, ensure_ascii=False) + '\n'); n_pairs += 1
             rounds = {}

@@ -4,23 +4,34 @@
 
 # %% ../nbs/02_mag.ipynb #5173c8ed
 from __future__ import annotations
-import json, os, re, sys, time
+import importlib, json, os, re, sys, time
 from pathlib import Path
-from typing import Any, Iterable, Literal, get_args
+from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from .data import Question
 from .grading import parse_status
 from .files import append_jsonl, append_text, write_jsonl, write_text
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'StopReason', 'STOP_REASONS', 'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Verdict', 'Round',
-           'MAG', 'MAGError', 'validate_mag', 'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags',
-           'repair_mags', 'repair_cli', 'from_dr_authors', 'to_dr_authors', 'from_magdi', 'load_foreign']
+__all__ = ['SCHEMA_VERSION', 'StopReason', 'ENGINE_STOP_REASONS', 'DECLARED_STOP_REASONS', 'STOP_REASONS', 'stop_reasons_of',
+           'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Verdict', 'Round', 'MAG', 'MAGError', 'validate_mag',
+           'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags', 'repair_mags', 'repair_cli',
+           'from_dr_authors', 'to_dr_authors', 'from_magdi', 'load_foreign']
 
 # %% ../nbs/02_mag.ipynb #8b27399f
 SCHEMA_VERSION = 1
-StopReason = Literal['all_correct', 'consensus', 'max_rounds', 'no_recording', 'error', 'budget', 'judge']  # why a debate stopped ('judge': a protocol's judge ended it)
-STOP_REASONS = get_args(StopReason)
+StopReason = str  # why a debate stopped: one of `ENGINE_STOP_REASONS`, or a reason its protocol declares (`stop_reasons_of`)
+ENGINE_STOP_REASONS = ('max_rounds', 'no_recording', 'error', 'budget')  # the engine's own: the round limit, failed calls
+DECLARED_STOP_REASONS: dict[str, tuple[str, ...]] = {'dnr': ('all_correct', 'consensus')}  # protocol name -> the stop reasons it declares (`dnr.protocols.register_protocol` fills it; D&R's known here so its MAGs read without the registry)
+STOP_REASONS = ('all_correct', 'consensus', *ENGINE_STOP_REASONS, 'judge')  # the reasons of dnr's own protocols, in display order
+
+def stop_reasons_of(protocol: str, # a protocol name (a MAG's `protocol`)
+                   ) -> tuple[str, ...]:
+    "The stop reasons a MAG of `protocol` may give: the engine's and those the protocol declares."
+    if protocol not in DECLARED_STOP_REASONS:  # ask the registry, loaded on first need as `dnr.methods` loads what registers
+        importlib.import_module('dnr.protocols').protocol_class(protocol)  # (a later chapter, which imports this one); raises naming how to register
+    return ENGINE_STOP_REASONS + DECLARED_STOP_REASONS[protocol]
 
 class _Base(BaseModel):
     model_config = ConfigDict(extra='forbid', populate_by_name=True)
@@ -109,7 +120,7 @@ class MAG(_Base):
     kind: Literal['choice', 'math', 'number', 'yesno'] = 'choice'
     agents: list[AgentInfo]
     rounds: list[Round]
-    stop_reason: StopReason  # decided by `dnr.debate.stop_reason`
+    stop_reason: StopReason  # decided by `dnr.debate.stop_reason`: the engine's or one its protocol declares
     consensus: str | None = None  # majority answer of the last round (test-time variant)
     source: str = 'dnr'  # 'dnr', 'dr_authors' or 'magdi'
     usage: dict[str, Any] = {}
@@ -126,6 +137,9 @@ class MAG(_Base):
                       *r.shown, *(x for v in r.shown.values() for x in v), *([r.verdict.agent] if r.verdict else [])]:
                 if a not in names: raise ValueError(f"round {i} names agent {a!r}, not one of {names}")
         if not self.rounds: raise ValueError("a MAG needs at least one round")
+        if self.stop_reason not in ENGINE_STOP_REASONS and self.stop_reason not in (ok := stop_reasons_of(self.protocol)):
+            raise PydanticCustomError('value_error', f"stop_reason {self.stop_reason!r} is neither the engine's nor one protocol "
+                                      f"{self.protocol!r} declares: {list(ok)}", {'loc': ('stop_reason',)})  # `validate_mag` names the field
         return self
 
     @property
@@ -148,7 +162,7 @@ def validate_mag(d: dict | MAG, # a MAG line as a dict (or an existing MAG)
     try: return MAG.model_validate(d)
     except ValidationError as e:
         errs = e.errors(include_url=False)
-        msgs = [f"field '{_loc(x['loc'])}': {x['msg']}" for x in errs[:5]] + ([f"... and {len(errs) - 5} more"] if len(errs) > 5 else [])
+        msgs = [f"field '{_loc(x['loc'] or (x.get('ctx') or {}).get('loc', ()))}': {x['msg']}" for x in errs[:5]] + ([f"... and {len(errs) - 5} more"] if len(errs) > 5 else [])
         qid = d.get('question_id')
         raise MAGError(f"{where + ': ' if where else ''}invalid MAG" + (f" (question_id={qid!r})" if qid is not None else '')
                        + ': ' + '; '.join(msgs)) from None

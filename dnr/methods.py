@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 # %% auto #0
-__all__ = ['DataBuilder', 'TrainingMethod', 'UnknownMethod', 'register_method', 'register_data', 'training_methods',
-           'data_builders', 'get_method', 'get_data', 'method_chain', 'training_order', 'build_cli']
+__all__ = ['HOW_TO_REGISTER', 'DataBuilder', 'TrainingMethod', 'UnknownMethod', 'register_method', 'register_data',
+           'training_methods', 'data_builders', 'get_method', 'get_data', 'method_chain', 'training_order', 'build_cli']
 
 # %% ../nbs/05_methods.ipynb #bbfea227
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +37,16 @@ class TrainingMethod:
     starts_from: str | None = None
     fingerprint: Callable[[Any], dict] | None = None # (config) -> its settings, defaults filled in, no paths
     add_arguments: Callable | None = None # (argparse parser) -> None
+    defaults: dict = dataclasses.field(default_factory=dict) # its defaults of the trainer settings (`args`)
+    trains_as: str | None = None # the method whose trainer trains it (`dnr.train.trainer_method`)
     doc: str = ''
 
 # %% ../nbs/05_methods.ipynb #5c8d243a
 _METHODS: dict[str, TrainingMethod] = {}
 _DATA: dict[str, DataBuilder] = {}
 _SEARCHED = False
+HOW_TO_REGISTER = ("a method is a `TrainingMethod` given to `dnr.methods.register_method` (e.g. `dnr.train.trainer_method`): in your "
+                   "notebook or script before training, or in a package that names its module in the entry-point group 'dnr.methods'")
 
 class UnknownMethod(ValueError):
     "A name that no registered training method or data builder has."
@@ -97,7 +101,7 @@ def data_builders() -> dict[str, DataBuilder]:
 def get_method(name: str) -> TrainingMethod:
     "The training method called `name`; `UnknownMethod` lists the known ones."
     if name not in _METHODS: _search()
-    if name not in _METHODS: raise UnknownMethod(f"unknown training method {name!r}; known: {sorted(_METHODS)}")
+    if name not in _METHODS: raise UnknownMethod(f"unknown training method {name!r}; known: {sorted(_METHODS)}; {HOW_TO_REGISTER}")
     return _METHODS[name]
 
 def get_data(name: str) -> DataBuilder:

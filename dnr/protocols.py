@@ -4,16 +4,19 @@
 
 # %% ../nbs/02b_protocols.ipynb #b0b38ec0
 from __future__ import annotations
-import random
+import asyncio, importlib, pkgutil, random, re
 from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 from .data import (Question, round0_prompt, debate_prompt, self_reflection_prompt, critique_prompt,
                       self_reflection_test_prompt, critique_test_prompt)
-from .mag import MAG, Answer, Round
+from .mag import DECLARED_STOP_REASONS, ENGINE_STOP_REASONS, MAG, Answer, Round
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'entry_head', 'entry_tail', 'render_entries', 'Call', 'shuffled_order', 'consensus_answer', 'Protocol',
-           'register_protocol', 'get_protocol', 'DnR']
+__all__ = ['PROTOCOLS', 'HOW_TO_REGISTER', 'PROTOCOL_SETTINGS', 'entry_head', 'entry_tail', 'render_entries', 'Call',
+           'shuffled_order', 'consensus_answer', 'Protocol', 'register_protocol', 'protocols', 'protocol_class',
+           'get_protocol', 'DnR', 'recorded_config', 'rebuild_protocol']
 
 # %% ../nbs/02b_protocols.ipynb #995741b4
 def entry_head(i: int, # the entry's number in the context (1-based)
@@ -61,16 +64,40 @@ def consensus_answer(answers: dict[str, Answer], # agent -> answer of one round
 
 # %% ../nbs/02b_protocols.ipynb #943b95de
 class Protocol:
-    "A debate protocol. Subclasses set `name` and override what differs; this base runs every agent each round."
-    name: str = ''
+    """A debate protocol: the base class every protocol subclasses. A subclass must define `name`, `shown`, `prompt` and
+    `plan_prompts` (checked when the class is defined); every other method below is an optional hook with the default
+    written here. `stop_reasons`, `round_limit` and `agent_count` declare what the protocol can stop with and run."""
+    REQUIRED = ('shown', 'prompt', 'plan_prompts')  # the methods a protocol must define (besides `name`)
+    name: str = ''  # its registry name, a debate config's `protocol:`
     source: str = ''  # where the protocol and its prompts come from
+    stop_reasons: tuple[str, ...] = ('all_correct', 'consensus')  # what its `stop` may return (the engine adds `ENGINE_STOP_REASONS`)
+    round_limit: int | None = None  # the most rounds after round 0 it can run (a config's `max_rounds`); None: any
+    agent_count: int | None = None  # the number of agents it needs; None: any
     round_end_after_last: bool = False  # run a round end after the last round too (e.g. a judge's final decision)
+
+    def __init_subclass__(cls, abstract: bool = False, **kw):
+        "A protocol class that leaves out a required piece fails here, naming it (`abstract=True`: a base for other protocols)."
+        super().__init_subclass__(**kw)
+        if abstract: return
+        missing = [n for n in cls.REQUIRED if getattr(cls, n) is getattr(Protocol, n)] + ([] if cls.name else ['name'])
+        if missing: raise TypeError(f"protocol class {cls.__name__} does not define {', '.join(missing)}: a `Protocol` must define "
+                                    f"`name` and {', '.join(f'`{n}`' for n in cls.REQUIRED)} (the 02b_protocols chapter shows the contract)")
+        if isinstance(cls.stop_reasons, str) or not all(isinstance(s, str) for s in cls.stop_reasons):
+            raise TypeError(f"protocol {cls.name!r}: stop_reasons must be a tuple of names, got {cls.stop_reasons!r}")
 
     def __init__(self, cfg, # a `dnr.debate.DebateConfig` (mode, feedback, seed, stop, max_rounds)
                  names: list[str], # the agents in config order
                  roles: dict[str, str] | None = None, # agent -> 'teacher' | 'student'
                 ):
         self.cfg, self.names, self.roles = cfg, list(names), roles or {}
+        self.check_config()
+
+    def check_config(self):
+        "Refuse a config the protocol cannot honour (`round_limit`, `agent_count`) with a `ValueError`, before any call."
+        if self.agent_count is not None and len(self.names) != self.agent_count:
+            raise ValueError(f"{self.name} needs {self.agent_count} agents, got {len(self.names)}: {self.names}")
+        if self.round_limit is not None and (n := getattr(self.cfg, 'max_rounds', 0)) > self.round_limit:
+            raise ValueError(f"{self.name} runs at most {self.round_limit} round{'s' * (self.round_limit != 1)} after round 0; the config asks for max_rounds: {n}")
 
     @property
     def uses_gold(self) -> bool:
@@ -78,43 +105,58 @@ class Protocol:
         return False
 
     def answerers(self, r: int, rounds: list[Round]) -> list[str]:
-        "Who answers in round `r`."
+        "Who answers in round `r` (default: every agent)."
         return list(self.names)
 
     def shown(self, q: Question, r: int, rounds: list[Round]) -> tuple[str | None, list[str]]:
-        "What round `r` shows: its context text (None in round 0) and the agents whose last-round entries it shows."
+        "Required. What round `r` shows: its context text (None in round 0) and the agents whose last-round entries it shows."
         raise NotImplementedError
 
-    def prompt(self, q: Question, agent: str, r: int, rounds: list[Round], context: str | None) -> str:
-        "The prompt `agent` answers in round `r`, given the round's `context`."
+    def prompt(self, q: Question, agent: str, r: int, rounds: list[Round], context: str | None) -> str | list[dict]:
+        "Required. The prompt `agent` answers in round `r`, given the round's `context` (a text, or a conversation of messages)."
         raise NotImplementedError
 
     def views(self, q: Question, r: int, rounds: list[Round]) -> dict[str, list[str]]:
-        "Agent -> the agents whose last-round answers it is shown in round `r`, where that differs from the round's order (`Round.shown`)."
+        "Agent -> the agents whose last-round answers it is shown in round `r`, where that differs from the round's order (`Round.shown`; default: none)."
         return {}
 
-    def votes(self, rounds: list[Round]) -> dict[str, float]:
-        "Answer -> votes of the final decision, for protocols that weigh votes (`MAG.votes`)."
-        return {}
+    def read_answer(self, q: Question, agent: str, a: Answer) -> Answer:
+        "The protocol's reading of an answer the engine graded (e.g. a JSON answer with a confidence; default: `a` as it is)."
+        return a
+
+    async def play_round(self, engine, q: Question, r: int, rounds: list[Round]) -> Round:
+        "Round `r` through the engine (`dnr.debate.Debate`): default, what `shown` shows, and every answerer's answer to its `prompt`, at once."
+        last, order = self.shown(q, r, rounds)
+        who = self.answerers(r, rounds)
+        res = await asyncio.gather(*(engine.answer(q, a, self.prompt(q, a, r, rounds, last), r) for a in who))
+        return Round(round=r, last_round=last, order=order, answers=dict(zip(who, res)), shown=self.views(q, r, rounds))
 
     def round_end_calls(self, q: Question, rnd: Round) -> list[Call]:
-        "The reflections and critiques written after `rnd`, in the order they are recorded."
+        "The reflections and critiques written after `rnd`, in the order they are recorded (default: none)."
         return []
 
+    async def run_round_end(self, engine, q: Question, rnd: Round) -> list[str | None]:
+        "The round end after `rnd`, stored in it; returns the calls' errors. Default: the engine makes the `round_end_calls` (a judge overrides this)."
+        return await engine.run_calls(q, rnd, self.round_end_calls(q, rnd))
+
     def max_round_end_calls(self) -> int:
-        "The most calls one round end can make (`plan_debate`'s upper bound)."
+        "The most calls one round end can make (`plan_debate`'s upper bound; default 0)."
         return 0
 
     def stop(self, rnd: Round) -> str | None:
-        "The protocol's stop rule after `rnd` (failed calls and `max_rounds` are the engine's): a `StopReason` or None."
+        "The protocol's stop rule after `rnd`, one of `stop_reasons` or None (failed calls and `max_rounds` are the engine's). Default: the config's `stop`."
         ans = list(rnd.answers.values())
         if self.cfg.stop == 'all_correct' and all(a.correct for a in ans): return 'all_correct'
         if self.cfg.stop == 'consensus' and None not in (x := [a.answer for a in ans]) and len(set(x)) == 1: return 'consensus'
         return None
 
     def final_answer(self, rounds: list[Round]) -> str | None:
-        "The debate's answer: the majority of the last round (ties: first in agent order)."
+        "The debate's answer (default: the majority of the last round; ties: first in agent order)."
         return consensus_answer(rounds[-1].answers, self.names)
+
+    def votes(self, rounds: list[Round]) -> dict[str, float]:
+        "Answer -> votes of the final decision, for protocols that weigh votes (`MAG.votes`; default: none)."
+        return {}
 
     def context_entries(self, m: MAG, r: int) -> list[dict]:
         "The entries round `r` of `m` showed, in display order (`order`; a MAG without one: answer order)."
@@ -130,36 +172,71 @@ class Protocol:
         return out
 
     def render_context(self, entries: list[dict]) -> str:
-        "The context text of entries as the protocol shows it."
+        "The context text of entries as the protocol shows it (default: D&R's `render_entries`)."
         return render_entries(entries)
 
     def plan_answers(self, agent: str, max_rounds: int) -> int:
-        "How many answers `agent` gives when a question runs rounds 0..`max_rounds` (`plan_debate`)."
+        "How many answers `agent` gives when a question runs rounds 0..`max_rounds` (`plan_debate`; default: one a round)."
         return max_rounds + 1
 
     def plan_prompts(self, q: Question, text: str) -> tuple[str, str, str]:
-        "The longest round-0, later-round and round-end prompts around placeholder completions `text` (`plan_debate`)."
+        "Required. The longest round-0, later-round and round-end prompts around placeholder completions `text` (`plan_debate`)."
         raise NotImplementedError
 
-PROTOCOLS: dict[str, type[Protocol]] = {}
+# %% ../nbs/02b_protocols.ipynb #db828f26
+PROTOCOLS: dict[str, type[Protocol]] = {}  # the protocols registered so far (`protocols()` finds them all)
+_SEARCHED = []
+HOW_TO_REGISTER = ("a protocol is a `dnr.protocols.Protocol` subclass decorated with `@register_protocol`: define it in your "
+                   "notebook or script before the debate, or in a package that names it in the entry-point group 'dnr.protocols' "
+                   "(e.g. `[dnr.protocols]` / `my_vote = my_pkg.vote` in its entry_points.txt)")
 
 def register_protocol(cls: type[Protocol]) -> type[Protocol]:
-    "Add a `Protocol` subclass to `PROTOCOLS` under its `name` (a class decorator)."
+    "Make `cls` known under its `name`, with the stop reasons it declares (a class decorator)."
+    if not (isinstance(cls, type) and issubclass(cls, Protocol)): raise TypeError(f"{cls!r} is not a `Protocol` subclass")
     if not cls.name: raise ValueError(f"{cls.__name__}: a protocol needs a name")
     PROTOCOLS[cls.name] = cls
+    DECLARED_STOP_REASONS[cls.name] = tuple(cls.stop_reasons)
     return cls
+
+def _registering_modules() -> list[str]:
+    "The `dnr` modules whose source registers a protocol (read, not imported)."
+    import dnr
+    out = []
+    for m in pkgutil.iter_modules(dnr.__path__):
+        f = Path(dnr.__path__[0]) / f'{m.name}.py'
+        if m.name != 'protocols' and f.exists() and re.search(r'^@register_protocol\b', f.read_text(encoding='utf-8'), re.M): out.append(f'dnr.{m.name}')
+    return out
+
+def _search():
+    "Import, once, dnr's modules that register protocols and every entry point of the group 'dnr.protocols'."
+    if _SEARCHED: return
+    _SEARCHED.append(True)
+    for mod in _registering_modules(): importlib.import_module(mod)
+    from importlib.metadata import entry_points
+    for ep in entry_points(group='dnr.protocols'):
+        x = ep.load()  # a module that registers, or a `Protocol` class
+        if isinstance(x, type) and issubclass(x, Protocol) and x.name not in PROTOCOLS: register_protocol(x)
+
+def protocols() -> dict[str, type[Protocol]]:
+    "Every protocol: dnr's own, those of installed packages (entry points) and those defined so far, by name."
+    _search(); return dict(PROTOCOLS)
+
+def protocol_class(name: str) -> type[Protocol]:
+    "The protocol class called `name`; the error lists the known ones and says how to register one."
+    if name not in PROTOCOLS: _search()
+    if name not in PROTOCOLS: raise ValueError(f"unknown protocol {name!r}; known: {sorted(PROTOCOLS)}; {HOW_TO_REGISTER}")
+    return PROTOCOLS[name]
 
 def get_protocol(cfg, # a `DebateConfig` (its `protocol` names the protocol)
                  names: list[str] | None = None, # agents in config order (default: the config's)
                  roles: dict[str, str] | None = None,
                 ) -> Protocol:
-    "The protocol a debate config selects, bound to its agents."
-    name = getattr(cfg, 'protocol', 'dnr')
-    if name not in PROTOCOLS: raise ValueError(f"unknown protocol {name!r}; known: {sorted(PROTOCOLS)}")
+    "The protocol a debate config selects, bound to its agents; a config it cannot honour raises `ValueError`."
+    cls = protocol_class(getattr(cfg, 'protocol', 'dnr'))
     agents = getattr(cfg, 'agents', [])
     names = names if names is not None else [a['name'] for a in agents]
     roles = roles if roles is not None else {a['name']: a.get('role', 'teacher') for a in agents}
-    return PROTOCOLS[name](cfg, names, roles)
+    return cls(cfg, names, roles)
 
 # %% ../nbs/02b_protocols.ipynb #46b78a90
 @register_protocol
@@ -215,3 +292,30 @@ class DnR(Protocol):
         entries[0]['feedback'] = ['y' * len(text)] * self.max_round_end_calls()  # all shown in the next round
         refl, crit = (self_reflection_test_prompt, critique_test_prompt) if self.test else (self_reflection_prompt, critique_prompt)
         return round0_prompt(q), debate_prompt(q, render_entries(entries)), max(refl(q, text, 'A'), crit(q, text, 'A', text, 'B'), key=len)
+
+# %% ../nbs/02b_protocols.ipynb #592185ff
+PROTOCOL_SETTINGS = dict(mode='train', feedback=['self_reflection', 'critique'], seed=42, stop='all_correct', max_rounds=3,
+                         grading='strict', final_round_end=False)  # `dnr.debate.DebateConfig`'s defaults of what protocols read
+
+def recorded_config(run, # a debate run folder, or its mags.jsonl
+                   ) -> dict | None:
+    "The debate config a run recorded (`config.yaml` beside its `mags.jsonl`), or None where there is none."
+    import yaml
+    run = Path(run)
+    f = (run if run.is_dir() else run.parent) / 'config.yaml'
+    if not f.exists(): return None
+    d = yaml.safe_load(f.read_text(encoding='utf-8'))
+    if not isinstance(d, dict): raise ValueError(f"{f}: expected a mapping of config keys")
+    return {'protocol': 'dnr', **d}  # runs from before `protocol` existed are D&R runs
+
+def rebuild_protocol(m: MAG, # a recorded debate
+                     cfg=None, # the run's config: a `DebateConfig`, or `recorded_config`'s dict; None: defaults
+                    ) -> Protocol:
+    "The protocol that debated `m`, bound to the run's config and the MAG's agents (a config of another protocol is an error)."
+    d = cfg.model_dump(mode='json') if hasattr(cfg, 'model_dump') else dict(cfg or {})
+    if d.get('protocol', m.protocol) != m.protocol:
+        raise ValueError(f"question {m.question_id}: its MAG was made by protocol {m.protocol!r}, the run's config names {d['protocol']!r}")
+    if not d: d = {'max_rounds': max(0, len(m.rounds) - 1)}
+    d = {**PROTOCOL_SETTINGS, **d, 'protocol': m.protocol, 'agents': [dict(name=a.name, role=a.role) for a in m.agents]}
+    try: return get_protocol(SimpleNamespace(**d))
+    except ValueError as e: raise ValueError(f"question {m.question_id}: {e}") from None

@@ -320,6 +320,7 @@ class MAD(Protocol):
     name, source = 'mad', 'Liang et al. 2024; github.com/Skytliang/Multi-Agents-Debate (code/utils/config4all.json, interactive.py)'
     round_end_after_last = True  # the moderator decides after every round, the last one too
     defaults, allowed = dict(verdict_json='reference'), dict(verdict_json=('reference', 'outermost'))
+    stop_reasons, agent_count = ('judge',), 3  # the moderator ends it; affirmative, negative, moderator
 
     def __init__(self, cfg, names, roles=None):
         super().__init__(cfg, names, roles)

@@ -319,22 +319,22 @@ def plot_token_cost(runs: list[dict], figsize=(8, 4)):
 def debate_baselines(dirs: list[str | Path], # run folders, or folders holding run folders
                     ) -> list[dict]:
     "Each debate under `dirs` run without gold (`mode: test`) as an evaluation-like summary: its accuracy, 95% CI and tokens per question."
-    import yaml
     from dnr.debate import STOPPED, debate_accuracy
     from dnr.eval import bootstrap_ci
     from dnr.grading import grade
     from dnr.mag import read_mags
+    from dnr.protocols import rebuild_protocol, recorded_config
     out = []
     for d in map(Path, dirs):
         for f in sorted([d / 'mags.jsonl'] if (d / 'mags.jsonl').exists() else d.rglob('mags.jsonl')):
-            snap = f.parent / 'config.yaml'
-            cfg = (yaml.safe_load(snap.read_text()) or {}) if snap.exists() else {}
+            cfg = recorded_config(f) or {}
             if cfg.get('mode') != 'test': continue
             mags = read_mags(f)
             acc, done = debate_accuracy(mags), [m for m in mags if m.stop_reason not in STOPPED]
             if acc['debate_accuracy'] is None: continue
             right = [float(m.consensus is not None and grade(m.consensus, m.gold, m.kind)) for m in done]
-            m0, protocol = done[0], cfg.get('protocol', 'dnr')
+            m0 = done[0]
+            protocol = rebuild_protocol(m0, cfg).name  # the protocol the run recorded, rebuilt with its config
             out.append(dict(label=f'debate ({protocol}, no gold)', dataset=f'{m0.dataset}:{m0.category}' if m0.category else m0.dataset,
                             accuracy=acc['debate_accuracy'], n=len(done), ci95=list(bootstrap_ci(right)),
                             mean_total_tokens=acc['tokens_per_question'], tags={'debate_baseline': protocol},

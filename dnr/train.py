@@ -25,7 +25,7 @@ from .tdpo import (LORA_DEFAULTS, TDPO_DEFAULTS, TreeCollator, TreeDPOConfig, Tr
 __all__ = ['SFT_DEFAULTS', 'RPO_DEFAULTS', 'TRAIN_KINDS', 'TrainConfigError', 'TrainConfig', 'TrainKind', 'trainer_args_class',
            'check_train_config', 'load_train_config', 'config_with_overrides', 'read_training_rows', 'make_sft_trainer',
            'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo', 'train_rpo', 'tree_eval_loss',
-           'train_config_fingerprint', 'merge_adapter', 'train_cli']
+           'train_config_fingerprint', 'trainer_method', 'merge_adapter', 'train_cli']
 
 # %% ../nbs/05_train.ipynb #4b3fb29e
 class TrainConfigError(ValueError):
@@ -95,8 +95,14 @@ TRAIN_KINDS = {'sft': TrainKind(_sft_args, SFT_DEFAULTS), 'tdpo': TrainKind(_dpo
 _TREE_SETTINGS = {f.name for f in dataclasses.fields(TreeDPOConfig)} - {f.name for f in dataclasses.fields(TrainingArguments)}
 
 def _kind(stage: str) -> TrainKind:
-    if not isinstance(stage, str) or stage not in TRAIN_KINDS: raise ValueError(f"stage must be one of {sorted(TRAIN_KINDS)}, got {stage!r}")
-    return TRAIN_KINDS[stage]
+    "How `stage` trains: one of `TRAIN_KINDS`, or a registered method that trains as one (`trains_as`) with its own `defaults`."
+    if isinstance(stage, str) and stage in TRAIN_KINDS: return TRAIN_KINDS[stage]
+    if not isinstance(stage, str): raise ValueError(f"stage must be one of {sorted(TRAIN_KINDS)} or a registered training method's name, got {stage!r}")
+    from dnr.methods import get_method
+    m = get_method(stage)
+    if m.trains_as not in TRAIN_KINDS: raise ValueError(f"training method {stage!r} is not trained by dnr.train (its trains_as is {m.trains_as!r}, not one of {sorted(TRAIN_KINDS)})")
+    base = TRAIN_KINDS[m.trains_as]
+    return dataclasses.replace(base, defaults={**base.defaults, **m.defaults})
 
 def _unknown(where, block, keys, known, what) -> TrainConfigError:
     k = sorted(keys)[0]
@@ -230,12 +236,14 @@ def _fit(tr, info: dict, cfg: TrainConfig) -> dict:
 # %% ../nbs/05_train.ipynb #78da1b04
 def make_sft_trainer(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
                      where: str | None = None, # where it came from, for errors (default: the config's file)
+                     method: str = 'sft', # the method trained: 'sft', or one that trains as SFT with its own defaults (`trainer_method`)
                     ) -> tuple:
     "The SFTTrainer (LoRA, completion-only loss) for a config, and facts about its data."
     from trl import SFTConfig, SFTTrainer
-    cfg = load_train_config(cfg, 'sft', where=where); where = cfg._where
+    if (kind := _kind(method)).preference: raise ValueError(f"training method {method!r} learns from preferences, not by SFT")
+    cfg = load_train_config(cfg, method, where=where); where = cfg._where
     _need(cfg, where, 'model', 'data', 'output_dir')
-    args = _make_args(SFTConfig, cfg, SFT_DEFAULTS, where=where)
+    args = _make_args(SFTConfig, cfg, kind.defaults, where=where)
     peft_config = _lora(cfg, where)
     rows = read_training_rows(cfg.data, ('prompt', 'completion'), 'sft.jsonl')
     tok = AutoTokenizer.from_pretrained(check_model_path(cfg.model, f"{where}: field 'model'"))
@@ -243,14 +251,15 @@ def make_sft_trainer(cfg: TrainConfig | dict, # a training config (`load_train_c
     ds = Dataset.from_list([{'prompt': r['prompt'], 'completion': r['completion']} for r in rows])
     tr = SFTTrainer(model=_load_model(cfg.model, args), args=args, train_dataset=ds, processing_class=tok,
                     peft_config=peft_config)
-    return tr, dict(stage='sft', examples=len(ds), truncated=n_long)
+    return tr, dict(stage=method, examples=len(ds), truncated=n_long)
 
 def train_sft(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
               where: str | None = None, # where it came from, for errors (default: the config's file)
+              method: str = 'sft', # the method trained (its summary's `stage`; see `make_sft_trainer`)
              ) -> dict:
     "LoRA SFT on `sft.jsonl`; saves the adapter and tokenizer to `output_dir`; returns a summary."
-    cfg = load_train_config(cfg, 'sft', where=where)
-    return _fit(*make_sft_trainer(cfg), cfg)
+    cfg = load_train_config(cfg, method, where=where)
+    return _fit(*make_sft_trainer(cfg, method=method), cfg)
 
 # %% ../nbs/05_train.ipynb #181f1cc0
 def _fingerprint(row: dict, model, adapter) -> str:
@@ -328,7 +337,7 @@ def make_tdpo_trainer(cfg: TrainConfig | dict, # a training config (`load_train_
 
 def train_tdpo(cfg: TrainConfig | dict, # a training config (`load_train_config`), or a dict (validated here)
                where: str | None = None, # where it came from, for errors (default: the config's file)
-               stage: str = 'tdpo', # 'tdpo', or 'rpo'
+               stage: str = 'tdpo', # 'tdpo', 'rpo', or a method that trains as one of them (its summary's `stage`)
               ) -> dict:
     "T-DPO (or RPO) from the SFT adapter; saves the adapter and tokenizer to `output_dir`; returns a summary."
     cfg = load_train_config(cfg, stage, where=where)
@@ -396,12 +405,23 @@ register_data(DataBuilder('sft', _build_sft_data, reads=('include_student', 'deb
 register_data(DataBuilder('tdpo', _build_tdpo_data, reads=('tokenizer', 'ablation') + _TDPO_BUILD, files=('nodes.jsonl', 'pairs.jsonl'),
                           counts=('nodes', 'pairs'), cli=_build_cli, train_args=_tdpo_train_args,
                           doc="preference trees: each round's right and wrong answers under its debate context"))
-for _name, _title, _key, _train, _from, _data, _flags in (
-        ('sft', 'D&R SFT only', 'dnr_sft', train_sft, None, 'sft', None),
-        ('tdpo', 'D&R (SFT + T-DPO)', 'dnr', train_tdpo, 'sft', 'tdpo', _preference_flags),
-        ('rpo', 'D&R w/ RPO', 'dnr_rpo', train_rpo, 'sft', 'tdpo', _preference_flags)):
-    register_method(TrainingMethod(_name, _title, _data, _loader(_name), _train, paper_key=_key, starts_from=_from,
-                                   fingerprint=lambda tc, _n=_name: train_config_fingerprint(tc, _n), add_arguments=_flags))
+def trainer_method(name: str, # the method's name (`dnr train NAME`, a pipeline's `train:` entry, its summaries and tables)
+                   like: str, # the trainer it uses: 'sft', 'tdpo' or 'rpo'
+                   title: str, # how tables name its student
+                   defaults: dict | None = None, # its own defaults of the trainer settings (`args`), over `like`'s
+                   paper_key: str | None = None, # its row of the paper's Table 1, if any
+                   doc: str = '',
+                  ) -> TrainingMethod:
+    "A `TrainingMethod` trained by this chapter's trainer of `like`, with its own defaults; everything it reports names it (give it to `register_method`)."
+    if like not in TRAIN_KINDS: raise ValueError(f"like must be one of {sorted(TRAIN_KINDS)}, got {like!r}")
+    pref = TRAIN_KINDS[like].preference
+    train = (lambda cfg: train_tdpo(cfg, stage=name)) if pref else (lambda cfg: train_sft(cfg, method=name))
+    return TrainingMethod(name, title, 'tdpo' if pref else 'sft', _loader(name), train, paper_key=paper_key,
+                          starts_from='sft' if pref else None, fingerprint=lambda tc: train_config_fingerprint(tc, name),
+                          add_arguments=_preference_flags if pref else None, defaults=dict(defaults or {}), trains_as=like, doc=doc)
+
+for _name, _title, _key in (('sft', 'D&R SFT only', 'dnr_sft'), ('tdpo', 'D&R (SFT + T-DPO)', 'dnr'), ('rpo', 'D&R w/ RPO', 'dnr_rpo')):
+    register_method(trainer_method(_name, _name, _title, paper_key=_key))
 
 # %% ../nbs/05_train.ipynb #2aac6a39
 def merge_adapter(adapter: str | Path, # adapter folder (from `dnr train`)

@@ -565,10 +565,14 @@ def test_published_protocols_end_to_end(tmp_path, qs, protocol):
 
 
 def test_protocol_configs_validate(tmp_path):
-    "Every config in configs/protocols/ loads as written (the protocol named after the file); `mad` refuses other than three agents."
+    """Every config in configs/protocols/ loads as written and names a registered protocol (the file's name); every
+    protocol dnr ships besides D&R has one; `mad` refuses other than three agents."""
     from dnr.debate import load_debate_config, DebateConfigError
-    files = sorted((ROOT / 'configs' / 'protocols').glob('*.yaml'))
-    assert [f.stem for f in files] == ['mad', 'reconcile', 'society_of_minds']
+    from dnr.protocols import protocols
+    files, known = sorted((ROOT / 'configs' / 'protocols').glob('*.yaml')), protocols()
+    assert files and {f.stem for f in files} <= set(known), ([f.stem for f in files], sorted(known))
+    shipped = {n for n, c in known.items() if c.__module__.startswith('dnr.') and n != 'dnr'}
+    assert shipped and shipped <= {f.stem for f in files}, shipped
     for f in files: assert load_debate_config(f).protocol == f.stem
     raw = yaml.safe_load((ROOT / 'configs' / 'protocols' / 'mad.yaml').read_text())
     (tmp_path / 'two.yaml').write_text(yaml.safe_dump({**raw, 'agents': raw['agents'][:2]}))
