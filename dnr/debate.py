@@ -54,6 +54,7 @@ class DebateConfig(BaseModel):
     budget_usd: float | None = Field(None, ge=0)  # the run's dollar cap (every invocation's spending counts, see `debate_into`)
     limit: int | None = Field(None, ge=1)  # debate only the first N questions
     protocol: str = 'dnr'  # the debate protocol, a name in `dnr.protocols.PROTOCOLS`
+    unparsed_shown: Literal['none', 'skip'] = 'none'  # D&R: a last-round answer that could not be read is shown as the authors' code prints it ('Final answer: None'), or left out ('skip')
 
     @field_validator('protocol')
     @classmethod
@@ -152,7 +153,7 @@ def stop_reason(rnd: Round, # the round just answered
     if rnd.round >= cfg.max_rounds: return 'max_rounds'
     return None
 
-# %% ../nbs/03_debate.ipynb #fdc6b05e
+# %% ../nbs/03_debate.ipynb #16929857
 def read_with_protocol(protocol: Protocol, # the run's protocol
                        q: Question, # the question answered
                        agent: str, # who answered
@@ -277,8 +278,8 @@ def debate_questions(questions, cfg, pool, **kw) -> list[MAG]:
     return pool.run_on_loop(run_debate(questions, cfg, pool, **kw))
 
 def pool_specs(cfg: DebateConfig) -> list[AgentSpec]:
-    "The agents' specs, with provider batches switched on for OpenAI/Anthropic agents when `cfg.batch`."
-    return [AgentSpec(**{**a, 'batch': True}) if cfg.batch and a.get('provider') in ('openai', 'anthropic') and 'batch' not in a
+    "The agents' specs, with provider batches switched on for OpenAI, Anthropic and Gemini agents when `cfg.batch`."
+    return [AgentSpec(**{**a, 'batch': True}) if cfg.batch and a.get('provider') in ('openai', 'anthropic', 'gemini') and 'batch' not in a
             else AgentSpec(**a) for a in cfg.agents]
 
 # %% ../nbs/03_debate.ipynb #8a5923a5
@@ -327,6 +328,7 @@ def check_snapshot(cfg: DebateConfig, # this invocation's config
         old = yaml.safe_load(snap.read_text())
         old.setdefault('grading', 'lenient')  # runs from before `grading` existed graded leniently
         old.setdefault('protocol', 'dnr')  # runs from before `protocol` existed are D&R runs
+        old.setdefault('unparsed_shown', 'none')  # runs from before `unparsed_shown` existed showed 'None'
         old, cur_ = ({k: v for k, v in x.items() if k not in FREE_KEYS} for x in (old, cur))
         if old != cur_:
             diff = sorted(k for k in set(old) | set(cur_) if old.get(k) != cur_.get(k))

@@ -28,7 +28,7 @@ PROTOCOLS = ['dnr', 'society_of_minds', 'reconcile', 'mad']
 NAMES = {'dnr': ['teacher-a', 'teacher-b', 'student'], 'mad': ['affirmative', 'negative', 'moderator']}
 PROVIDERS = ['openai', 'anthropic', 'gemini']  # agent i talks to the server through provider i's SDK
 MAX_ROUNDS = 2
-READER_EXAMPLES, RUN_EXAMPLES = 120, 5
+READER_EXAMPLES, RUN_EXAMPLES = 100, 3
 ROUND_EXAMPLES = MAX_ROUNDS + 1  # the explicit examples of each run test: one per round
 CASES = len(PROTOCOLS) * (READER_EXAMPLES + RUN_EXAMPLES + ROUND_EXAMPLES)
 KEY_ENV = 'DNR_ADVERSARIAL_TEST_KEY'
@@ -233,3 +233,23 @@ def test_runs_survive_adversarial_replies(protocol, qs, server):
     rounds_hit = {r for r, _ in hits}
     assert rounds_hit == set(range(MAX_ROUNDS + 1)), (protocol, hits)  # every round got adversarial replies
     print(f"{protocol}: {survived[0]} adversarial replies survived; by round and call: {dict(sorted(hits.items()))}; kinds: {dict(kinds_seen)}")
+
+
+@pytest.mark.parametrize('unparsed_shown', ['none', 'skip'])
+def test_dnr_shows_an_unreadable_answer_as_its_authors_or_skips_it(unparsed_shown, qs, server):
+    "D&R's next round shows an unreadable last-round answer as the authors' debate script prints it (`Final answer: None`), or, with `unparsed_shown: skip`, leaves it out."
+    from dnr.debate import Debate, load_debate_config
+    from dnr.grading import grade_debate_answer
+    from dnr.mag import Answer, Round
+    eng = Debate(load_debate_config(config('dnr', server, unparsed_shown=unparsed_shown)), pool=None)
+    q = qs[0]
+    texts = {'teacher-a': f"### Answer\nIt follows.\nFinal answer: {q.gold}", 'teacher-b': adversarial_reply('refusal').refusal,
+             'student': adversarial_reply('length').text}
+    rnd = Round(round=0, answers={a: Answer(response=t, **grade_debate_answer(q, t, 'strict')) for a, t in texts.items()})
+    assert [rnd.answers[a].answer for a in texts] == [q.gold, None, None]
+    context, order = eng.protocol.shown(q, 1, [rnd])
+    if unparsed_shown == 'none':
+        assert sorted(order) == sorted(texts) and context.count('Final answer: None') == 2 and context.count('Answer ') == 3, context
+    else:
+        assert order == ['teacher-a'] and 'None\nFinal answer' not in context and 'Final answer: None' not in context, context
+        assert context.startswith(f"Answer 1:\nIt follows.\nFinal answer: {q.gold}"), context
