@@ -28,7 +28,7 @@ PROTOCOLS = ['dnr', 'society_of_minds', 'reconcile', 'mad']
 NAMES = {'dnr': ['teacher-a', 'teacher-b', 'student'], 'mad': ['affirmative', 'negative', 'moderator']}
 PROVIDERS = ['openai', 'anthropic', 'gemini']  # agent i talks to the server through provider i's SDK
 MAX_ROUNDS = 2
-READER_EXAMPLES, RUN_EXAMPLES = 100, 3
+READER_EXAMPLES, RUN_EXAMPLES = 100, 2
 ROUND_EXAMPLES = MAX_ROUNDS + 1  # the explicit examples of each run test: one per round
 CASES = len(PROTOCOLS) * (READER_EXAMPLES + RUN_EXAMPLES + ROUND_EXAMPLES)
 KEY_ENV = 'DNR_ADVERSARIAL_TEST_KEY'
@@ -184,7 +184,10 @@ def _model_requests(srv) -> list[str]:
 
 @pytest.mark.parametrize('protocol', PROTOCOLS)
 def test_runs_survive_adversarial_replies(protocol, qs, server):
-    "Adversarial replies at generated calls of every round: the run finishes, records them, counts them, and a resume re-asks nothing."
+    """Adversarial replies at generated calls of every round: the run finishes, records them, counts them, and a resume
+    re-asks nothing. Over 30 s on a busy machine (about 8 s of CPU for D&R, less for the others): each of its
+    `RUN_EXAMPLES + ROUND_EXAMPLES` cases runs `dnr debate` three times (one question, a resume with two, a resume
+    that asks nothing) over real HTTP through three SDKs, with replies of up to 2 MB carried into later rounds."""
     from dnr.debate import debate_into, load_debate_config, run_sync
     from dnr.mag import read_mags
     names = NAMES.get(protocol, ['right', 'wrong', 'student'])
@@ -217,8 +220,9 @@ def test_runs_survive_adversarial_replies(protocol, qs, server):
         assert not set(first) & set(second), "the resume asked again what the first invocation had asked"
         assert server.model_calls == n_before, "a resume of a finished run asked the server"
         for (agent, qid), n, kind in adv.sent:  # every adversarial reply is recorded in its question's MAG
-            text = adversarial_reply(kind, seed=adv.seed + n).text
-            where = [(r, what) for r, what, t in _recorded(mags[qid]) if (t == text if not text else text in t)]
+            rep = adversarial_reply(kind, seed=adv.seed + n)  # a refusal is recorded as its text (OpenAI) or as empty
+            sent = [x for x in (rep.text, rep.refusal) if x is not None]
+            where = [(r, what) for r, what, t in _recorded(mags[qid]) if any(t == x if not x else x in t for x in sent)]
             assert where, (agent, qid, n, kind)
             hits[where[0]] += 1; kinds_seen[kind] += 1
         answers = [a for m in mags.values() for r in m.rounds for a in r.answers.values()]
@@ -253,3 +257,22 @@ def test_dnr_shows_an_unreadable_answer_as_its_authors_or_skips_it(unparsed_show
     else:
         assert order == ['teacher-a'] and 'None\nFinal answer' not in context and 'Final answer: None' not in context, context
         assert context.startswith(f"Answer 1:\nIt follows.\nFinal answer: {q.gold}"), context
+
+
+def test_reconcile_unreadable_then_valid_json_exits_0(tmp_path, qs, server, capsys):
+    "The reported failure: ReConcile agents whose replies are unreadable in one round and valid JSON in another; `dnr debate` used to stop on `votes.None`: it now exits 0, with no None vote, the unreadable answers counted."
+    from dnr.debate import debate_cli
+    from dnr.mag import read_mags
+    honest = Honest(qs)  # 'right' unreadable in round 0, the student in the last round (whose votes decide)
+    plan = {((a, q.id), n): 'prose' for a, n in (('right', 0), ('student', MAX_ROUNDS)) for q in qs}
+    server.responder = Adversarial(honest, plan=plan, key=honest.key); server.reset()
+    (tmp_path / 'cfg.yaml').write_text(yaml.safe_dump(config('reconcile', server, limit=2)))
+    rc = debate_cli(['--config', str(tmp_path / 'cfg.yaml'), '--out', str(tmp_path / 'run'), '--no-progress'])
+    out = capsys.readouterr().out
+    assert rc == 0, out[-2000:]
+    s = json.loads(out.strip().splitlines()[-1])
+    mags = read_mags(tmp_path / 'run' / 'mags.jsonl')
+    assert s['finished'] == 2 and s['unreadable']['unparsed_answers'] == 4 and '4 of ' in out, s
+    for m in mags:
+        assert len(m.rounds) == MAX_ROUNDS + 1 and m.rounds[-1].answers['student'].answer is None and m.votes, m.votes
+        assert set(m.votes) == {a.answer for a in m.rounds[-1].answers.values() if a.answer is not None}
