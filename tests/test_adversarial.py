@@ -193,7 +193,9 @@ def test_runs_survive_adversarial_replies(protocol, qs, server):
     names = NAMES.get(protocol, ['right', 'wrong', 'student'])
     hits, kinds_seen, survived = Counter(), Counter(), [0]
     step = 2 if protocol == 'dnr' else 1  # a D&R agent makes two calls a round (its answer, then a reflection or a critique)
-    per_round = [[(names[i], step * r, ADVERSARIAL_KINDS[(3 * r + i) % len(ADVERSARIAL_KINDS)]) for i in range(2)] for r in range(ROUND_EXAMPLES)]
+    K = ADVERSARIAL_KINDS  # the explicit cases: every agent in round r, and the first agent's next call; all kinds among them
+    per_round = [[(names[i], step * r, K[(4 * r + i) % len(K)]) for i in range(3)] + [(names[0], step * r + 1, K[(4 * r + 3) % len(K)])]
+                 for r in range(ROUND_EXAMPLES)]
 
     @settings(max_examples=RUN_EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
