@@ -185,7 +185,7 @@ def _model_requests(srv) -> list[str]:
 @pytest.mark.parametrize('protocol', PROTOCOLS)
 def test_runs_survive_adversarial_replies(protocol, qs, server):
     """Adversarial replies at generated calls of every round: the run finishes, records them, counts them, and a resume
-    re-asks nothing. Over 30 s on a busy machine (about 8 s of CPU for D&R, less for the others): each of its
+    re-asks nothing. 6-11 s on an idle machine, over 30 s on a busy one: each of its
     `RUN_EXAMPLES + ROUND_EXAMPLES` cases runs `dnr debate` three times (one question, a resume with two, a resume
     that asks nothing) over real HTTP through three SDKs, with replies of up to 2 MB carried into later rounds."""
     from dnr.debate import debate_into, load_debate_config, run_sync
