@@ -14,15 +14,15 @@ from .agents import AgentSpec, AgentPool, AgentConfigError, Completion, load_age
 from .grading import grade, grade_debate_answer, answer_counts, extract_feedback
 from .files import append_jsonl, write_json, write_text
 from .mag import (MAG, AgentInfo, Answer, Critique, MAGError, Reflection, Round, StopReason, append_mag, read_mags,
-                     repair_mags, validate_mag, write_mags)
+                     repair_mags, unreadable_counts, validate_mag, write_mags)
 from .protocols import Protocol, get_protocol, protocol_class
 
 # %% auto #0
 __all__ = ['RECORDED_MODELS', 'ROUND_SAMPLE_STRIDE', 'STOPPED', 'FREE_KEYS', 'CHARS_PER_TOKEN', 'EXIT_CODES', 'DatasetConfig',
-           'DebateConfig', 'DebateConfigError', 'load_debate_config', 'offline_config', 'stop_reason', 'Debate',
-           'run_debate', 'debate_questions', 'pool_specs', 'select_questions', 'read_run_mags', 'check_snapshot',
-           'questions_to_debate', 'set_aside_stopped', 'debate_accuracy', 'debate_into', 'run_sync', 'plan_debate',
-           'format_plan', 'debate_cli']
+           'DebateConfig', 'DebateConfigError', 'load_debate_config', 'offline_config', 'stop_reason',
+           'read_with_protocol', 'readable_votes', 'Debate', 'run_debate', 'debate_questions', 'pool_specs',
+           'select_questions', 'read_run_mags', 'check_snapshot', 'questions_to_debate', 'set_aside_stopped',
+           'debate_accuracy', 'debate_into', 'run_sync', 'plan_debate', 'format_plan', 'debate_cli']
 
 # %% ../nbs/03_debate.ipynb #af9b72f0
 class DatasetConfig(BaseModel):
@@ -54,6 +54,7 @@ class DebateConfig(BaseModel):
     limit: int | None = Field(None, ge=1)  # debate only the first N questions
     protocol: str = 'dnr'  # the debate protocol, a name the registry knows (`dnr.protocols.protocols()`)
     protocol_options: dict[str, Any] = {}  # the protocol's named options (its chapter lists them), e.g. {reader: dnr} for society_of_minds
+    unparsed_shown: Literal['none', 'skip'] = 'none'  # D&R: a last-round answer that could not be read is shown as the authors' code prints it ('Final answer: None'), or left out ('skip')
 
     @field_validator('protocol')
     @classmethod
@@ -155,6 +156,22 @@ def stop_reason(rnd: Round, # the round just answered
     if rnd.round >= cfg.max_rounds: return 'max_rounds'
     return None
 
+# %% ../nbs/03_debate.ipynb #16929857
+def read_with_protocol(protocol: Protocol, # the run's protocol
+                       q: Question, # the question answered
+                       agent: str, # who answered
+                       a: Answer, # the engine's graded answer (`grade_debate_answer`)
+                      ) -> Answer:
+    "The protocol's reading of an answer; a reader that fails leaves it unparsed (the reply recorded), never raises."
+    try: return protocol.read_answer(q, agent, a)
+    except Exception as e:  # a reply the protocol's reader did not foresee: recorded, the run goes on
+        return a.model_copy(update=dict(answer=None, status='unparsed', correct=False,
+                                        unparsed_fields=[*a.unparsed_fields, f'reader: {type(e).__name__}: {str(e)[:200]}']))
+
+def readable_votes(votes: dict) -> dict[str, float]:
+    "A protocol's votes without unreadable answers (a None answer has no vote)."
+    return {str(k): float(v) for k, v in votes.items() if k is not None and v is not None}
+
 # %% ../nbs/03_debate.ipynb #e5c3a283
 ROUND_SAMPLE_STRIDE = 100  # sample index offset per round (cache keys)
 
@@ -186,7 +203,7 @@ class Debate:
         s, c, g = next((t for t in tries if answer_counts(t[2], grading)), tries[0])
         u = {k: sum(_usage(t[1])[k] for t in tries) for k in _usage(None)}
         a = Answer(response=c.content, **g, **u, error=c.error if c.content is None else None, sample=s)
-        return self.protocol.read_answer(q, agent, a)
+        return read_with_protocol(self.protocol, q, agent, a)
 
     async def _feedback(self, q, agent, prompt, r, kind, to=None) -> Reflection | Critique:
         c = await self._complete(agent, prompt, dict(question_id=q.id, round=r, kind=kind, agent=agent, **({'to': to} if to else {})))
@@ -232,7 +249,7 @@ class Debate:
         return MAG(question_id=q.id, dataset=q.dataset, category=q.category, question=q.text, options=q.options, gold=q.gold,
                    kind=q.kind, agents=[AgentInfo(name=a.name, role=a.role, model=a.model) for a in self.specs], rounds=rounds,
                    stop_reason=stop, consensus=self.protocol.final_answer(rounds), usage={'calls': len(items), **usage},
-                   protocol=self.protocol.name, votes=self.protocol.votes(rounds))
+                   protocol=self.protocol.name, votes=readable_votes(self.protocol.votes(rounds)))
 
 # %% ../nbs/03_debate.ipynb #0365fa98
 async def run_debate(questions: list[Question], # questions to debate
@@ -261,8 +278,8 @@ def debate_questions(questions, cfg, pool, **kw) -> list[MAG]:
     return pool.run_on_loop(run_debate(questions, cfg, pool, **kw))
 
 def pool_specs(cfg: DebateConfig) -> list[AgentSpec]:
-    "The agents' specs, with provider batches switched on for OpenAI/Anthropic agents when `cfg.batch`."
-    return [AgentSpec(**{**a, 'batch': True}) if cfg.batch and a.get('provider') in ('openai', 'anthropic') and 'batch' not in a
+    "The agents' specs, with provider batches switched on for OpenAI, Anthropic and Gemini agents when `cfg.batch`."
+    return [AgentSpec(**{**a, 'batch': True}) if cfg.batch and a.get('provider') in ('openai', 'anthropic', 'gemini') and 'batch' not in a
             else AgentSpec(**a) for a in cfg.agents]
 
 # %% ../nbs/03_debate.ipynb #8a5923a5
@@ -311,6 +328,7 @@ def check_snapshot(cfg: DebateConfig, # this invocation's config
         old = yaml.safe_load(snap.read_text())
         old.setdefault('grading', 'lenient')  # runs from before `grading` existed graded leniently
         old.setdefault('protocol', 'dnr')  # runs from before `protocol` existed are D&R runs
+        old.setdefault('unparsed_shown', 'none')  # runs from before `unparsed_shown` existed showed 'None'
         old, cur_ = ({k: v for k, v in x.items() if k not in FREE_KEYS} for x in (old, cur))
         if old != cur_:
             diff = sorted(k for k in set(old) | set(cur_) if old.get(k) != cur_.get(k))
@@ -357,7 +375,8 @@ def debate_accuracy(mags: list[MAG]) -> dict:
 def _summary_counts(mags: list) -> dict:
     hist, reasons = Counter(), Counter()
     for m in mags: hist[len(m.rounds)] += 1; reasons[m.stop_reason] += 1
-    return dict(rounds_histogram={str(k): hist[k] for k in sorted(hist)}, stop_reasons=dict(sorted(reasons.items())), **debate_accuracy(mags))
+    return dict(rounds_histogram={str(k): hist[k] for k in sorted(hist)}, stop_reasons=dict(sorted(reasons.items())),
+                unreadable=unreadable_counts(mags), **debate_accuracy(mags))
 
 def _pool_usage(pool) -> Any:
     u = getattr(pool, 'usage', None)
@@ -423,7 +442,7 @@ async def debate_into(cfg: DebateConfig, # the run's config
         mine = [m for m in done + new if m.question_id in ids]  # mags.jsonl now holds exactly done + new: no need to read it again
         stopped = Counter(m.stop_reason for m in mine if m.stop_reason in STOPPED)
         led = pool.cache.ledger(pool.invocation)
-        summary = dict(questions=len(qs), finished=len(mine) - sum(stopped.values()), stopped=dict(sorted(stopped.items())),
+        summary = dict(protocol=cfg.protocol, questions=len(qs), finished=len(mine) - sum(stopped.values()), stopped=dict(sorted(stopped.items())),
                        debated_now=len(new), skipped=len(qs) - len(todo), **_summary_counts(mine),
                        provider_calls=pool.provider_calls, cache_hits=pool.cache_hits, cost_usd=round(pool.cost_usd, 6),
                        cost_usd_run=round(led['paid_usd'], 6), unsettled_usd=round(led['unsettled_usd'], 6),
@@ -560,6 +579,9 @@ def debate_cli(argv: list[str] | None = None) -> int:
         print(f"dnr debate: error: {error_line(e)}", file=sys.stderr); return 2
     print(f"debated {s['debated_now']} questions ({s['skipped']} already done); {s['finished']}/{s['questions']} finished; "
           f"{s['provider_calls']} provider calls, ${s['cost_usd']:.4f} now, ${s['cost_usd_run']:.4f} for the whole run")
+    if (u := s['unreadable'])['unparsed_answers'] or u['unparsed_verdicts']:
+        print(f"{u['unparsed_answers']} of {u['answers']} answers and {u['unparsed_verdicts']} of {u['verdicts']} verdicts had no readable "
+              f"answer: recorded as unparsed in the MAGs, counted in the summary's 'unreadable'")
     if cfg.mode == 'test' and s['debate_accuracy'] is not None:
         print(f"the debate as a baseline ({cfg.protocol}, no gold): accuracy {s['debate_accuracy']:.4f} over {s['finished']} questions, "
               f"{s['tokens_per_question']:,.2f} tokens per question ({s['completion_tokens_per_question']:,.2f} generated)")

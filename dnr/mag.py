@@ -16,8 +16,8 @@ from .files import append_jsonl, append_text, write_jsonl, write_text
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'StopReason', 'ENGINE_STOP_REASONS', 'DECLARED_STOP_REASONS', 'STOP_REASONS', 'stop_reasons_of',
            'AgentInfo', 'Answer', 'Reflection', 'Critique', 'Verdict', 'Round', 'MAG', 'MAGError', 'validate_mag',
-           'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags', 'repair_mags', 'repair_cli',
-           'from_dr_authors', 'to_dr_authors', 'from_magdi', 'load_foreign']
+           'sample_mag', 'append_mag', 'iter_mags', 'read_mags', 'write_mags', 'unreadable_counts', 'repair_mags',
+           'repair_cli', 'from_dr_authors', 'to_dr_authors', 'from_magdi', 'load_foreign']
 
 # %% ../nbs/02_mag.ipynb #8b27399f
 SCHEMA_VERSION = 1
@@ -226,6 +226,20 @@ def write_mags(path: str | Path, mags: Iterable[dict | MAG]) -> Path:
     "Write MAGs to a JSONL file atomically (temporary file, then rename); an invalid MAG leaves the old file as it was."
     write_jsonl(path, (validate_mag(m).to_dict() for m in mags))
     return Path(path)
+
+# %% ../nbs/02_mag.ipynb #69798daf
+from collections import Counter
+
+# %% ../nbs/02_mag.ipynb #5d9910a4
+def unreadable_counts(mags: Iterable[MAG]) -> dict:
+    "Answers with a reply but no readable answer, unreadable fields by name, and unreadable verdicts, over `mags`."
+    mags = list(mags)
+    ans = [a for m in mags for r in m.rounds for a in r.answers.values()]
+    fields = Counter(f.split(':')[0] for a in ans for f in a.unparsed_fields)
+    verdicts = [r.verdict for m in mags for r in m.rounds if r.verdict]
+    return dict(answers=len(ans), unparsed_answers=sum(a.response is not None and a.answer is None for a in ans),
+                unparsed_fields=dict(sorted(fields.items())), verdicts=len(verdicts),
+                unparsed_verdicts=sum(v.status == 'unparsed' for v in verdicts))
 
 # %% ../nbs/02_mag.ipynb #313de4f1
 def repair_mags(path: str | Path, # a `mags.jsonl` file

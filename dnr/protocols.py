@@ -254,6 +254,8 @@ class DnR(Protocol):
         if r == 0: return None, []
         order = shuffled_order(self.names, self.cfg.seed, q.id, r)
         prev = rounds[-1]
+        if getattr(self.cfg, 'unparsed_shown', 'none') == 'skip':  # the option: an answer that could not be read is left out
+            order = [a for a in order if prev.answers[a].answer is not None]
         entries = [dict(reasoning=prev.answers[a].reasoning, answer=prev.answers[a].answer,
                         reflection=prev.reflections[a].text if a in prev.reflections else None,
                         feedback=[c.text for c in prev.critiques if c.to == a]) for a in order]

@@ -52,7 +52,7 @@ class AgentSpec(BaseModel):
     max_retry_s: float = 300.0  # ... and by total time
     retry_wait: float = 0.5  # backoff: attempt n waits a random time in [0, min(retry_wait_max, retry_wait * 2**n)]
     retry_wait_max: float = 30.0
-    batch: bool = False  # use the provider's batch API (openai, anthropic): half price, results within 24 h
+    batch: bool = False  # use the provider's batch API (openai, anthropic, gemini): half price, results within 24 h
     batch_discount: float = 0.5  # price factor for batch requests
     batch_size: int = 10_000  # flush a batch at this many requests ...
     batch_window: float = 2.0  # ... or this many seconds after its first request
@@ -65,7 +65,7 @@ class AgentSpec(BaseModel):
     @model_validator(mode='after')
     def _check(self):
         if self.provider == 'openai_compatible' and not self.base_url: raise ValueError("openai_compatible needs base_url")
-        if self.batch and self.provider not in ('openai', 'anthropic'): raise ValueError(f"batch=True needs provider openai or anthropic, not {self.provider}")
+        if self.batch and self.provider not in ('openai', 'anthropic', 'gemini'): raise ValueError(f"batch=True needs provider openai, anthropic or gemini, not {self.provider}")
         return self
 
     @property
@@ -213,7 +213,8 @@ def parse_openai(r) -> dict:
     ch = d.get('choices') or []
     if not ch or not isinstance(ch[0].get('message'), dict): raise MalformedResponse(f"no choices in response: {str(d)[:200]}")
     u = d.get('usage') or {}
-    return {'content': ch[0]['message'].get('content') or '', 'prompt_tokens': u.get('prompt_tokens') or 0,
+    msg = ch[0]['message']  # a refusal comes with a null content: its text is what the model said
+    return {'content': msg.get('content') or msg.get('refusal') or '', 'prompt_tokens': u.get('prompt_tokens') or 0,
             'completion_tokens': u.get('completion_tokens') or 0,
             'cached_tokens': (u.get('prompt_tokens_details') or {}).get('cached_tokens') or 0,
             'finish_reason': ch[0].get('finish_reason')}
