@@ -23,16 +23,16 @@ def main(argv=None):
     T._summary = keep
     m = next(m for m in mini.MINI_METHODS if m.name == 'dnr_sft')
     args = {**mini.MINI_ARGS, 'logging_steps': 1}
-    t = time.time()
+    t, c = time.time(), time.process_time()
     cfg = dict(model=str(tiny_model('trained')), data=a.data, output_dir=a.out, lora=dict(mini.MINI_LORA),
                args={**args, 'max_steps': a.steps, **m.args})
     s = mini.resolve(m.trainer)(cfg)
-    secs = time.time() - t
+    secs, cpu = time.time() - t, time.process_time() - c
     w = load_file(str(Path(a.out) / 'adapter_model.safetensors'))
     h = hashlib.sha256(b''.join(w[k].numpy().tobytes() for k in sorted(w))).hexdigest()[:16]
     r = dict(capability=torch.backends.cpu.get_cpu_capability(),
              env={k: os.environ.get(k) for k in ('ATEN_CPU_CAPABILITY', 'MKL_CBWR', 'MKL_ENABLE_INSTRUCTIONS', 'ONEDNN_MAX_CPU_ISA') if os.environ.get(k)},
-             losses=[x['loss'] for x in hist['h'] if 'loss' in x], weights=h, seconds=round(secs, 1), train_runtime=s.get('runtime_s'))
+             losses=[x['loss'] for x in hist['h'] if 'loss' in x], weights=h, seconds=round(secs, 1), cpu_seconds=round(cpu, 1), train_runtime=s.get('runtime_s'))
     print(json.dumps(r))
     if a.record:
         f = Path(a.record); rec = json.loads(f.read_text()) if f.exists() else {'steps': a.steps, 'runs': {}}
