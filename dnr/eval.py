@@ -10,13 +10,14 @@ import numpy as np
 from .providers import load_local_model, generate_local, check_model_path
 from .data import (Question, load_benchmark, test_prompt, test_verify_prompt, self_reflection_test_prompt, read_jsonl,
                       repair_tail)
-from .grading import grade, grade_response, accuracy_summary, extract_feedback, EXTRACTIONS, check_extraction, mmlu_pro_guess
+from .grading import grade, grade_response, accuracy_summary, extract_feedback, EXTRACTIONS, check_extraction, mmlu_pro_guess, LETTERS
 from .files import append_jsonl, write_json
 
 # %% auto #0
-__all__ = ['DECODING', 'eval_messages', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'ReplayBackend', 'grade_conventions',
-           'make_record', 'reflect_messages', 'verify_messages', 'answer_batch', 'bootstrap_ci', 'summarize',
-           'grade_recorded', 'read_predictions', 'evaluate', 'EvalError', 'eval_cli']
+__all__ = ['DECODING', 'EVAL_PROMPTS', 'eval_messages', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'ReplayBackend',
+           'grade_conventions', 'make_record', 'magdi_prompt', 'prompt_messages', 'magdi_grade', 'reflect_messages',
+           'verify_messages', 'answer_batch', 'bootstrap_ci', 'summarize', 'grade_recorded', 'read_predictions',
+           'evaluate', 'EvalError', 'eval_cli']
 
 # %% ../nbs/06_eval.ipynb #c54c1373
 DECODING = dict(max_new_tokens=700, temperature=0.3, top_p=0.9) # the paper's evaluation decoding (authors' README)
@@ -47,7 +48,8 @@ class HFBackend:
 
     def generate(self, convs: list[list[dict]]) -> list[dict]:
         "Generations for `convs` (lists of chat messages), in order."
-        outs = generate_local(self.tok, self.model, convs, seed=self.seed + self._calls, **self.decoding)
+        tok = _RawPrompt(self.tok) if convs and convs[0][-1]['role'] in ('raw', 'prefix') else self.tok  # MAGDi's prompts
+        outs = generate_local(tok, self.model, convs, seed=self.seed + self._calls, **self.decoding)
         self._calls += math.ceil(len(convs) / self.batch_size)
         return [dict(response=o['content'], prompt_tokens=o['prompt_tokens'], completion_tokens=o['completion_tokens'],
                      finish_reason=o['finish_reason'], error=None) for o in outs]
@@ -136,6 +138,7 @@ def make_record(q: Question, # the question
                ) -> dict:
     "One per-question result: response, extracted answer, status, correctness (every convention) and tokens."
     by = grade_conventions(q, gen['response'])
+    if extraction == 'magdi': by['magdi'] = magdi_grade(q, gen['response'], gen.get('finish_reason'))
     if extraction not in by: raise ValueError(f"extraction {extraction!r} does not apply to {q.kind!r} answers")
     a, st, ok = by[extraction]
     return dict(question_id=q.id, dataset=q.dataset, category=q.category, gold=q.gold, response=gen['response'],
@@ -143,6 +146,47 @@ def make_record(q: Question, # the question
                 guess_correct=mmlu_pro_guess(len(q.options)) == q.gold if q.kind == 'choice' and q.options else None,
                 prompt_tokens=gen.get('prompt_tokens'), completion_tokens=gen.get('completion_tokens'),
                 finish_reason=gen.get('finish_reason'))
+
+# %% ../nbs/06_eval.ipynb #ab9efe78
+EVAL_PROMPTS = ('dnr', 'magdi', 'magdi_literal')  # D&R's instruction; MAGDi's frame in the chat template (`text='chat'`); its raw string
+
+def magdi_prompt(q: Question) -> str:
+    "MAGDi's test prompt for `q` (`data_utils.prepare_test_data`), the frame of its literal node texts."
+    return f"[INST] ### Question: {q.text}[/INST] ### Answer:"
+
+def prompt_messages(q: Question, # the question
+                    prompt: str = 'dnr', # one of `EVAL_PROMPTS`
+                   ) -> list[dict]:
+    "The messages a model answers: D&R's (`eval_messages`); MAGDi's user turn and the `### Answer:` that begins the reply (role `prefix`); or MAGDi's raw string (role `raw`)."
+    if prompt not in EVAL_PROMPTS: raise ValueError(f"unknown prompt {prompt!r}; valid: {', '.join(EVAL_PROMPTS)}")
+    if prompt == 'dnr': return eval_messages(q)
+    if prompt == 'magdi': return [{'role': 'user', 'content': f"### Question: {q.text}"}, {'role': 'prefix', 'content': '### Answer:'}]
+    return [{'role': 'raw', 'content': magdi_prompt(q)}]
+
+def magdi_grade(q: Question, # the question
+                response: str | None, # the model's completion (without the prompt)
+                finish_reason: str | None = None, # 'length': cut by the token limit, so no end-of-sequence (unparsed, as in MAGDi)
+               ) -> list:
+    "`[answer, status, correct]` as MAGDi reads it: the text after the last `So the answer is`, up to the end of the generation."
+    spans = re.findall(r'So the answer is(.*?)\Z', response or '')
+    if not spans or finish_reason == 'length': return [None, 'unparsed', False]
+    span = spans[-1].strip()
+    if q.kind == 'choice':
+        labels = ''.join(LETTERS[:len(q.options)]) if q.options else LETTERS
+        found = re.findall(rf'(?<![A-Za-z])([{labels}])(?![A-Za-z])', span)
+        ans = found[-1] if found else None
+    else: ans = span.rstrip('.').strip().strip('$').strip() or None
+    return [ans, 'parsed' if ans else 'unparsed', grade(ans, q.gold, q.kind, extraction='authors') if ans else False]
+
+class _RawPrompt:
+    "A tokenizer whose chat template sends a `raw` message as it is after BOS (as MAGDi's test.py), and appends a last `prefix` message to the reply's start."
+    def __init__(self, tok): self._tok = tok
+    def __getattr__(self, k): return getattr(self._tok, k)
+    def __call__(self, *a, **kw): return self._tok(*a, **kw)
+    def apply_chat_template(self, conv, tokenize=False, add_generation_prompt=True):
+        if conv[0]['role'] == 'raw': return (self._tok.bos_token or '') + conv[0]['content']
+        pre = conv[-1]['content'] if conv[-1]['role'] == 'prefix' else ''
+        return self._tok.apply_chat_template(conv[:-1] if pre else conv, tokenize=False, add_generation_prompt=True) + pre
 
 # %% ../nbs/06_eval.ipynb #97ced387
 def reflect_messages(q: Question, # the question
@@ -166,13 +210,16 @@ def answer_batch(questions: list[Question], # questions to answer
                  backend, # HFBackend | OpenAIBackend | VLLMBackend
                  self_reflect: bool = False, # add the inference-time self-reflection (3 calls per question)
                  extraction: str = 'dnr', # the convention of each record's `answer`, `status`, `correct`
+                 prompt: str = 'dnr', # `EVAL_PROMPTS`: D&R's prompt, or MAGDi's (`magdi`, raw text: the hf backend)
                 ) -> list[dict]:
     "Records for `questions`; a record with `error` set failed and should be retried."
     def gen(convs, kind):
         if getattr(backend, 'wants_meta', False):
             return backend.generate(convs, [{'question_id': q.id, 'round': 0, 'kind': kind} for q in questions])
         return backend.generate(convs)
-    g1 = gen([eval_messages(q) for q in questions], 'answer')
+    if prompt != 'dnr' and (self_reflect or not isinstance(backend, HFBackend)):
+        raise ValueError(f"prompt {prompt!r} is raw text for the hf backend, without self-reflection")
+    g1 = gen([prompt_messages(q, prompt) for q in questions], 'answer')
     recs = [dict(make_record(q, g, extraction), error=g.get('error')) for q, g in zip(questions, g1)]
     if not self_reflect: return recs
     g2 = gen([reflect_messages(q, r) for q, r in zip(questions, recs)], 'reflection')
@@ -217,7 +264,7 @@ def summarize(records: list[dict], # per-question records
               **extra, # fields copied into the summary (label, model, …)
              ) -> dict:
     "Accuracy with a 95% bootstrap CI, unparsed rate, random-guess accuracy, mean tokens per question; every convention side by side."
-    check_extraction(extraction)
+    if extraction != 'magdi': check_extraction(extraction)  # `magdi`: records of `prompt='magdi'` (MAGDi's reading)
     prim = _by_convention(records, extraction)
     if prim is None and records and extraction != 'dnr':
         raise ValueError(f"extraction {extraction!r}: some records have no such grading (records without `extractions`: re-grade them with make_record)")
@@ -227,7 +274,7 @@ def summarize(records: list[dict], # per-question records
     s = accuracy_summary(st, ok, n_choices=n_choices, guess_correct=gs)
     keys = ('accuracy', 'unparsed', 'accuracy_seeded_guess', 'accuracy_random_guess')
     by = {e: {k: v for k, v in accuracy_summary(*c, n_choices=n_choices, guess_correct=gs).items() if k in keys}
-          for e in EXTRACTIONS if (c := _by_convention(records, e))}
+          for e in (*EXTRACTIONS, 'magdi') if (c := _by_convention(records, e))}
     tok = lambda k: np.array([np.nan if r.get(k) is None else r[k] for r in records], float)
     pt, ct = tok('prompt_tokens'), tok('completion_tokens')
     mean = lambda a: None if np.isnan(a).all() else float(np.nanmean(a))  # None when the backend reports no token counts
@@ -284,6 +331,7 @@ def evaluate(questions: list[Question], # questions in evaluation order
              chunk: int = 64, # questions per backend call (and per checkpoint)
              progress: bool = True, # tqdm bar
              extraction: str = 'dnr', # answer convention of the headline numbers (the summary reports all three)
+             prompt: str = 'dnr', # `EVAL_PROMPTS`; 'magdi' also makes `magdi` the headline convention
              **meta, # extra summary fields (label, model, tags, …)
             ) -> dict:
     "Answer, grade and summarise `questions`, resuming from `out/predictions.jsonl`; writes `out/summary.json`."
@@ -291,7 +339,8 @@ def evaluate(questions: list[Question], # questions in evaluation order
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     pred = out / 'predictions.jsonl'
     done = read_predictions(pred)
-    check_extraction(extraction)
+    if prompt not in EVAL_PROMPTS: raise ValueError(f"unknown prompt {prompt!r}; valid: {', '.join(EVAL_PROMPTS)}")
+    extraction = 'magdi' if prompt != 'dnr' else check_extraction(extraction)
     for q in questions:  # records written before the conventions existed: grade them from their response (in memory)
         if q.id in done and 'extractions' not in done[q.id]:
             done[q.id] = {**done[q.id], **{k: v for k, v in make_record(q, done[q.id], 'dnr').items()
@@ -302,7 +351,7 @@ def evaluate(questions: list[Question], # questions in evaluation order
     with tqdm(total=len(questions), initial=len(questions) - len(todo), disable=not progress, desc='eval') as bar:
         for s in range(0, len(todo), chunk):
             rows = []
-            for r in answer_batch(todo[s:s + chunk], backend, self_reflect, extraction):
+            for r in answer_batch(todo[s:s + chunk], backend, self_reflect, extraction, prompt):
                 if r.pop('error', None): errors.append(r['question_id']); continue
                 rows.append(r); done[r['question_id']] = r
             append_jsonl(pred, rows); bar.update(len(todo[s:s + chunk]))  # one write + fsync per chunk
@@ -313,7 +362,9 @@ def evaluate(questions: list[Question], # questions in evaluation order
     s = summarize(recs, n_choices=10 if kinds == {'choice'} else None, extraction=extraction, **meta)
     s.update(n_questions=len(questions), generated=len(todo) - len(errors), resumed=len(questions) - len(todo),
              missing=len(questions) - len(recs), errors=len(errors), self_reflect=self_reflect,
-             wall_s=round(time.time() - t0, 2), prompt_format='chat_template(test_prompt(q))')
+             wall_s=round(time.time() - t0, 2), prompt=prompt,
+             prompt_format={'dnr': 'chat_template(test_prompt(q))', 'magdi': "chat_template('### Question: {q}') + '### Answer:'",
+                            'magdi_literal': 'BOS + magdi_prompt(q), no chat template'}[prompt])
     write_json(out / 'summary.json', s, newline=True)
     return s
 

@@ -4,15 +4,16 @@
 
 # %% ../nbs/07b_mini.ipynb #76b30027
 from __future__ import annotations
-import csv, importlib, json, shutil, time
+import csv, importlib, json, os, shutil, subprocess, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from .files import write_json, write_text
 
 # %% auto #0
-__all__ = ['MINI_STEPS', 'MINI_PREF_STEPS', 'MINI_ARGS', 'MINI_LORA', 'MINI_METHODS', 'MINI_AGENTS', 'MINI_DATA', 'MiniMethod',
-           'resolve', 'mini_debate', 'mags_in_question_order', 'train_method', 'evaluate_method', 'table_rows',
-           'write_table', 'run_mini']
+__all__ = ['MINI_STEPS', 'MINI_PREF_STEPS', 'MINI_ARGS', 'MINI_LORA', 'MINI_METHODS', 'MINI_AGENTS', 'MINI_DATA', 'PINNED_CPU',
+           'MINI_CHECK', 'MiniMethod', 'resolve', 'mini_debate', 'mags_in_question_order', 'train_method',
+           'evaluate_method', 'table_rows', 'write_table', 'cpu_paths', 'cpu_pinned', 'run_pinned', 'record_path',
+           'seed_spread', 'spread_lines', 'run_seeds', 'mini_claims', 'main', 'run_mini']
 
 # %% ../nbs/07b_mini.ipynb #8a66e1cf
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class MiniMethod:
     trainer: str | None = None # 'module:function' taking a training config dict (`dnr.train.train_sft`, ...)
     start: str | None = None # the row whose adapter it continues (and uses as reference)
     args: dict = field(default_factory=dict) # trainer settings over `MINI_ARGS`
+    prompt: str = 'dnr' # how it is evaluated: `dnr.eval.EVAL_PROMPTS` ('magdi': MAGDi's prompt and reading)
 
 MINI_STEPS, MINI_PREF_STEPS = 200, 20  # optimizer steps: rows trained from the base student; rows that continue D&R SFT
 MINI_ARGS = dict(learning_rate=5e-3, per_device_train_batch_size=16, gradient_accumulation_steps=1, lr_scheduler_type='constant',
@@ -35,7 +37,9 @@ MINI_METHODS = (
     MiniMethod('base', 'No distillation (the base student)'),
     MiniMethod('single_teacher_sft', 'Single-teacher SFT (scripted-teacher-a\'s right answers)', 'single_teacher', 'dnr.train:train_sft',
                args=dict(max_length=512)),
-    MiniMethod('magdi', 'MAGDi (graph-based distillation of the MAGs)', 'magdi', 'dnr.magdi_train:train_magdi', args=dict(gcn_hidden=32)),
+    MiniMethod('magdi', 'MAGDi (graph-based distillation of the MAGs), graded with MAGDi\'s prompt and reading', 'magdi',
+               'dnr.magdi_train:train_magdi', args=dict(gcn_hidden=32), prompt='magdi'),
+    MiniMethod('magdi_dnr_prompt', 'The MAGDi student graded with D&R\'s prompt and reading', start='magdi'),
     MiniMethod('dnr_sft', 'D&R SFT (both teachers\' right answers)', 'sft', 'dnr.train:train_sft', args=dict(max_length=512)),
     MiniMethod('dnr_tdpo', 'D&R SFT + T-DPO', 'tdpo', 'dnr.train:train_tdpo', start='dnr_sft', args=_PREF),
     MiniMethod('dnr_rpo', 'D&R SFT + RPO', 'tdpo', 'dnr.train:train_rpo', start='dnr_sft', args=_PREF),
@@ -109,20 +113,21 @@ def train_method(m: MiniMethod, # the row
                  out: Path, # the adapter folder
                  steps: int, # optimizer steps
                  adapters: dict, # adapters trained so far, by row name (for `start`)
+                 seed: int = 0, # the trainer's seed
                 ) -> dict:
     "Train one row with its trainer; returns the trainer's summary."
     fn = resolve(m.trainer)
-    cfg = dict(model=str(student), data=str(data), output_dir=str(out), args={**MINI_ARGS, 'max_steps': steps, **m.args})
+    cfg = dict(model=str(student), data=str(data), output_dir=str(out), args={**MINI_ARGS, 'max_steps': steps, 'seed': seed, **m.args})
     if m.start: cfg['adapter'] = str(adapters[m.start])
     else: cfg['lora'] = dict(MINI_LORA)
     return fn(cfg)
 
 # %% ../nbs/07b_mini.ipynb #e56531ef
-def evaluate_method(student, adapter, questions: list, out: Path, max_new_tokens: int = 24) -> dict:
-    "`dnr.eval.evaluate` of the student (with `adapter`, or the base) on `questions`, greedy."
+def evaluate_method(student, adapter, questions: list, out: Path, max_new_tokens: int = 24, prompt: str = 'dnr') -> dict:
+    "`dnr.eval.evaluate` of the student (with `adapter`, or the base) on `questions`, greedy, with `prompt` ('dnr' or 'magdi')."
     from dnr.eval import HFBackend, evaluate
     be = HFBackend(student, adapter, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=100)
-    return evaluate(questions, be, out, progress=False, model=str(student), adapter=str(adapter) if adapter else None)
+    return evaluate(questions, be, out, progress=False, prompt=prompt, model=str(student), adapter=str(adapter) if adapter else None)
 
 def table_rows(evals: dict) -> list[dict]:
     "table1.csv's rows from {method: evaluation summary}: accuracy and its 95% interval in %."
@@ -151,6 +156,123 @@ def write_table(rows: list[dict], out: Path, missing: dict | None = None, note: 
     fig.tight_layout(); fig.savefig(out / 'table1.png', dpi=120); plt.close(fig)
     return md
 
+# %% ../nbs/07b_mini.ipynb #895c341e
+PINNED_CPU = dict(ATEN_CPU_CAPABILITY='avx2', MKL_CBWR='AVX2', ONEDNN_MAX_CPU_ISA='AVX2')  # read when torch, MKL, oneDNN start
+
+def cpu_paths() -> dict:
+    "The floating-point paths this process runs: torch's kernel capability and the math libraries' settings."
+    import torch
+    return dict(capability=torch.backends.cpu.get_cpu_capability(), **{k: os.environ.get(k) for k in PINNED_CPU})
+
+def cpu_pinned() -> bool:
+    "Does this process run the pinned paths (`PINNED_CPU`, set before it started)?"
+    p = cpu_paths()
+    return p['capability'] == PINNED_CPU['ATEN_CPU_CAPABILITY'].upper() and all(p[k] == v for k, v in PINNED_CPU.items())
+
+def run_pinned(log=print, **kw) -> dict:
+    "`run_mini(**kw)` in a child process with `PINNED_CPU` set; its lines go to `log`, its stderr to `mini.stderr` beside `out`; returns its summary."
+    out = Path(kw.get('out', 'runs/demo/mini'))
+    kw = {**kw, 'out': str(out), 'methods': [m.name for m in kw.get('methods', MINI_METHODS)]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f'{out.name}.stderr', 'w') as err, subprocess.Popen(
+            [sys.executable, '-m', 'dnr.mini', '--run', json.dumps(kw)], env={**os.environ, **PINNED_CPU},
+            stdout=subprocess.PIPE, stderr=err, text=True) as p:
+        for line in p.stdout: log(line.rstrip('\n'))
+    if p.returncode:
+        tail = (out.parent / f'{out.name}.stderr').read_text()[-2000:]
+        if p.returncode in (3, 4):
+            from dnr.pipeline import PartialDebate
+            raise PartialDebate(f"miniature: {tail.strip().splitlines()[-1] if tail.strip() else 'partial debate'}", p.returncode, stage='mini')
+        raise RuntimeError(f"the pinned miniature exited with {p.returncode}:\n{tail}")
+    return json.loads((out / 'summary.json').read_text())
+
+# %% ../nbs/07b_mini.ipynb #1c733f21
+MINI_CHECK = dict(n_train=300, n_test=100, seed=0, methods=('base', 'dnr_sft', 'dnr_tdpo'))  # the configuration the chapter's test reruns
+
+def record_path() -> Path:
+    "Where the committed seed record lives: `nbs/mini_seeds.json` of this checkout."
+    try: return Path(__file__).resolve().parent.parent / 'nbs' / 'mini_seeds.json'
+    except NameError: return Path('mini_seeds.json').resolve()  # in the notebook
+
+def seed_spread(tables: dict) -> list[dict]:
+    "Per row, over {seed: table rows}: mean, min and max accuracy (%) and the seeds it has."
+    names = list(dict.fromkeys(r['method'] for rows in tables.values() for r in rows))
+    out = []
+    for k in names:
+        acc = [r['accuracy'] for rows in tables.values() for r in rows if r['method'] == k]
+        out.append(dict(method=k, mean=round(sum(acc) / len(acc), 2), min=min(acc), max=max(acc), seeds=len(acc)))
+    return out
+
+def spread_lines(record: dict | None = None) -> list[str]:
+    "Markdown lines giving the spread over seeds that the record holds (none when there is no record)."
+    if record is None:
+        f = record_path()
+        if not f.exists(): return []
+        record = json.loads(f.read_text())
+    if not record.get('seeds'): return []
+    seeds = ', '.join(record['seeds'])
+    return ['', f"Over seeds {seeds} (the chapter's record `mini_seeds.json`, the same settings) each row's accuracy (%) spread as:", '',
+            '| method | mean | min | max |', '|---|---:|---:|---:|',
+            *[f"| {r['method']} | {r['mean']:.2f} | {r['min']:.2f} | {r['max']:.2f} |" for r in record['spread']]]
+
+def run_seeds(seeds: list[int], # seeds (debate and training)
+              out: str | Path = 'runs/mini_seeds', # one folder per seed under it
+              record: str | Path | None = None, # the record to write (None: `record_path()`); seeds it holds for the same settings are kept
+              check: bool = True, # also run `MINI_CHECK` (first)
+              log=print,
+              **kw, # `run_mini` settings shared by every seed
+             ) -> dict:
+    "`MINI_CHECK` and the miniature for each seed, pinned; the record is written after each run, so a stopped run keeps what it finished."
+    out, f = Path(out), Path(record or record_path())
+    settings = dict(n_train=kw.get('n_train', 300), n_test=kw.get('n_test', 300), steps=kw.get('steps', MINI_STEPS),
+                    pref_steps=kw.get('pref_steps', MINI_PREF_STEPS), methods=[m.name for m in kw.get('methods', MINI_METHODS)], pinned=PINNED_CPU)
+    rec = json.loads(f.read_text()) if f.exists() else {}
+    if rec.get('settings') != settings: rec = dict(settings=settings, seeds={}, spread=[], check=rec.get('check'))
+    def save():
+        rec['spread'] = seed_spread({k: v['rows'] for k, v in rec['seeds'].items()}) if rec['seeds'] else []
+        write_json(f, rec, newline=True)
+    if check:
+        c = run_mini(out / 'check', log=log, **{**MINI_CHECK, 'methods': tuple(m for m in MINI_METHODS if m.name in MINI_CHECK['methods'])})
+        rec['check'] = dict(config={**MINI_CHECK, 'methods': list(MINI_CHECK['methods'])}, rows=c['rows'], train=c['train'], cpu=c['cpu'])
+        save()
+    for sd in seeds:
+        s = run_mini(out / f'seed{sd}', seed=sd, log=log, **kw)
+        rec['seeds'][str(sd)] = {k: s[k] for k in ('rows', 'train', 'data', 'debate', 'seconds', 'cpu')}
+        save()
+    return rec
+
+def mini_claims(rows: list[dict]) -> list[str]:
+    "The orderings the chapter claims, each with intervals, that these table rows break (empty: all hold); rows absent are not judged."
+    r = {x['method']: x for x in rows}
+    learned = lambda k: r[k]['accuracy'] >= r['base']['accuracy'] + 20 and r[k]['ci_low'] > r['base']['ci_high']
+    out = []
+    if 'base' in r and r['base']['accuracy'] > 25: out.append(f"base is not near chance (10%): {r['base']['accuracy']}")
+    for k in ('dnr_sft', 'dnr_tdpo', 'dnr_rpo', 'single_teacher_sft'):
+        if k in r and 'base' in r and not learned(k): out.append(f"{k} is not 20+ points above base with disjoint intervals: {r[k]} vs {r['base']}")
+    return out
+
+def main(argv=None) -> int:
+    "`python -m dnr.mini --seeds 0 1 2`: the seed record; `--run JSON`: one pinned `run_mini` (what `run_pinned` starts)."
+    import argparse
+    p = argparse.ArgumentParser(prog='python -m dnr.mini', description='The miniature Table 1 over seeds, pinned CPU paths.')
+    p.add_argument('--seeds', type=int, nargs='*', default=[0, 1, 2], help='seeds of the debate and the training (none: only MINI_CHECK)')
+    p.add_argument('--out', default='runs/mini_seeds', help='folder of the runs (one per seed)')
+    p.add_argument('--record', default=None, help='the record to write (default: nbs/mini_seeds.json)')
+    p.add_argument('--no-check', action='store_true', help="skip MINI_CHECK (the chapter test's configuration)")
+    p.add_argument('--run', default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.run is not None:
+        if not cpu_pinned(): print(f"dnr.mini: CPU paths not pinned: {cpu_paths()}", file=sys.stderr); return 2
+        kw = json.loads(a.run); kw['methods'] = tuple(m for m in MINI_METHODS if m.name in kw['methods'])
+        from dnr.pipeline import PartialDebate
+        lines, sys.stdout = sys.stdout, sys.stderr  # only the stage lines reach the parent's log; the libraries' output goes to stderr
+        try: run_mini(pin_cpu=False, log=lambda m: print(m, file=lines, flush=True), **kw)
+        except PartialDebate as e: print(f"dnr.mini: {e}", file=sys.stderr); return e.code
+        finally: sys.stdout = lines
+        return 0
+    run_seeds(a.seeds, a.out, a.record, check=not a.no_check)
+    return 0
+
 # %% ../nbs/07b_mini.ipynb #eb49d8f2
 def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
              n_train: int = 300, # debated train questions
@@ -160,8 +282,11 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
              seed: int = 0,
              methods: tuple = MINI_METHODS,
              log=print,
+             pin_cpu: bool = True, # run on `PINNED_CPU` (in a child process when this one is not pinned); False: this process as it is
             ) -> dict:
     "The miniature Table 1: debate, data, training and evaluation of every available method; writes table1.{csv,md,png}."
+    if pin_cpu and not cpu_pinned():
+        return run_pinned(log, out=str(out), n_train=n_train, n_test=n_test, steps=steps, pref_steps=pref_steps, seed=seed, methods=methods)
     from dnr.codebook import load_codebook
     from dnr.tiny import tiny_model
     out = Path(out); shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
@@ -171,6 +296,7 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
         times[name] = round(time.time() - t, 2); log(f"[mini {name}] done in {times[name]}s"); return r
     missing = {m.name: f"this dnr has no {m.trainer}" for m in methods if m.trainer and resolve(m.trainer) is None}
     run = [m for m in methods if m.name not in missing and (m.start is None or m.start not in missing)]
+    if bad := [m.name for m in run if m.start and m.start not in [r.name for r in run]]: raise ValueError(f"rows {bad} continue a row not asked for")
     debate = stage('debate', lambda: mini_debate(out / 'debate', n_train, seed))
     mags = mags_in_question_order(out / 'debate', out / 'data' / 'mags.jsonl')
     for d in dict.fromkeys(m.data for m in run if m.data):
@@ -179,16 +305,23 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
     for m in run:
         if m.trainer:
             train[m.name] = stage(f'train {m.name}', lambda m=m: train_method(m, student, out / 'data' / m.data, out / m.name,
-                                                                        pref_steps if m.start else steps, adapters))
+                                                                        pref_steps if m.start else steps, adapters, seed))
             adapters[m.name] = out / m.name
+        elif m.start: adapters[m.name] = adapters[m.start]  # the same student, graded another way
     qs = load_codebook('test', n_test)
-    for m in run: evals[m.name] = stage(f'eval {m.name}', lambda m=m: evaluate_method(student, adapters.get(m.name), qs, out / 'eval' / m.name))
+    for m in run: evals[m.name] = stage(f'eval {m.name}', lambda m=m: evaluate_method(student, adapters.get(m.name), qs, out / 'eval' / m.name,
+                                                                                     prompt=m.prompt))
     rows = table_rows(evals)
     note = (f"Student: the tiny offline model ({Path(student).name}), LoRA; {n_train} scripted debates, {steps} steps per SFT-like row "
-            f"and {pref_steps} more for the rows that continue D&R SFT; {n_test} test questions, greedy; seed {seed}. Order as measured.")
+            f"and {pref_steps} more for the rows that continue D&R SFT; {n_test} test questions, greedy; seed {seed} (debate and training); "
+            f"CPU paths {cpu_paths()}. Order as measured.")
     md = write_table(rows, out, missing, note)
-    s = dict(rows=rows, missing=missing, seconds=times, debate={k: debate.get(k) for k in ('questions', 'rounds_histogram', 'stop_reasons')},
+    s = dict(rows=rows, missing=missing, seconds=times, seed=seed, cpu=cpu_paths(), debate={k: debate.get(k) for k in ('questions', 'rounds_histogram', 'stop_reasons')},
              data={k: {c: v.get(c) for c in ('examples', 'pairs', 'nodes', 'graphs') if c in v} for k, v in built.items()},
-             train={k: {c: v.get(c) for c in ('train_loss', 'steps')} for k, v in train.items()}, markdown=md)
+             train={k: {c: v.get(c) for c in ('train_loss', 'steps')} for k, v in train.items()}, markdown=md + spread_lines())
     write_json(out / 'times.json', times); write_json(out / 'summary.json', s, default=str)
     return s
+
+# %% ../nbs/07b_mini.ipynb #f72354d2
+#| eval: false
+if __name__ == '__main__': sys.exit(main())

@@ -1,0 +1,44 @@
+"""Mutations that the miniature's claims must catch (dev/, not part of dnr): T-DPO with its sign flipped, on
+`dnr.mini.MINI_CHECK`, stored with the claims it breaks under `mutations` in the record.
+
+python dev/mini_mutations.py [--record nbs/mini_seeds.json] [--out runs/mini_mutations] [--from RUN]
+Mutation `tdpo_sign_flipped`: `dnr.tdpo.pair_losses` with chosen and rejected swapped (T-DPO prefers the wrong answers).
+Without --from it reruns the whole MINI_CHECK in this process; with --from RUN (a finished MINI_CHECK folder, e.g. the
+chapter test's) it keeps RUN's base and D&R SFT rows and adapter and retrains only the T-DPO row from them (same
+data, same seed), which is what the mutation changes. Run it under dnr.mini.PINNED_CPU to match the record's paths."""
+import argparse, json
+from pathlib import Path
+from unittest import mock
+
+def main(argv=None):
+    p = argparse.ArgumentParser(); p.add_argument('--record', default=None); p.add_argument('--out', default='runs/mini_mutations')
+    p.add_argument('--from', dest='src', default=None)
+    a = p.parse_args(argv)
+    import torch.nn.functional as F
+    import dnr.tdpo as T
+    from dnr import mini
+    from dnr.codebook import load_codebook
+    from dnr.files import write_json
+    from dnr.tiny import tiny_model
+    def flipped(logps, ref_logps, pairs, beta=0.1):
+        ratio = logps - ref_logps.to(logps)
+        ch, rj = ratio[pairs[:, 0]], ratio[pairs[:, 1]]
+        return -F.logsigmoid(beta * (rj - ch)), beta * ch.detach(), beta * rj.detach()
+    cfg = {**mini.MINI_CHECK, 'methods': tuple(m for m in mini.MINI_METHODS if m.name in mini.MINI_CHECK['methods'])}
+    out = Path(a.out) / 'tdpo_sign_flipped'
+    with mock.patch.object(T, 'pair_losses', flipped):
+        if a.src is None: rows = mini.run_mini(out, log=print, pin_cpu=False, **cfg)['rows']
+        else:
+            src, m = Path(a.src), next(m for m in mini.MINI_METHODS if m.name == 'dnr_tdpo')
+            mini.train_method(m, tiny_model('trained'), src / 'data' / m.data, out / m.name, mini.MINI_PREF_STEPS,
+                              {'dnr_sft': src / 'dnr_sft'}, cfg['seed'])
+            ev = mini.evaluate_method(tiny_model('trained'), out / m.name, load_codebook('test', cfg['n_test']), out / 'eval' / m.name)
+            rows = [r for r in json.loads((src / 'summary.json').read_text())['rows'] if r['method'] != 'dnr_tdpo'] + mini.table_rows({m.name: ev})
+    f = Path(a.record) if a.record else mini.record_path()
+    rec = json.loads(f.read_text()) if f.exists() else dict(settings={}, seeds={}, spread=[], check=None)
+    rec.setdefault('mutations', {})['tdpo_sign_flipped'] = dict(rows=rows, claims_broken=mini.mini_claims(rows), cpu=mini.cpu_paths(),
+                                                                 retrained=['dnr_tdpo'] if a.src else 'all')
+    write_json(f, rec, newline=True)
+    print(json.dumps(rec['mutations']['tdpo_sign_flipped'], indent=1))
+
+if __name__ == '__main__': main()
