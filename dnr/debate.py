@@ -579,9 +579,9 @@ def debate_cli(argv: list[str] | None = None) -> int:
         print(f"dnr debate: error: {error_line(e)}", file=sys.stderr); return 2
     print(f"debated {s['debated_now']} questions ({s['skipped']} already done); {s['finished']}/{s['questions']} finished; "
           f"{s['provider_calls']} provider calls, ${s['cost_usd']:.4f} now, ${s['cost_usd_run']:.4f} for the whole run")
-    if (u := s['unreadable'])['unparsed_answers'] or u['unparsed_verdicts']:
+    if (u := s['unreadable'])['unparsed_answers'] or u['unparsed_verdicts'] or u.get('retried_replies'):
         print(f"{u['unparsed_answers']} of {u['answers']} answers and {u['unparsed_verdicts']} of {u['verdicts']} verdicts had no readable "
-              f"answer: recorded as unparsed in the MAGs, counted in the summary's 'unreadable'")
+              f"answer ({u.get('retried_replies', 0)} unreadable replies asked again): recorded in the MAGs, counted in the summary's 'unreadable'")
     if cfg.mode == 'test' and s['debate_accuracy'] is not None:
         print(f"the debate as a baseline ({cfg.protocol}, no gold): accuracy {s['debate_accuracy']:.4f} over {s['finished']} questions, "
               f"{s['tokens_per_question']:,.2f} tokens per question ({s['completion_tokens_per_question']:,.2f} generated)")

@@ -58,6 +58,7 @@ class Answer(_Base):
     sample: int = 0  # which of the agent's samples was kept
     confidence: float | None = None  # the confidence the agent stated (protocols that ask for one, e.g. ReConcile)
     unparsed_fields: list[str] = []  # fields the protocol asked for that could not be read (e.g. ['confidence'])
+    retried: list[str] = []  # unreadable replies the protocol asked again before this one (ReConcile's retries), oldest first
 
 class Reflection(_Base):
     "A self-reflection written by a wrong agent at the end of a round."
@@ -99,7 +100,7 @@ class Round(_Base):
         return {a: v.correct for a, v in self.answers.items()}
 
 _PROTOCOL_DEFAULTS = dict(mag={'protocol': 'dnr', 'votes': {}}, round={'shown': {}, 'verdict': None},
-                          answer={'confidence': None, 'unparsed_fields': []})
+                          answer={'confidence': None, 'unparsed_fields': [], 'retried': []})
 
 def _drop_protocol_defaults(d: dict) -> dict:
     "A MAG dict without the protocol fields at their defaults, so a D&R MAG's line is what it was before they existed."
@@ -237,7 +238,8 @@ def unreadable_counts(mags: Iterable[MAG]) -> dict:
     ans = [a for m in mags for r in m.rounds for a in r.answers.values()]
     fields = Counter(f.split(':')[0] for a in ans for f in a.unparsed_fields)
     verdicts = [r.verdict for m in mags for r in m.rounds if r.verdict]
-    return dict(answers=len(ans), unparsed_answers=sum(a.response is not None and a.answer is None for a in ans),
+    return dict(answers=len(ans), unparsed_answers=sum(a.response is not None and (a.answer is None or a.status == 'unparsed') for a in ans),
+                retried_replies=sum(len(a.retried) for a in ans),
                 unparsed_fields=dict(sorted(fields.items())), verdicts=len(verdicts),
                 unparsed_verdicts=sum(v.status == 'unparsed' for v in verdicts))
 

@@ -242,7 +242,7 @@ class ReConcile(Protocol):
                 if c.content is None or rc_parse_json(c.content) is not None: break  # a failed call stops the question (the engine's rule)
             u = {k: sum(getattr(t, k) or 0 for t in tries) for k in ('prompt_tokens', 'completion_tokens', 'cached_tokens', 'cost_usd')}
             a = Answer(response=c.content, status='missing' if c.content is None else 'unparsed', error=c.error if c.content is None else None,
-                       sample=len(tries) - 1, **u)
+                       sample=len(tries) - 1, retried=[t.content for t in tries[:-1] if t.content is not None], **u)
             return self.read_answer(q, agent, a, r)
         res = await asyncio.gather(*(ask(a) for a in self.names))
         return Round(round=r, last_round=last, order=order, answers=dict(zip(self.names, res)), shown=self.views(q, r, rounds))

@@ -143,16 +143,17 @@ def test_reader_survives_any_reply(protocol, qs, server):
             a = read_with_protocol(P, q, agent, a)
             assert a.answer is None or (isinstance(a.answer, str) and a.status != 'missing'), a
             if a.answer is None: assert a.status in ('unparsed', 'missing') and not a.correct, a
-            if not text.strip(): assert a.answer is None, (text, a)
+            if not text.strip(): assert a.answer is None or _fallback(protocol, a), (text, a)
             answers[agent] = a
         rnd = Round(round=0, answers=answers)
         if protocol == 'mad':
             v = P.read_verdict(q, texts[0])
             rnd.verdict = Verdict(agent=names[2], text=texts[0], response=texts[0], **v)
-            assert v['status'] in ('parsed', 'unparsed') and (v['status'] == 'parsed' or v['debate_over'] is None), v
+            # unreadable: no answer (MAD's code may still end the debate on it: a non-empty debate_answer ends it, read or not)
+            assert v['status'] in ('parsed', 'unparsed') and (v['status'] == 'parsed' or v.get('answer') is None), v
         m = validate_mag(eng.mag(q, [rnd], 'max_rounds').to_dict())
         assert None not in m.votes and 'None' not in m.votes, m.votes
-        readers[sum(a.answer is None for a in answers.values())] += 1
+        readers[sum(a.answer is None or a.status == 'unparsed' for a in answers.values())] += 1  # ReConcile's fallback is unreadable too
     check()
     assert sum(readers.values()) == READER_EXAMPLES and readers[0] < READER_EXAMPLES, readers  # some replies were unreadable
 
@@ -166,11 +167,17 @@ def _plans(protocol):
                     min_size=1, max_size=4, unique_by=lambda t: t[:2])
 
 
+def _fallback(protocol, a) -> bool:
+    "ReConcile's reading of a reply it could not read after its retries: their `invalid_result`, a seeded option at confidence 0, unparsed."
+    return protocol == 'reconcile' and a.status == 'unparsed' and a.confidence == 0 and a.correct is None and bool(a.unparsed_fields)
+
+
 def _recorded(m) -> list[tuple[int, str, str]]:
     "(round, what, text) of every reply a MAG records."
     out = []
     for r in m.rounds:
         out += [(r.round, 'answer', a.response) for a in r.answers.values() if a.response is not None]
+        out += [(r.round, 'retried answer', t) for a in r.answers.values() for t in a.retried]
         out += [(r.round, 'reflection', x.response) for x in r.reflections.values() if x.response is not None]
         out += [(r.round, 'critique', x.response) for x in r.critiques if x.response is not None]
         if r.verdict and r.verdict.response is not None: out.append((r.round, 'verdict', r.verdict.response))
@@ -229,9 +236,9 @@ def test_runs_survive_adversarial_replies(protocol, qs, server):
             hits[where[0]] += 1; kinds_seen[kind] += 1
         answers = [a for m in mags.values() for r in m.rounds for a in r.answers.values()]
         for a in answers:
-            if a.response is not None and not a.response.strip(): assert a.answer is None and a.status != 'parsed', a
+            if a.response is not None and not a.response.strip(): assert (a.answer is None or _fallback(protocol, a)) and a.status != 'parsed', a
             if a.answer is not None: assert isinstance(a.answer, str) and a.answer != 'None'
-        unparsed = sum(a.response is not None and a.answer is None for a in answers)
+        unparsed = sum(a.response is not None and (a.answer is None or a.status == 'unparsed') for a in answers)
         assert s2['unreadable']['unparsed_answers'] == unparsed and s2['unreadable']['answers'] == len(answers), s2['unreadable']
         assert all(None not in m.votes and 'None' not in m.votes for m in mags.values())
         survived[0] += len(adv.sent)
@@ -262,7 +269,9 @@ def test_dnr_shows_an_unreadable_answer_as_its_authors_or_skips_it(unparsed_show
 
 
 def test_reconcile_unreadable_then_valid_json_exits_0(tmp_path, qs, server, capsys):
-    "The reported failure: ReConcile agents whose replies are unreadable in one round and valid JSON in another; `dnr debate` used to stop on `votes.None`: it now exits 0, with no None vote, the unreadable answers counted."
+    """The reported failure: ReConcile agents whose replies are unreadable once before valid JSON; `dnr debate` used to stop on
+    `votes.None`. It now exits 0: as ReConcile's code does, each unreadable reply is asked again and read at the second try,
+    the unreadable reply kept in the answer's `retried` and counted in the summary."""
     from dnr.debate import debate_cli
     from dnr.mag import read_mags
     honest = Honest(qs)  # 'right' unreadable in round 0, the student in the last round (whose votes decide)
@@ -274,7 +283,12 @@ def test_reconcile_unreadable_then_valid_json_exits_0(tmp_path, qs, server, caps
     assert rc == 0, out[-2000:]
     s = json.loads(out.strip().splitlines()[-1])
     mags = read_mags(tmp_path / 'run' / 'mags.jsonl')
-    assert s['finished'] == 2 and s['unreadable']['unparsed_answers'] == 4 and '4 of ' in out, s
+    u = s['unreadable']
+    assert s['finished'] == 2 and u['unparsed_answers'] == 0 and u['retried_replies'] == 4 and '4 unreadable replies asked again' in out, s
     for m in mags:
-        assert len(m.rounds) == MAX_ROUNDS + 1 and m.rounds[-1].answers['student'].answer is None and m.votes, m.votes
+        assert len(m.rounds) == MAX_ROUNDS + 1 and m.votes, m.votes
+        for r, agent in ((0, 'right'), (MAX_ROUNDS, 'student')):
+            a = m.rounds[r].answers[agent]
+            assert len(a.retried) == 1 and a.answer is not None and a.status == 'parsed' and a.sample == 1, a
+        assert sum(len(a.retried) for r in m.rounds for a in r.answers.values()) == 2
         assert set(m.votes) == {a.answer for a in m.rounds[-1].answers.values() if a.answer is not None}
