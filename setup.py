@@ -11,7 +11,7 @@ statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Produ
 lic = licenses[cfg['license']]
 req = lambda k: shlex.split(cfg.get(k, ''))
 requirements = req('requirements')
-extras = {'dev': req('dev_requirements'), 'serve': req('serve_requirements'), 'vllm': req('vllm_requirements')}
+extras = {'dev': req('dev_requirements'), 'serve': req('serve_requirements'), 'track': req('track_requirements'), 'vllm': req('vllm_requirements')}
 setup(
     name=cfg['lib_name'], version=cfg['version'], license=lic[0],
     classifiers=['Development Status :: ' + statuses[int(cfg['status'])],

@@ -1,4 +1,4 @@
-"""Write `requirements.lock`: every package of the default install (core, `serve` and `dev` extras, CPU torch, uv), pinned.
+"""Write `requirements.lock`: every package of the default install (core, `serve`, `track` and `dev` extras, CPU torch, uv), pinned.
 
     make lock     # = python dev/lock.py: resolves the newest releases allowed by settings.ini and rewrites the lock
 
@@ -14,10 +14,10 @@ TORCH = os.environ.get('TORCH_SPEC', 'torch==2.13.0+cpu')
 PYTHON, PLATFORM = '3.11', 'x86_64-manylinux_2_28'
 
 def requirements() -> list[str]:
-    "settings.ini's `requirements`, `serve_requirements` and `dev_requirements` (the default install), with torch's CPU build."
+    "settings.ini's `requirements`, `serve_requirements`, `track_requirements` and `dev_requirements` (the default install), with torch's CPU build."
     cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
     d = cfg['DEFAULT']
-    reqs = [r for k in ('requirements', 'serve_requirements', 'dev_requirements') for r in shlex.split(d.get(k, ''))]
+    reqs = [r for k in ('requirements', 'serve_requirements', 'track_requirements', 'dev_requirements') for r in shlex.split(d.get(k, ''))]
     is_torch = lambda r: re.match(r'torch\s*([<>=!~;\[]|$)', r, re.I)  # torch itself, not torch-geometric
     return [r for r in reqs if not is_torch(r)] + [TORCH, 'uv']  # uv: the installer `make setup` uses
 

@@ -23,6 +23,7 @@ COMMANDS = {  # name: (module, function, one-line help)
     'figures': ('dnr.report', 'figures_cli', "regenerate the paper's tables and figures from runs"),
     'run': ('dnr.pipeline', 'run_cli', 'run the whole pipeline from one config'),
     'demo': ('dnr.demo', 'demo_cli', 'the offline demo pipeline on real recorded answers and a tiny student'),
+    'export': ('dnr.export', 'export_cli', 'a debate, its training data or an adapter as a Hugging Face dataset or model with its card (--push uploads)'),
     'repair': ('dnr.mag', 'repair_cli', "make a run's mags.jsonl valid again (torn tail, bad lines), keeping a copy"),
 }
 

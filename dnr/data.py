@@ -552,9 +552,9 @@ def grade_cli(argv: list[str] | None = None) -> int:
     import argparse
     from tqdm.auto import tqdm
     ap = argparse.ArgumentParser(prog='dnr grade', description=grade_cli.__doc__)
-    ap.add_argument('--dataset', required=True, choices=['mmlu_pro', 'math'])
+    ap.add_argument('--dataset', required=True, choices=['mmlu_pro', 'math'], help='the benchmark the responses answer')
     ap.add_argument('--in', dest='inp', required=True, help='JSONL lines with question_id (MMLU-Pro) or unique_id (MATH) and response')
-    ap.add_argument('--out', required=True)
+    ap.add_argument('--out', required=True, help='JSONL written: each input line with its extracted answer and grade')
     ap.add_argument('--data-dir', help='local data folder (default $DNR_DATA_DIR)')
     ap.add_argument('--extraction', default='dnr', choices=EXTRACTIONS,
                     help="answer convention: dnr (default), authors (the D&R code's), mmlu_pro (MMLU-Pro's official chain)")

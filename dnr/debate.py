@@ -557,7 +557,7 @@ def _debate_parser():
     ap.add_argument('--batch', action='store_true', help="gather each stage's requests into provider batches")
     ap.add_argument('--mode', choices=['train', 'test'], help="override the config's mode; 'test': no gold in the protocol, the "
                     "summary reports the debate's own accuracy and tokens per question (the debate as a baseline)")
-    ap.add_argument('--no-progress', action='store_true')
+    ap.add_argument('--no-progress', action='store_true', help='no progress bar')
     return ap
 
 def debate_cli(argv: list[str] | None = None) -> int:

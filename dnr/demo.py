@@ -206,8 +206,10 @@ def demo_cli(argv: list[str] | None = None) -> int:
     from dnr.data import DataError
     from dnr.debate import _positive
     ap = argparse.ArgumentParser(prog='dnr demo', description=demo_cli.__doc__)
-    ap.add_argument('--out', default='runs/demo'); ap.add_argument('--questions', type=_positive, default=40)
-    ap.add_argument('--eval-questions', type=_positive, default=20); ap.add_argument('--steps', type=_positive, default=12)
+    ap.add_argument('--out', default='runs/demo', help='run folder (default runs/demo)')
+    ap.add_argument('--questions', type=_positive, default=40, help='MMLU-Pro physics questions debated (replayed recorded answers)')
+    ap.add_argument('--eval-questions', type=_positive, default=20, help='test questions each student is evaluated on')
+    ap.add_argument('--steps', type=_positive, default=12, help='optimizer steps of SFT and of T-DPO')
     ap.add_argument('--scripted-questions', type=_positive, default=3, help='questions of the scripted multi-round debate')
     ap.add_argument('--no-progress', action='store_true', help='no stage lines (only the report)')
     ap.add_argument('--no-mini', action='store_true', help='skip the miniature Table 1 (dnr.mini)')
@@ -219,7 +221,8 @@ def demo_cli(argv: list[str] | None = None) -> int:
     try: data = demo_data()
     except DataError as e: print(f"dnr demo: error: {e}", file=sys.stderr); return 2
     stdout, out = sys.stdout, Path(a.out)
-    cfg = demo_config(a.out, a.questions, a.eval_questions, a.steps)
+    with _quiet_stages(out / 'demo.log'):  # on a fresh clone this builds the tiny student: its weight bars go to the log
+        cfg = demo_config(a.out, a.questions, a.eval_questions, a.steps)
     print(f"dnr demo: debates on {a.questions} MMLU-Pro physics questions (replayed real answers from {data}), toy student "
           f"{Path(cfg.student).name}, {a.steps} SFT + {a.steps} T-DPO steps, evaluation on {a.eval_questions} test questions")
     stages = pipeline_stages(cfg) + [Stage('scripted_debate', out / 'scripted_debate', lambda: {})]

@@ -350,14 +350,15 @@ def build_tdpo(run, # run folder (with mags.jsonl) or a MAG JSONL file
 def build_cli(argv: list[str] | None = None) -> int:
     "`dnr build sft|tdpo`: training data from a debate run; last line JSON."
     p = argparse.ArgumentParser(prog='dnr build', description='Build SFT data or T-DPO preference trees from MAGs.')
-    p.add_argument('kind', choices=['sft', 'tdpo'])
+    p.add_argument('kind', choices=['sft', 'tdpo'], help='SFT examples or T-DPO preference trees')
     p.add_argument('--run', required=True, help='debate run folder (mags.jsonl) or a MAG JSONL file')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--tokenizer', help="the student's tokenizer (model folder or hub id): token budgets for T-DPO contexts")
     p.add_argument('--include-student', action='store_true', help="SFT: also the student's correct answers")
     p.add_argument('--ablation', choices=ABLATIONS, default='none', help='T-DPO: drop self-reflections and/or feedback')
-    p.add_argument('--answer-cap', type=int, default=950); p.add_argument('--cut-to', type=int, default=470)
-    p.add_argument('--context-budget', type=int, default=1000)
+    p.add_argument('--answer-cap', type=int, default=950, help='T-DPO: a context answer longer than this many tokens is cut (the authors\' 950)')
+    p.add_argument('--cut-to', type=int, default=470, help='T-DPO: ... to this many tokens (the authors\' 470)')
+    p.add_argument('--context-budget', type=int, default=1000, help='T-DPO: tokens of debate context per prompt before it is split (the authors\' 1000)')
     p.add_argument('--prompt-cap', type=int, default=0, help="T-DPO: cut the debate context so a prompt fits this many tokens "
                    "(e.g. 1000, the trainer's max_prompt_length), never the instruction or question; 0 (default, the authors): "
                    "off, the trainer keeps the prompt's end")

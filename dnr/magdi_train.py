@@ -17,7 +17,7 @@ from .methods import TrainingMethod, register_method
 from .magdi import MAGDI_ROUNDS, MAGDI_SLOTS, magdi_edges, node_text
 from .providers import check_model_path
 from .tdpo import chat_ids, device_args
-from .train import TrainConfig, TrainConfigError, _load_model, _unknown, config_with_overrides, read_training_rows
+from .train import LOG_HISTORY, TrainConfig, TrainConfigError, _load_model, save_log_history, _unknown, config_with_overrides, read_training_rows
 
 # %% auto #0
 __all__ = ['TEXT_STYLES', 'NA_TEXT', 'GRAPH_OF_PAIR', 'MAGDI_DEFAULTS', 'MAGDI_LORA', 'HEADS_FILE', 'plain_ids', 'node_ids',
@@ -301,12 +301,13 @@ def make_magdi_trainer(cfg: TrainConfig | dict | str, # a config (`load_magdi_co
 def train_magdi(cfg: TrainConfig | dict | str, # a config (`load_magdi_config`), a dict or a YAML file
                 progress: bool = False, # a progress bar for the node features
                ) -> dict:
-    "MAGDi training; saves the adapter and tokenizer to `output_dir`; returns a summary with the last logged loss terms."
+    "MAGDi training; saves the adapter, the tokenizer and the log history (`log_history.jsonl`) to `output_dir`; returns a summary with the last logged loss terms."
     cfg = load_magdi_config(cfg)
     tr, info = make_magdi_trainer(cfg, progress)
     res = tr.train(resume_from_checkpoint=cfg.resume or None)
     tr.save_model(tr.args.output_dir)
     if tr.is_world_process_zero(): tr.processing_class.save_pretrained(tr.args.output_dir)
+    save_log_history(tr)
     last = next((h for h in reversed(tr.state.log_history) if 'nll' in h), {})
     return dict(output_dir=str(tr.args.output_dir), train_loss=round(res.training_loss, 6), steps=res.global_step,
                 runtime_s=round(res.metrics.get('train_runtime', 0), 2), **{k: round(last[k], 6) for k in ('nll', 'node', 'mr') if k in last},

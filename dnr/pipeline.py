@@ -153,6 +153,11 @@ def _stage(folder: Path, name: str, fn, log,
     return s
 
 # %% ../nbs/07_pipeline.ipynb #270879f1
+def _report_to(cfg) -> list[str]:
+    "The trackers the run's training reports to (`args.report_to` of its methods' blocks): where its debate's numbers go too."
+    from dnr.train import trackers_of
+    return list(dict.fromkeys(t for m in cfg.train for t in trackers_of((cfg.block(m).get('args') or {}).get('report_to'))))
+
 def _train_cfg(base: dict, stage: str, **fill):
     "A pipeline training block with the run's paths filled in, as its method's config (the block is not changed)."
     return get_method(stage).load_config(base, where=f"pipeline config: field '{stage}'", **fill)
@@ -224,7 +229,10 @@ def pipeline_stages(cfg: PipelineConfig, # the run
     if not cfg.debate_from:
         def debate():
             from dnr.debate import load_debate_config, debate_into, run_sync
-            return finished(run_sync(debate_into(load_debate_config(cfg.debate), deb, resume=True, progress=progress)))
+            from dnr.train import log_metrics
+            s = finished(run_sync(debate_into(load_debate_config(cfg.debate), deb, resume=True, progress=progress)))
+            log_metrics(_report_to(cfg), deb, 'debate', s)  # its counts and spend, to the tracker the training reports to
+            return s
         st.append(Stage('debate', deb, debate, 'debating'))
     up = () if cfg.debate_from else ('debate',)
     for data in dict.fromkeys(get_method(m).data for m in order):
@@ -257,7 +265,7 @@ def pipeline_stages(cfg: PipelineConfig, # the run
     if cfg.figures:
         def figs():
             from dnr.report import figures
-            return {'written': figures([out / 'eval', deb], out / 'figures')}
+            return {'written': figures([out / 'eval', deb] + [out / m for m in order if (out / m).exists()], out / 'figures')}  # with the training curves
         evals = tuple(s.name for s in st if s.name.startswith('eval_'))
         st.append(Stage('figures', out / 'figures', figs, 'Table 1 and figures',
                         lambda: {'reads': {e: _sha(out / 'eval' / e[5:] / 'summary.json') for e in evals}}, evals))
@@ -534,7 +542,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='dnr run', description=run_cli.__doc__,
                                  epilog='exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) +
                                  ' (3 and 4: nothing was built or trained unless --allow-partial).')
-    ap.add_argument('--config', required=True); ap.add_argument('--out', help='override the config\'s out')
+    ap.add_argument('--config', required=True, help='pipeline YAML (see configs/)'); ap.add_argument('--out', help='override the config\'s out')
     ap.add_argument('--allow-partial', action='store_true', help="build and train even if some debate questions stopped on "
                     "'error' or 'budget' (recorded in the summary as partial_debate)")
     ap.add_argument('--plan', action='store_true', help="print the debate's estimated requests, tokens and dollars and stop "
@@ -542,7 +550,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--typical-tokens', type=_positive, help="with --plan: completion tokens per call (default: each agent's max_tokens)")
     ap.add_argument('--rerun-from', metavar='STAGE', help="redo STAGE and every stage after it that reads its output (removes "
                     "their folders first): after changing a finished stage's settings, which a plain rerun refuses")
-    ap.add_argument('--no-progress', action='store_true')
+    ap.add_argument('--no-progress', action='store_true', help='no stage lines or progress bars')
     a = ap.parse_args(argv)
     try:
         cfg = load_pipeline_config(a.config, out=a.out)

@@ -10,9 +10,10 @@ import numpy as np
 from .files import write_text
 
 # %% auto #0
-__all__ = ['PAPER_RESULTS', 'PAPER_EXPERIMENTS', 'paper_number', 'dataset_column', 'load_runs', 'table1_frame', 'table1_markdown',
-           'experiments_frame', 'experiments_markdown', 'plot_table1', 'plot_ablation', 'plot_token_cost',
-           'debate_baselines', 'plot_data_scale', 'figures', 'figures_cli']
+__all__ = ['PAPER_RESULTS', 'PAPER_EXPERIMENTS', 'LOG_HISTORY', 'CURVE_PANELS', 'paper_number', 'dataset_column', 'load_runs',
+           'table1_frame', 'table1_markdown', 'experiments_frame', 'experiments_markdown', 'plot_table1',
+           'plot_ablation', 'plot_token_cost', 'debate_baselines', 'plot_data_scale', 'read_log_history', 'curve_kind',
+           'training_stages', 'plot_training_curves', 'training_runs', 'figures', 'figures_cli']
 
 # %% ../nbs/06_report.ipynb #9c056f67
 PAPER_RESULTS = {
@@ -369,12 +370,86 @@ def plot_data_scale(runs: list[dict], figsize=(6.5, 4)):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/06_report.ipynb #5b670b6a
+LOG_HISTORY = 'log_history.jsonl'  # as `dnr.train.LOG_HISTORY` (written there; read here without importing the trainers)
+
+CURVE_PANELS = {  # kind of stage: (panel title, log keys drawn in it); a panel whose keys were never logged is left out
+    'sft': [('loss', ['loss']), ('token accuracy', ['mean_token_accuracy'])],
+    'preference': [('loss', ['loss', 'loss/sigmoid', 'loss/sft']), ('reward accuracy', ['rewards/accuracies']),
+                   ('rewards', ['rewards/chosen', 'rewards/rejected']), ('reward margin', ['rewards/margins'])],
+    'magdi': [('loss (joint)', ['loss']), ('NLL', ['nll']), ('node (GCN)', ['node']), ('margin ranking', ['mr'])],
+}
+
+def read_log_history(stage: str | Path, # a training stage's folder (holding `log_history.jsonl`)
+                    ) -> list[dict]:
+    "The logged lines of a training stage; errors name the file and line."
+    from dnr.files import read_jsonl
+    f = Path(stage) / LOG_HISTORY
+    if not f.exists(): raise FileNotFoundError(f"{f}: no log history (train with this dnr to keep one)")
+    return [r for _, r in read_jsonl(f)]
+
+def curve_kind(history: list[dict]) -> str:
+    "'magdi', 'preference' (T-DPO, RPO, TRL's DPO) or 'sft', from the keys a stage logged."
+    keys = set().union(*history) if history else set()
+    return 'magdi' if 'nll' in keys else 'preference' if 'rewards/accuracies' in keys else 'sft'
+
+def training_stages(src: str | Path | list, # a stage folder, a run folder, or a list of either
+                   ) -> dict[str, list[dict]]:
+    "Stage name -> log history of every training stage found under `src` (folders holding `log_history.jsonl`), in path order."
+    dirs = [src] if isinstance(src, (str, Path)) else list(src)
+    found = {}
+    for d in map(Path, dirs):
+        if not d.exists(): raise FileNotFoundError(f"{d}: no such folder")
+        for f in sorted([d / LOG_HISTORY] if (d / LOG_HISTORY).exists() else d.rglob(LOG_HISTORY)):
+            name = f.parent.name if f.parent.name not in found else str(f.parent)
+            found[name] = read_log_history(f.parent)
+    return found
+
+def plot_training_curves(src: str | Path | list | dict, # stage folders, a run folder, a list of either, or `training_stages`' dict
+                         out_png: str | Path | None = None, # write the figure here (PNG)
+                         title: str | None = None, # the page's title (default: says what was found)
+                        ):
+    "One page of training curves, a row per stage (`CURVE_PANELS`); returns the figure (and writes `out_png`)."
+    import matplotlib.pyplot as plt
+    stages = src if isinstance(src, dict) else training_stages(src)
+    if not stages: raise ValueError(f"{src}: no training stage with a {LOG_HISTORY}")
+    rows = {n: [(t, ks) for t, ks in CURVE_PANELS[curve_kind(h)] if any(k in r for r in h for k in ks)] for n, h in stages.items()}
+    ncol = max(1, max(len(p) for p in rows.values()))
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.4 * ncol, 2.5 * len(rows)), squeeze=False)
+    for i, (name, panels) in enumerate(rows.items()):
+        h = stages[name]
+        for j in range(ncol):
+            ax = axes[i][j]
+            if j >= len(panels): ax.axis('off'); continue
+            t, keys = panels[j]
+            for k in keys:
+                pts = [(r['step'], r[k]) for r in h if k in r and 'step' in r]
+                if pts: ax.plot(*zip(*pts), marker='.', label=k if len(keys) > 1 else None)
+            if t == 'reward accuracy': ax.set_ylim(-0.05, 1.05)
+            ax.set_title(f'{name}: {t}' if j == 0 else t, fontsize=9, loc='left'); ax.tick_params(labelsize=7); ax.grid(alpha=0.3)
+            ax.set_xlabel('step', fontsize=7)
+            if len(keys) > 1 and ax.lines: ax.legend(fontsize=6, frameon=False)
+    fig.suptitle(title or f"training curves: {', '.join(rows)}", fontsize=10)
+    fig.tight_layout()
+    if out_png:
+        Path(out_png).parent.mkdir(parents=True, exist_ok=True); fig.savefig(out_png, dpi=120, bbox_inches='tight')
+    return fig
+
+def training_runs(dirs: list[str | Path], # folders given to `figures`
+                 ) -> dict[str, dict[str, list[dict]]]:
+    "Run name (the folder holding the stage folders) -> {stage: log history}, for every training stage under `dirs`."
+    runs = {}
+    for d in map(Path, dirs):
+        for f in sorted([d / LOG_HISTORY] if (d / LOG_HISTORY).exists() else d.rglob(LOG_HISTORY)):
+            runs.setdefault(f.parent.parent.name, {})[f.parent.name] = read_log_history(f.parent)
+    return runs
+
 # %% ../nbs/06_report.ipynb #4ad20505
 def figures(dirs: list[str | Path], # run folders
             out: str | Path, # where figures and tables go
             show: bool = False, # keep the figures open (notebooks) instead of closing them
            ) -> dict:
-    "Write every table and figure for the runs under `dirs`; returns {name: [paths]}."
+    "Write every table and figure for the runs under `dirs` (with a page of training curves per run that has training stages); returns {name: [paths]}."
     import matplotlib.pyplot as plt
     from dnr.analysis import plot_run
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -392,6 +467,9 @@ def figures(dirs: list[str | Path], # run folders
     for name, fn in plots.items():
         fig = fn(runs); written[name] = _save(fig, out, name)
         if not show: plt.close(fig)
+    for name, stages in training_runs(dirs).items():  # a page of training curves per run with training stages
+        fig = plot_training_curves(stages, title=f'training curves of run {name}'); written[f'curves_{name}'] = _save(fig, out, f'curves_{name}')
+        if not show: plt.close(fig)
     for name, mags in debates.items():
         fig = plot_run(mags); fig.suptitle(f'debate run {name}: {len(mags)} questions', y=1.02, fontsize=10)
         written[f'debates_{name}'] = _save(fig, out, f'debates_{name}')
@@ -402,7 +480,7 @@ def figures_cli(argv: list[str] | None = None) -> int:
     "`dnr figures RUN_DIR... --out DIR`: tables and figures; prints {name: [files]} as JSON."
     p = argparse.ArgumentParser(prog='dnr figures', description="The paper's tables and figures with our runs beside them.")
     p.add_argument('runs', nargs='*', help='run folders (dnr eval outputs with summary.json, dnr debate outputs with mags.jsonl)')
-    p.add_argument('--out', required=True)
+    p.add_argument('--out', required=True, help='folder for the tables and figures')
     a = p.parse_args(argv)
     import matplotlib; matplotlib.use('Agg')
     w = figures(a.runs, a.out)

@@ -22,10 +22,11 @@ from .tdpo import (LORA_DEFAULTS, TDPO_DEFAULTS, TreeCollator, TreeDPOConfig, Tr
                       response_logps, tokenize_node, tree_dpo_loss, tree_loss, trl_pair_loss)  # re-exported: dnr.train keeps these names
 
 # %% auto #0
-__all__ = ['SFT_DEFAULTS', 'RPO_DEFAULTS', 'TRAIN_KINDS', 'TrainConfigError', 'TrainConfig', 'TrainKind', 'trainer_args_class',
-           'check_train_config', 'load_train_config', 'config_with_overrides', 'read_training_rows', 'make_sft_trainer',
-           'train_sft', 'is_main_process', 'make_tdpo_trainer', 'train_tdpo', 'train_rpo', 'tree_eval_loss',
-           'train_config_fingerprint', 'trainer_method', 'merge_adapter', 'train_cli']
+__all__ = ['SFT_DEFAULTS', 'RPO_DEFAULTS', 'TRAIN_KINDS', 'LOG_HISTORY', 'TrainConfigError', 'TrainConfig', 'TrainKind',
+           'trainer_args_class', 'check_train_config', 'load_train_config', 'config_with_overrides',
+           'read_training_rows', 'save_log_history', 'make_sft_trainer', 'train_sft', 'is_main_process',
+           'make_tdpo_trainer', 'train_tdpo', 'train_rpo', 'tree_eval_loss', 'train_config_fingerprint',
+           'trainer_method', 'trackers_of', 'log_metrics', 'merge_adapter', 'train_cli']
 
 # %% ../nbs/05_train.ipynb #4b3fb29e
 class TrainConfigError(ValueError):
@@ -224,13 +225,24 @@ def _summary(tr, res, out, **kw) -> dict:
     return dict(output_dir=str(out), train_loss=round(res.training_loss, 6), steps=res.global_step,
                 runtime_s=round(res.metrics.get('train_runtime', 0), 2), **kw)
 
+LOG_HISTORY = 'log_history.jsonl'  # beside the adapter: the trainer's logged lines, for curves (`dnr.report.plot_training_curves`)
+
+def save_log_history(tr, # a transformers `Trainer` after `train()`
+                     out: str | Path | None = None, # folder (default: the trainer's `output_dir`)
+                    ) -> Path | None:
+    "Write the trainer's log history (`tr.state.log_history`: a line per logging step, then the run's totals) to `out/log_history.jsonl`; None off the main process."
+    if not tr.is_world_process_zero(): return None
+    f = Path(out or tr.args.output_dir) / LOG_HISTORY
+    write_jsonl(f, tr.state.log_history); return f
+
 def _fit(tr, info: dict, cfg: TrainConfig) -> dict:
-    "Train (resuming if asked), save the adapter and tokenizer to `output_dir`, and summarise."
+    "Train (resuming if asked), save the adapter, the tokenizer and the log history to `output_dir`, and summarise."
     res = tr.train(resume_from_checkpoint=cfg.resume or None)
     m = tr.accelerator.unwrap_model(tr.model)
     if len(getattr(m, 'peft_config', {})) > 1 and 'ref' in m.peft_config: m.delete_adapter('ref')  # TRL's frozen copy
     tr.save_model(tr.args.output_dir)  # writes on the main process only
     if tr.is_world_process_zero(): tr.processing_class.save_pretrained(tr.args.output_dir)
+    save_log_history(tr)
     return _summary(tr, res, tr.args.output_dir, **info)
 
 # %% ../nbs/05_train.ipynb #78da1b04
@@ -423,6 +435,40 @@ def trainer_method(name: str, # the method's name (`dnr train NAME`, a pipeline'
 for _name, _title, _key in (('sft', 'D&R SFT only', 'dnr_sft'), ('tdpo', 'D&R (SFT + T-DPO)', 'dnr'), ('rpo', 'D&R w/ RPO', 'dnr_rpo')):
     register_method(trainer_method(_name, _name, _title, paper_key=_key))
 
+# %% ../nbs/05_train.ipynb #cbfd5d06
+def _numbers_of(d: dict, pre: str = '') -> dict:
+    "Numbers of a nested summary, keys joined by '/' (booleans and text left out)."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict): out.update(_numbers_of(v, f'{pre}{k}/'))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v == v: out[f'{pre}{k}'] = float(v)
+    return out
+
+def trackers_of(report_to) -> list[str]:
+    "The trackers a `report_to` setting names ('none' and None: none)."
+    ts = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    return [t for t in ts if t not in ('none', '')]
+
+def log_metrics(report_to: str | list | None, # as the trainers' `args.report_to`: 'tensorboard', 'trackio', a list, or 'none'
+                out: str | Path, # the stage's folder: tensorboard writes `out/runs/<name>`, as the trainers write theirs
+                name: str, # the run's name in the tracker
+                metrics: dict, # a stage's summary; its numbers are logged (nested keys joined by '/')
+                project: str = 'huggingface', # trackio's project (the trainers' default, `TrainingArguments.project`)
+               ) -> list[str]:
+    "Log a stage's numbers (e.g. a debate's counts and spend) to the trackers the trainers report to; returns those written."
+    nums, done = _numbers_of(metrics), []
+    for t in trackers_of(report_to):
+        if t == 'tensorboard':
+            from torch.utils.tensorboard import SummaryWriter
+            with contextlib.closing(SummaryWriter(log_dir=str(Path(out) / 'runs' / name))) as w:
+                for k, v in nums.items(): w.add_scalar(k, v, 0)
+        elif t == 'trackio':
+            import trackio
+            trackio.init(project=project, name=name); trackio.log(nums); trackio.finish()
+        else: continue  # other trackers: the trainers' own integrations only
+        done.append(t)
+    return done
+
 # %% ../nbs/05_train.ipynb #2aac6a39
 def merge_adapter(adapter: str | Path, # adapter folder (from `dnr train`)
                   out: str | Path, # folder for the merged model
@@ -448,14 +494,18 @@ def _train_parser():
         s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. args.learning_rate=1e-4')
         s.add_argument('--model', help='base model folder or hub id')
         s.add_argument('--data', help=f"folder from `dnr build {meth.data}`")
-        s.add_argument('--output-dir')
+        s.add_argument('--output-dir', help='folder for the adapter, tokenizer, checkpoints and log_history.jsonl')
         s.add_argument('--resume', nargs='?', const=True, default=None, help='resume from the last (or the given) checkpoint')
-        s.add_argument('--max-steps', dest='args.max_steps', type=int); s.add_argument('--epochs', dest='args.num_train_epochs', type=float)
-        s.add_argument('--seed', dest='args.seed', type=int); s.add_argument('--report-to', dest='args.report_to', help="none, tensorboard, wandb, ...")
+        s.add_argument('--max-steps', dest='args.max_steps', type=int, help='stop after this many optimizer steps')
+        s.add_argument('--epochs', dest='args.num_train_epochs', type=float, help='training epochs (args.num_train_epochs)')
+        s.add_argument('--seed', dest='args.seed', type=int, help='random seed of the trainer')
+        s.add_argument('--report-to', dest='args.report_to', help="experiment tracker: none (default), tensorboard, trackio (offline, local), wandb, ...")
         if meth.starts_from: s.add_argument('--adapter', help=f'the {meth.starts_from} adapter to continue from (and the reference)')
         if meth.add_arguments: meth.add_arguments(s)  # its own flags: dest 'args.X' sets an `args` setting, any other a config key
     m = sub.add_parser('merge', help='merge a LoRA adapter into its base model')
-    m.add_argument('--adapter', required=True); m.add_argument('--out', required=True); m.add_argument('--base')
+    m.add_argument('--adapter', required=True, help='the LoRA adapter folder')
+    m.add_argument('--out', required=True, help='folder for the merged model and tokenizer')
+    m.add_argument('--base', help="base model (default: the one the adapter records)")
     return p
 
 def train_cli(argv: list[str] | None = None) -> int:

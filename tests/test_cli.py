@@ -39,6 +39,7 @@ def test_every_command_reports_bad_input_on_one_line(tmp_path, capsys):
         'demo': (['--questions', 0, '--out', tmp_path / 'demo'], '--questions'),
         'show': ([missing], str(missing)),
         'repair': ([missing], str(missing)),
+        'export': (['mags', missing, tmp_path / 'x'], str(missing)),
     }
     from dnr.cli import COMMANDS
     assert set(cases) == set(COMMANDS)
