@@ -38,7 +38,9 @@ def parsers():
         else: yield f'dnr {name}', command_parser(name)
 
 def test_every_option_has_a_help_line():
-    "Imports every command's chapter (about 30 s on a busy 2-core machine: transformers, trl, datasets); parses nothing."
+    """Walks every command's parser; parses nothing.
+
+    Budget: imports every command's chapter (transformers, trl, datasets, the SDKs) in this worker."""
     found = dict(parsers())
     assert {'dnr train', 'dnr build sft', 'dnr build magdi', 'dnr demo'} <= set(found)
     missing = [m for prog, p in found.items() for m in options_without_help(p, prog)]
