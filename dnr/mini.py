@@ -316,6 +316,10 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
             f"and {pref_steps} more for the rows that continue D&R SFT; {n_test} test questions, greedy; seed {seed} (debate and training); "
             f"CPU paths {cpu_paths()}. Order as measured.")
     md = write_table(rows, out, missing, note)
+    if trained := [out / m.name for m in run if m.trainer]:  # each row's training curves, one page (`curves.png`)
+        import matplotlib.pyplot as plt
+        from dnr.report import plot_training_curves
+        plt.close(plot_training_curves(trained, out / 'curves.png', title='miniature Table 1: training curves'))
     s = dict(rows=rows, missing=missing, seconds=times, seed=seed, cpu=cpu_paths(), debate={k: debate.get(k) for k in ('questions', 'rounds_histogram', 'stop_reasons')},
              data={k: {c: v.get(c) for c in ('examples', 'pairs', 'nodes', 'graphs') if c in v} for k, v in built.items()},
              train={k: {c: v.get(c) for c in ('train_loss', 'steps')} for k, v in train.items()}, markdown=md + spread_lines())
