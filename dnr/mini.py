@@ -10,10 +10,10 @@ from pathlib import Path
 from .files import write_json, write_text
 
 # %% auto #0
-__all__ = ['MINI_STEPS', 'MINI_PREF_STEPS', 'MINI_ARGS', 'MINI_LORA', 'MINI_METHODS', 'MINI_AGENTS', 'MINI_DATA', 'PINNED_CPU',
-           'MINI_CHECK', 'MiniMethod', 'resolve', 'mini_debate', 'mags_in_question_order', 'train_method',
-           'evaluate_method', 'table_rows', 'write_table', 'cpu_paths', 'cpu_pinned', 'run_pinned', 'record_path',
-           'seed_spread', 'spread_lines', 'run_seeds', 'mini_claims', 'main', 'run_mini']
+__all__ = ['MINI_STEPS', 'MINI_PREF_STEPS', 'MINI_ARGS', 'MINI_LORA', 'MINI_METHODS', 'MINI_AGENTS', 'MINI_DATA', 'MINI_CHECK',
+           'MiniMethod', 'resolve', 'mini_debate', 'mags_in_question_order', 'train_method', 'evaluate_method',
+           'table_rows', 'write_table', 'run_pinned', 'record_path', 'seed_spread', 'spread_lines', 'run_seeds',
+           'mini_claims', 'main', 'run_mini']
 
 # %% ../nbs/07b_mini.ipynb #8a66e1cf
 @dataclass(frozen=True)
@@ -157,17 +157,7 @@ def write_table(rows: list[dict], out: Path, missing: dict | None = None, note: 
     return md
 
 # %% ../nbs/07b_mini.ipynb #895c341e
-PINNED_CPU = dict(ATEN_CPU_CAPABILITY='avx2', MKL_CBWR='AVX2', ONEDNN_MAX_CPU_ISA='AVX2')  # read when torch, MKL, oneDNN start
-
-def cpu_paths() -> dict:
-    "The floating-point paths this process runs: torch's kernel capability and the math libraries' settings."
-    import torch
-    return dict(capability=torch.backends.cpu.get_cpu_capability(), **{k: os.environ.get(k) for k in PINNED_CPU})
-
-def cpu_pinned() -> bool:
-    "Does this process run the pinned paths (`PINNED_CPU`, set before it started)?"
-    p = cpu_paths()
-    return p['capability'] == PINNED_CPU['ATEN_CPU_CAPABILITY'].upper() and all(p[k] == v for k, v in PINNED_CPU.items())
+from .tiny import PINNED_CPU, cpu_paths, cpu_pinned  # the paths the tiny student is built on, too (`dnr.tiny`)
 
 def run_pinned(log=print, **kw) -> dict:
     "`run_mini(**kw)` in a child process with `PINNED_CPU` set; its lines go to `log`, its stderr to `mini.stderr` beside `out`; returns its summary."

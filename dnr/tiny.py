@@ -8,7 +8,8 @@ import contextlib, fcntl, json, os, random, shutil, socket, subprocess, sys, tem
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CHAT_TEMPLATE', 'QWEN2_RE', 'cache_dir', 'tiny_model', 'free_port', 'serve_model']
+__all__ = ['CHAT_TEMPLATE', 'QWEN2_RE', 'PINNED_CPU', 'cache_dir', 'cpu_paths', 'cpu_pinned', 'tiny_model', 'free_port',
+           'serve_model']
 
 # %% ../nbs/tiny.ipynb #e5bdf4f3
 def cache_dir() -> Path:
@@ -109,8 +110,28 @@ def _train_format(out: Path, steps=400, seed=0):
         loss.backward(); opt.step(); opt.zero_grad()
     model.eval(); model.save_pretrained(out); tok.save_pretrained(out)
 
+# %% ../nbs/tiny.ipynb #0f3ac75c
+PINNED_CPU = dict(ATEN_CPU_CAPABILITY='avx2', MKL_CBWR='AVX2', ONEDNN_MAX_CPU_ISA='AVX2')  # read when torch, MKL, oneDNN start
+
+def cpu_paths() -> dict:
+    "The floating-point paths this process runs: torch's kernel capability and the math libraries' settings."
+    import torch
+    return dict(capability=torch.backends.cpu.get_cpu_capability(), **{k: os.environ.get(k) for k in PINNED_CPU})
+
+def cpu_pinned() -> bool:
+    "Does this process run the pinned paths (`PINNED_CPU`, set before it started)?"
+    p = cpu_paths()
+    return p['capability'] == PINNED_CPU['ATEN_CPU_CAPABILITY'].upper() and all(p[k] == v for k, v in PINNED_CPU.items())
+
+def _train_format_pinned(out: Path):
+    "`_train_format(out)` on the pinned paths: here when this process runs them, else in a child process that does."
+    if cpu_pinned(): return _train_format(out)
+    code = f"from pathlib import Path; from dnr.tiny import _train_format; _train_format(Path({str(out)!r}))"
+    p = subprocess.run([sys.executable, '-c', code], env={**os.environ, **PINNED_CPU}, capture_output=True, text=True, timeout=3600)
+    if p.returncode: raise RuntimeError(f"building the tiny trained model on the pinned CPU paths failed:\n{p.stderr[-3000:]}")
+
 # %% ../nbs/tiny.ipynb #ae5f1fad
-_VERSIONS = {'random': 'v1', 'trained': 'v2'}  # bump when a build changes, so stale caches are not reused
+_VERSIONS = {'random': 'v1', 'trained': 'v3'}  # bump when a build changes, so stale caches are not reused (v3: built on `PINNED_CPU`)
 
 def tiny_model(kind: str = 'trained', # 'random' (untrained weights) or 'trained' (answers in D&R's format)
                root: Path | None = None, # where to cache; default `cache_dir()/tiny`
@@ -127,7 +148,7 @@ def tiny_model(kind: str = 'trained', # 'random' (untrained weights) or 'trained
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f'.{kind}-'))
         try:
             if kind == 'random': _build_random(tmp)
-            else: shutil.copytree(tiny_model('random', root), tmp, dirs_exist_ok=True); _train_format(tmp)
+            else: shutil.copytree(tiny_model('random', root), tmp, dirs_exist_ok=True); _train_format_pinned(tmp)
             tmp.rename(out)
         finally: shutil.rmtree(tmp, ignore_errors=True)
     return out

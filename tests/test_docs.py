@@ -42,8 +42,10 @@ def entry_of(chapter: str) -> dict:
     return e
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture
 def browser():
+    """Headless Chromium for one test: Playwright's sync API runs its event loop in this thread while it is open, so it is
+    closed after each test (held across tests, it broke every later test in the worker that calls `asyncio.run`)."""
     if not Path(CHROMIUM).exists(): pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
