@@ -21,6 +21,9 @@ def _dnr(*args):
     return r, (json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else None)
 
 def test_build_tdpo_cli(tmp_path):
+    """`dnr build tdpo` on the demo's MAGs: the preference trees, their pairs and token budgets.
+
+    Budget: a `dnr build` process that imports transformers and tokenizes every context entry of the demo's debates."""
     run = _mags(tmp_path)
     r, s = _dnr('build', 'tdpo', '--run', str(run), '--tokenizer', str(tiny_model('random')), '--out', str(tmp_path / 'tdpo'))
     assert r.returncode == 0, r.stderr[-2000:]

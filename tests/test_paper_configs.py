@@ -96,6 +96,9 @@ def test_docs_list_every_config_with_its_number():
         if not _numbers(name): assert 'not published' in row
 
 def test_bad_paper_config_names_file_and_field(tmp_path):
+    """Three bad pipeline configs: `dnr run` exits 2 naming the file and the field, before any stage runs.
+
+    Budget: three `dnr run` processes, each importing the pipeline's stack before it reads the config."""
     d = yaml.safe_load((PAPER / 'ablation_no_both.yaml').read_text())
     for k, v, field in (('build', {**d['build'], 'unparsed': 'keep'}, "field 'build.unparsed'"),
                         ('experiment', 'table_9', "field 'experiment'"), ('train', ['tdpo'], 'train needs sft')):
