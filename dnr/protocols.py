@@ -15,8 +15,8 @@ from .mag import DECLARED_STOP_REASONS, ENGINE_STOP_REASONS, MAG, Answer, Round
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'HOW_TO_REGISTER', 'PROTOCOL_SETTINGS', 'entry_head', 'entry_tail', 'render_entries', 'Call',
-           'shuffled_order', 'consensus_answer', 'Protocol', 'register_protocol', 'protocols', 'protocol_class',
-           'get_protocol', 'DnR', 'recorded_config', 'rebuild_protocol']
+           'shuffled_order', 'consensus_answer', 'protocol_options', 'Protocol', 'register_protocol', 'protocols',
+           'protocol_class', 'get_protocol', 'DnR', 'recorded_config', 'rebuild_protocol']
 
 # %% ../nbs/02b_protocols.ipynb #995741b4
 def entry_head(i: int, # the entry's number in the context (1-based)
@@ -63,6 +63,19 @@ def consensus_answer(answers: dict[str, Answer], # agent -> answer of one round
     return next(answers[a].answer for a in order if a in answers and votes.get(answers[a].answer) == top)
 
 # %% ../nbs/02b_protocols.ipynb #943b95de
+def protocol_options(cfg, # a `DebateConfig` (its `protocol_options`, when it has one)
+                     defaults: dict, # option -> default (the authors' behaviour)
+                     allowed: dict, # option -> its allowed values (None: any)
+                     name: str, # the protocol, for messages
+                    ) -> dict:
+    "The protocol's options: `defaults` updated by the config's `protocol_options`; unknown names or values raise."
+    given = dict(getattr(cfg, 'protocol_options', None) or {})
+    if bad := sorted(set(given) - set(defaults)): raise ValueError(f"{name}: unknown protocol_options {bad}; known: {sorted(defaults)}")
+    for k, v in given.items():
+        if allowed.get(k) is not None and v not in allowed[k]: raise ValueError(f"{name}: protocol_options.{k} is {v!r}; one of {list(allowed[k])}")
+    return {**defaults, **given}
+
+
 class Protocol:
     """A debate protocol: the base class every protocol subclasses. A subclass must define `name`, `shown`, `prompt` and
     `plan_prompts` (checked when the class is defined); every other method below is an optional hook with the default
@@ -74,6 +87,8 @@ class Protocol:
     round_limit: int | None = None  # the most rounds after round 0 it can run (a config's `max_rounds`); None: any
     agent_count: int | None = None  # the number of agents it needs; None: any
     round_end_after_last: bool = False  # run a round end after the last round too (e.g. a judge's final decision)
+    defaults: dict = {}  # its named options (a config's `protocol_options`) and their defaults, the authors' behaviour
+    allowed: dict = {}  # option -> its allowed values (None or absent: any)
 
     def __init_subclass__(cls, abstract: bool = False, **kw):
         "A protocol class that leaves out a required piece fails here, naming it (`abstract=True`: a base for other protocols)."
@@ -90,6 +105,7 @@ class Protocol:
                  roles: dict[str, str] | None = None, # agent -> 'teacher' | 'student'
                 ):
         self.cfg, self.names, self.roles = cfg, list(names), roles or {}
+        self.options = protocol_options(cfg, self.defaults, self.allowed, self.name)  # unknown options fail here, before any call
         self.check_config()
 
     def check_config(self):

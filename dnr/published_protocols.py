@@ -14,25 +14,13 @@ from .protocols import Protocol, consensus_answer, register_protocol, get_protoc
 
 # %% auto #0
 __all__ = ['DU_QUESTION', 'DU_OTHERS', 'DU_ONE', 'DU_UPDATE', 'DU_ALONE', 'RC_JSON', 'RC_REVIEW', 'RC_CONFIDENCE', 'RC_TRIES',
-           'MAD_PROMPTS', 'ROUND_WORDS', 'protocol_options', 'du_question', 'du_message', 'du_parse_answer',
-           'du_solve_math', 'du_parse', 'SocietyOfMinds', 'rc_answer_line', 'reconcile_prompt', 'rc_parse_json',
-           'rc_confidence', 'trans_confidence', 'rc_invalid_result', 'rc_explanation', 'rc_discussion',
-           'rc_weighted_vote', 'ReConcile', 'mad_prompt', 'mad_verdict_json', 'mad_option', 'MAD',
-           'rc_intervene_prompt', 'convincing_samples', 'convincing_for', 'build_convincing']
+           'MAD_PROMPTS', 'ROUND_WORDS', 'du_question', 'du_message', 'du_parse_answer', 'du_solve_math', 'du_parse',
+           'SocietyOfMinds', 'rc_answer_line', 'reconcile_prompt', 'rc_parse_json', 'rc_confidence', 'trans_confidence',
+           'rc_invalid_result', 'rc_explanation', 'rc_discussion', 'rc_weighted_vote', 'ReConcile', 'mad_prompt',
+           'mad_verdict_json', 'mad_option', 'MAD', 'rc_intervene_prompt', 'convincing_samples', 'convincing_for',
+           'build_convincing']
 
 # %% ../nbs/02c_published_protocols.ipynb #6c211819
-def protocol_options(cfg, # a `DebateConfig` (its `protocol_options`, when it has one)
-                     defaults: dict, # option -> default (the authors' behaviour)
-                     allowed: dict, # option -> its allowed values (None: any)
-                     name: str, # the protocol, for messages
-                    ) -> dict:
-    "The protocol's options: `defaults` updated by the config's `protocol_options`; unknown names or values raise."
-    given = dict(getattr(cfg, 'protocol_options', None) or {})
-    if bad := sorted(set(given) - set(defaults)): raise ValueError(f"{name}: unknown protocol_options {bad}; known: {sorted(defaults)}")
-    for k, v in given.items():
-        if allowed.get(k) is not None and v not in allowed[k]: raise ValueError(f"{name}: protocol_options.{k} is {v!r}; one of {list(allowed[k])}")
-    return {**defaults, **given}
-
 DU_QUESTION = ("Can you answer the following question as accurately as possible? {}: {} Explain your answer, putting the "
                "answer in the form (X) at the end of your response.")  # gen_mmlu.py, parse_question_answer
 DU_OTHERS = "These are the solutions to the problem from other agents: "  # gen_mmlu.py, construct_message
@@ -82,7 +70,6 @@ class SocietyOfMinds(Protocol):
 
     def __init__(self, cfg, names, roles=None):
         super().__init__(cfg, names, roles)
-        self.options = protocol_options(cfg, self.defaults, self.allowed, self.name)
 
     def shown(self, q, r, rounds): return (None, []) if r == 0 else (None, list(self.names))
     def views(self, q, r, rounds): return {} if r == 0 else {a: [b for b in self.names if b != a] for a in self.names}
@@ -214,7 +201,7 @@ class ReConcile(Protocol):
 
     def __init__(self, cfg, names, roles=None):
         super().__init__(cfg, names, roles)
-        self.options = o = protocol_options(cfg, self.defaults, self.allowed, self.name)
+        o = self.options
         if o['tries'] != 'reference' and not (isinstance(o['tries'], int) and o['tries'] >= 1):
             raise ValueError(f"reconcile: protocol_options.tries is {o['tries']!r}; 'reference' or a positive number")
         providers = {a.get('name'): a.get('provider') for a in getattr(cfg, 'agents', [])}
@@ -324,7 +311,6 @@ class MAD(Protocol):
 
     def __init__(self, cfg, names, roles=None):
         super().__init__(cfg, names, roles)
-        self.options = protocol_options(cfg, self.defaults, self.allowed, self.name)
         if len(self.names) != 3: raise ValueError(f"mad needs 3 agents (affirmative, negative, moderator), got {len(self.names)}: {self.names}")
         self.aff, self.neg, self.judge = self.names
         self._first, self._past = {}, {}  # question id -> round-0 answers; the moderator's conversation so far
