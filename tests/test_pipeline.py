@@ -102,7 +102,9 @@ def test_run_refuses_partial_debate_unless_allowed(tmp_path, monkeypatch):
 
 
 def test_run_plan_and_validation_before_writing(tmp_path):
-    "`dnr run --plan`: no network, no key; a dead server or a typo is refused before `out` exists."
+    """`dnr run --plan`: no network, no key; a dead server or a typo is refused before `out` exists.
+
+    Budget: `dnr run` processes (a plan, a refused run), each importing the pipeline's stack before it reads the config."""
     from dnr.tiny import free_port
     dead = f'http://127.0.0.1:{free_port()}/v1'
     f = _partial_config(tmp_path, dead)

@@ -69,8 +69,9 @@ def dnr_commands(env, site, *commands, timeout=600) -> list[dict]:
 def test_a_protocol_and_a_method_from_outside_dnr(tmp_path, plugin):
     """The toy protocol debates scripted agents (`dnr debate`), refuses a config it cannot honour before any call,
     and its MAGs keep its own stop reason and read back (`dnr show`, `dnr build sft` / `tdpo`); the toy method trains
-    the tiny student 2 steps (`dnr train sft_toylr`) with its own learning rate, and its summary names it. Over 30 s
-    on a busy machine: two subprocesses import dnr, one of them torch, and it trains."""
+    the tiny student 2 steps (`dnr train sft_toylr`) with its own learning rate, and its summary names it.
+
+    Budget: `dnr` subprocesses that import dnr (one of them torch) with the plugin installed, and a training."""
     from dnr.data import load_benchmark
     from dnr.tiny import tiny_model
     site, env = plugin
