@@ -19,7 +19,7 @@ offline, so this script reproduces what matters for checking the pages here:
 2. The processed notebooks are written to `_proc/` (what Quarto would render);
 3. each is exported with nbconvert's `HTMLExporter(template_name='lab')` after deleting each cell's
    `metadata.execution` (execnb stores float timings there that nbformat's validator rejects) to
-   `_site_fallback/<chapter>.html`, with its manifest entry `_site_fallback/chapters/<chapter>.json` (status, seconds,
+   `_site_fallback/<chapter>.html`, with its manifest entry `_site_fallback/chapters/<chapter>.json` (status, seconds, its five slowest cells,
    number of image outputs, error and traceback, the build inputs and the test run it was rendered in), all of them
    listed in `_site_fallback/manifest.json`; `tests/test_docs.py` checks the pages in headless Chromium. What Quarto would do with the
    processed notebook is done here too: cell directives are applied and stripped (`#| echo: false` hides the
@@ -76,7 +76,9 @@ def _exec_all_processor(flags: set, path: Path | None = None):
             if 'nbdev_export' + '(' in cell.source: return
             d = getattr(cell, 'directives_', {}) or {}
             if d.get('eval:', [''])[0].lower() == 'false' or flags & set(d): return
-            self.k.cell(cell)
+            t = time.time(); self.k.cell(cell)
+            first = next((l for l in cell.source.splitlines() if l.strip() and not l.startswith('#|')), '')
+            self.nb.cell_seconds_ = getattr(self.nb, 'cell_seconds_', []) + [(round(time.time() - t, 1), cell.idx_, first[:80])]
             if self.k.exc:
                 exc = self.k.exc[1] if isinstance(self.k.exc, tuple) else self.k.exc
                 self.failed = f"cell {cell.idx_}: {type(exc).__name__}: {exc}"
@@ -106,6 +108,7 @@ def render_one(nb_path: str, out_dir: str, proc_dir: str) -> dict:
         nb = read_nb(nb_path)
         with working_directory(nb_path.parent):
             NBProcessor(nb=nb, procs=procs).process()
+        entry['slowest_cells'] = [dict(seconds=t, cell=i, first_line=f) for t, i, f in sorted(getattr(nb, 'cell_seconds_', []), reverse=True)[:5]]
         if getattr(nb, 'exec_error_', None): entry.update(status='error', error=nb.exec_error_, traceback=nb.exec_traceback_)
         proc_dir.mkdir(parents=True, exist_ok=True)
         write_nb(nb, proc_dir / nb_path.name)
