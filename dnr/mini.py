@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_mini.ipynb #76b30027
 from __future__ import annotations
-import csv, importlib, json, os, shutil, subprocess, sys, time
+import csv, hashlib, importlib, json, os, shutil, subprocess, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from .files import write_json, write_text
@@ -13,7 +13,7 @@ from .files import write_json, write_text
 __all__ = ['MINI_STEPS', 'MINI_PREF_STEPS', 'MINI_ARGS', 'MINI_LORA', 'MINI_METHODS', 'MINI_AGENTS', 'MINI_DATA', 'MINI_CHECK',
            'MiniMethod', 'resolve', 'mini_debate', 'mags_in_question_order', 'train_method', 'evaluate_method',
            'table_rows', 'write_table', 'run_pinned', 'record_path', 'seed_spread', 'spread_lines', 'run_seeds',
-           'mini_claims', 'main', 'run_mini']
+           'mini_claims', 'main', 'adapter_sha256', 'run_mini']
 
 # %% ../nbs/07b_mini.ipynb #8a66e1cf
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def run_pinned(log=print, **kw) -> dict:
     return json.loads((out / 'summary.json').read_text())
 
 # %% ../nbs/07b_mini.ipynb #1c733f21
-MINI_CHECK = dict(n_train=300, n_test=100, seed=0, methods=('base', 'dnr_sft', 'dnr_tdpo'))  # the configuration the chapter's test reruns
+MINI_CHECK = dict(n_train=100, n_test=100, seed=0, steps=20, pref_steps=2, methods=('base', 'dnr_sft', 'dnr_tdpo'))  # what the chapter's test reruns
 
 def record_path() -> Path:
     "Where the committed seed record lives: `nbs/mini_seeds.json` of this checkout."
@@ -264,6 +264,10 @@ def main(argv=None) -> int:
     return 0
 
 # %% ../nbs/07b_mini.ipynb #eb49d8f2
+def adapter_sha256(folder: Path) -> str:
+    "sha256 of a trained row's adapter weights (`adapter_model.safetensors`): equal only for the same training, bit for bit."
+    return hashlib.sha256((Path(folder) / 'adapter_model.safetensors').read_bytes()).hexdigest()
+
 def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
              n_train: int = 300, # debated train questions
              n_test: int = 300, # test questions evaluated
@@ -312,7 +316,8 @@ def run_mini(out: str | Path = 'runs/demo/mini', # folder (replaced)
         plt.close(plot_training_curves(trained, out / 'curves.png', title='miniature Table 1: training curves'))
     s = dict(rows=rows, missing=missing, seconds=times, seed=seed, cpu=cpu_paths(), debate={k: debate.get(k) for k in ('questions', 'rounds_histogram', 'stop_reasons')},
              data={k: {c: v.get(c) for c in ('examples', 'pairs', 'nodes', 'graphs') if c in v} for k, v in built.items()},
-             train={k: {c: v.get(c) for c in ('train_loss', 'steps')} for k, v in train.items()}, markdown=md + spread_lines())
+             train={k: {**{c: v.get(c) for c in ('train_loss', 'steps')}, 'adapter_sha256': adapter_sha256(out / k)} for k, v in train.items()},
+             markdown=md + spread_lines())
     write_json(out / 'times.json', times); write_json(out / 'summary.json', s, default=str)
     return s
 

@@ -35,6 +35,19 @@ def dnr(cmd, *args, check=True, timeout=300):
     return p
 
 
+def dnr_in_process(cmd, *args):
+    """`dnr <cmd> ...` run by the console script's own entry point (`dnr.cli.main`) in this process, its stdout and stderr
+    captured: for the tests of a refused input, which a subprocess would make pay a fresh import of the training stack
+    (15 s of CPU) for an error found before any work. The exit status is main's (or argparse's `SystemExit`)."""
+    import contextlib, io, subprocess
+    from dnr.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: rc = main([cmd, *map(str, args)])
+        except SystemExit as e: rc = e.code if isinstance(e.code, int) else 2
+    return subprocess.CompletedProcess(['dnr', cmd, *map(str, args)], rc, out.getvalue(), err.getvalue())
+
+
 def last_json(p):
     "The JSON summary a `dnr` command prints as its last line."
     return json.loads(p.stdout.strip().splitlines()[-1])

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, dnr, last_json
+from conftest import ROOT, dnr, last_json, dnr_in_process
 
 
 @pytest.fixture(scope='session')
@@ -45,11 +45,11 @@ def test_eval_bad_input(tmp_path, tiny):
     out = tmp_path / 'run'; out.mkdir()
     (out / 'config.json').write_text(json.dumps({'model': 'other'}))
     (out / 'predictions.jsonl').write_text('{"question_id": "1"}\n')
-    p = dnr('eval', '--model', str(tiny), '--dataset', 'mmlu_pro:physics', '--out', str(out), check=False)
+    p = dnr_in_process('eval', '--model', str(tiny), '--dataset', 'mmlu_pro:physics', '--out', str(out))
     assert p.returncode != 0 and 'different configuration' in p.stderr
-    p = dnr('eval', '--model', str(tiny), '--dataset', 'mmlu_pro:physics', '--out', str(tmp_path / 'b'), '--tag', 'oops', check=False)
+    p = dnr_in_process('eval', '--model', str(tiny), '--dataset', 'mmlu_pro:physics', '--out', str(tmp_path / 'b'), '--tag', 'oops')
     assert p.returncode != 0 and "--tag 'oops': expected KEY=VALUE" in p.stderr
-    p = dnr('eval', '--model', str(tiny), '--dataset', 'mmlu_pro:physics', '--backend', 'openai', '--out', str(tmp_path / 'c'), check=False)
+    p = dnr_in_process('eval', '--model', str(tiny), '--dataset', 'mmlu_pro:physics', '--backend', 'openai', '--out', str(tmp_path / 'c'))
     assert p.returncode != 0 and '--base-url' in p.stderr
     from dnr.eval import read_predictions
     bad = tmp_path / 'p.jsonl'; bad.write_text('{"question_id": "1"}\n{"x": 1}\n')
@@ -72,22 +72,22 @@ def test_eval_extraction_conventions_and_old_predictions(tmp_path, tiny):
     s2 = last_json(dnr('eval', *args, '--extraction', 'mmlu_pro'))
     assert (s2['generated'], s2['resumed'], s2['extraction']) == (0, 3, 'mmlu_pro') and s2['by_extraction'] == s['by_extraction']
     assert s2['accuracy'] == s['by_extraction']['mmlu_pro']['accuracy']
-    p = dnr('eval', *args, '--extraction', 'regex', check=False)
+    p = dnr_in_process('eval', *args, '--extraction', 'regex')
     assert p.returncode != 0 and "--extraction: invalid choice: 'regex'" in p.stderr
-    p = dnr('eval', '--model', str(tiny), '--dataset', 'math', '--extraction', 'mmlu_pro', '--out', str(tmp_path / 'm'), check=False)
+    p = dnr_in_process('eval', '--model', str(tiny), '--dataset', 'math', '--extraction', 'mmlu_pro', '--out', str(tmp_path / 'm'))
     assert p.returncode != 0 and 'multiple-choice letters only' in p.stderr
 
 
 def test_eval_missing_model_folder_is_named(tmp_path):
-    p = dnr('eval', '--model', '/no/such/dir', '--dataset', 'mmlu_pro:physics', '--out', str(tmp_path / 'r'), check=False)
+    p = dnr_in_process('eval', '--model', '/no/such/dir', '--dataset', 'mmlu_pro:physics', '--out', str(tmp_path / 'r'))
     assert p.returncode != 0 and '--model /no/such/dir: not found locally, and not a hub id' in p.stderr
     assert 'Repo id must be' not in p.stderr
-    p = dnr('eval', '--adapter', str(tmp_path / 'no-adapter'), '--model', 'org/name', '--dataset', 'mmlu_pro:physics',
-            '--out', str(tmp_path / 'r2'), check=False)
+    p = dnr_in_process('eval', '--adapter', str(tmp_path / 'no-adapter'), '--model', 'org/name', '--dataset', 'mmlu_pro:physics',
+            '--out', str(tmp_path / 'r2'))
     assert p.returncode != 0 and f'--adapter {tmp_path / "no-adapter"}: not found' in p.stderr
     (tmp_path / 'not-an-adapter').mkdir()  # a folder, but not a PEFT adapter: named before --out is created
-    p = dnr('eval', '--adapter', str(tmp_path / 'not-an-adapter'), '--model', 'org/name', '--dataset', 'mmlu_pro:physics',
-            '--out', str(tmp_path / 'r3'), check=False)
+    p = dnr_in_process('eval', '--adapter', str(tmp_path / 'not-an-adapter'), '--model', 'org/name', '--dataset', 'mmlu_pro:physics',
+            '--out', str(tmp_path / 'r3'))
     assert p.returncode == 2 and 'adapter_config.json: not found (is --adapter a PEFT adapter folder?)' in p.stderr
     assert not (tmp_path / 'r3').exists()
 

@@ -140,14 +140,13 @@ def test_build_and_train_cli_log_three_terms_and_resume(data, tmp_path):
     assert len(logs) == 1 and float(logs[0]['epoch']) > 0  # steps 9-10 only: it went on from checkpoint-8
 
 def test_bad_input_is_named(data, tmp_path):
-    """A typo in a MAGDi config and an agent the MAGs lack are refused by name, before anything is written.
-
-    Budget: two `dnr` processes (`dnr train magdi`, `dnr build magdi`), each importing the training stack before it reads its input."""
+    "A typo in a MAGDi config and an agent the MAGs lack are refused by name, before anything is written."
+    from conftest import dnr_in_process
     bad = tmp_path / 'bad.yaml'
     bad.write_text((ROOT / 'configs' / 'magdi_tiny.yaml').read_text().replace('gcn_hidden:', 'gcn_hiden:'))
-    p = dnr('train', 'magdi', '--config', bad, '--set', f'model={tiny_model("trained")}', check=False)
+    p = dnr_in_process('train', 'magdi', '--config', bad, '--set', f'model={tiny_model("trained")}')
     assert p.returncode == 2 and "field 'args.gcn_hiden'" in p.stderr and "did you mean 'gcn_hidden'" in p.stderr, p.stderr
-    p = dnr('build', 'magdi', '--run', data / 'deb', '--out', tmp_path / 'x', '--agents', 'gpt-4o', 'gemini', 'claude', check=False)
+    p = dnr_in_process('build', 'magdi', '--run', data / 'deb', '--out', tmp_path / 'x', '--agents', 'gpt-4o', 'gemini', 'claude')
     assert p.returncode == 2 and "agents ['claude'] not in this MAG" in p.stderr and not (tmp_path / 'x').exists()
 
 def test_tiny_pipeline_trains_and_evaluates_magdi(tmp_path):

@@ -96,15 +96,14 @@ def test_docs_list_every_config_with_its_number():
         if not _numbers(name): assert 'not published' in row
 
 def test_bad_paper_config_names_file_and_field(tmp_path):
-    """Three bad pipeline configs: `dnr run` exits 2 naming the file and the field, before any stage runs.
-
-    Budget: three `dnr run` processes, each importing the pipeline's stack before it reads the config."""
+    "Three bad pipeline configs: `dnr run` exits 2 naming the file and the field, before any stage runs."
+    from conftest import dnr_in_process
     d = yaml.safe_load((PAPER / 'ablation_no_both.yaml').read_text())
     for k, v, field in (('build', {**d['build'], 'unparsed': 'keep'}, "field 'build.unparsed'"),
                         ('experiment', 'table_9', "field 'experiment'"), ('train', ['tdpo'], 'train needs sft')):
         f = tmp_path / 'p.yaml'; f.write_text(yaml.safe_dump({**d, k: v, 'debate': str(PAPER / 'debate_physics.yaml'),
                                                              'sft': str(ROOT / 'configs' / 'sft_paper.yaml'), 'tdpo': str(ROOT / 'configs' / 'tdpo_paper.yaml')}))
-        r = subprocess.run([str(BIN / 'dnr'), 'run', '--config', str(f)], capture_output=True, text=True, timeout=120)
+        r = dnr_in_process('run', '--config', f)
         assert r.returncode == 2 and str(f) in r.stderr and field in r.stderr, r.stderr[-1000:]
 
 def test_figures_place_a_finished_run_beside_the_paper(tmp_path):

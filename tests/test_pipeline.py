@@ -2,7 +2,7 @@
 import json, os, re, subprocess
 from pathlib import Path
 import yaml
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, dnr_in_process
 
 def dnr(*args, check=True, env=None):
     return subprocess.run([str(BIN / 'dnr'), *map(str, args)], capture_output=True, text=True, check=check, timeout=600, env=env)
@@ -59,7 +59,7 @@ def test_run_bad_config_names_file_and_field(tmp_path):
     cfg = yaml.safe_load((ROOT / 'configs' / 'pipeline_paper.yaml').read_text())
     cfg['eval']['backnd'] = 'hf'
     f = tmp_path / 'p.yaml'; f.write_text(yaml.safe_dump(cfg))
-    r = dnr('run', '--config', f, check=False)
+    r = dnr_in_process('run', '--config', f)
     assert r.returncode == 2 and f"{f}: field 'eval.backnd'" in r.stderr
 
 def test_paper_pipeline_config_is_valid():
@@ -102,14 +102,12 @@ def test_run_refuses_partial_debate_unless_allowed(tmp_path, monkeypatch):
 
 
 def test_run_plan_and_validation_before_writing(tmp_path):
-    """`dnr run --plan`: no network, no key; a dead server or a typo is refused before `out` exists.
-
-    Budget: `dnr run` processes (a plan, a refused run), each importing the pipeline's stack before it reads the config."""
+    "`dnr run --plan`: no network, no key; a dead server or a typo is refused before `out` exists."
     from dnr.tiny import free_port
     dead = f'http://127.0.0.1:{free_port()}/v1'
     f = _partial_config(tmp_path, dead)
-    r = dnr('run', '--config', f, '--plan', check=False)
+    r = dnr_in_process('run', '--config', f, '--plan')
     p = json.loads(r.stdout.strip().splitlines()[-1])
     assert r.returncode == 0 and p['questions'] == 2 and p['estimated_usd'] > 0 and not (tmp_path / 'run').exists()
-    r = dnr('run', '--config', f, check=False)
+    r = dnr_in_process('run', '--config', f)
     assert r.returncode == 2 and f'cannot connect to {dead}' in r.stderr and not (tmp_path / 'run').exists()
