@@ -12,8 +12,8 @@ def main(argv=None):
     s = json.loads((Path(a.run) / 'summary.json').read_text())
     c = mini.MINI_CHECK
     got = dict(seed=s['seed'], n_train=s['debate']['questions'], n_test=s['rows'][0]['n'], methods=tuple(r['method'] for r in s['rows']),
-               steps=s['train']['dnr_sft']['steps'])
-    want = dict(seed=c['seed'], n_train=c['n_train'], n_test=c['n_test'], methods=tuple(c['methods']), steps=mini.MINI_STEPS)
+               steps=s['train']['dnr_sft']['steps'], pref_steps=s['train']['dnr_tdpo']['steps'])
+    want = dict(seed=c['seed'], n_train=c['n_train'], n_test=c['n_test'], methods=tuple(c['methods']), steps=c['steps'], pref_steps=c['pref_steps'])
     if got != want: raise SystemExit(f"{a.run}: not a MINI_CHECK run: {got} != {want}")
     if s['cpu'] != {'capability': mini.PINNED_CPU['ATEN_CPU_CAPABILITY'].upper(), **mini.PINNED_CPU}: raise SystemExit(f"{a.run}: not pinned: {s['cpu']}")
     f = Path(a.record) if a.record else mini.record_path()
