@@ -1,0 +1,77 @@
+"""Why MAGDi stays at chance in the miniature: its row trained with MAGDi's NLL (whole node text, `nll_span: text`)
+and with the NLL on the answer span only (`nll_span: answer`), pinned CPU paths, graded with MAGDi's prompt and
+reading; writes `nbs/magdi_nll_experiment.json`, which `nbs/05c_magdi_train.ipynb` renders and checks.
+
+    nice -n 10 python dev/mini_magdi_nll.py --runs /path/to/runs/mini_seeds --seeds 0 1
+
+`--runs` holds finished miniatures (`python -m dnr.mini`), one `seed{N}` folder each: their built MAGDi data
+(`data/magdi`) is trained on, so nothing is re-debated. Without it the seed's debate and data are built here.
+"""
+from __future__ import annotations
+import argparse, dataclasses, json, os, subprocess, sys, time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPANS = ('text', 'answer')
+
+
+def magdi_data(runs: Path | None, seed: int, work: Path, n_train: int) -> Path:
+    "The seed's built MAGDi data: from a finished miniature under `runs`, else debated and built here."
+    from dnr.mini import MINI_DATA, mags_in_question_order, mini_debate
+    if runs is not None and (runs / f'seed{seed}' / 'data' / 'magdi' / 'pairs.jsonl').exists(): return runs / f'seed{seed}' / 'data' / 'magdi'
+    from dnr.tiny import tiny_model
+    mini_debate(work / 'debate', n_train, seed)
+    mags = mags_in_question_order(work / 'debate', work / 'data' / 'mags.jsonl')
+    MINI_DATA['magdi'](mags, work / 'data' / 'magdi', str(tiny_model('trained')))
+    return work / 'data' / 'magdi'
+
+
+def run(a) -> dict:
+    from dnr.codebook import load_codebook
+    from dnr.mini import MINI_ARGS, MINI_LORA, MINI_METHODS, MINI_STEPS, evaluate_method, table_rows, train_method
+    from dnr.tiny import cpu_paths, tiny_model
+    student, qs = tiny_model('trained'), load_codebook('test', a.n_test)
+    magdi = next(m for m in MINI_METHODS if m.name == 'magdi')
+    rec = dict(config=dict(method='dnr.mini MINI_METHODS magdi', args={**MINI_ARGS, 'max_steps': MINI_STEPS, **magdi.args}, lora=MINI_LORA,
+                           n_test=a.n_test, prompt=magdi.prompt, spans=list(SPANS), data=('finished miniatures (python -m dnr.mini), data/magdi'
+                                                                                         if a.runs else 'debated and built here'), cpu=cpu_paths()),
+               rows=[], seconds={})
+    for sd in a.seeds:
+        data = magdi_data(Path(a.runs) if a.runs else None, sd, Path(a.out) / f'seed{sd}', 300)
+        for span in SPANS:
+            m = dataclasses.replace(magdi, name=f'magdi_nll_{span}', args={**magdi.args, 'nll_span': span})
+            out = Path(a.out) / f'seed{sd}' / m.name
+            t = time.time(); tr = train_method(m, student, data, out, MINI_STEPS, {}, sd)
+            ev = evaluate_method(student, out, qs, out.parent / 'eval' / m.name, prompt=m.prompt)
+            rec['seconds'][f'seed{sd} {span}'] = round(time.time() - t, 1)
+            preds = [json.loads(l) for l in (out.parent / 'eval' / m.name / 'predictions.jsonl').read_text().splitlines()]
+            top, n_top = Counter(p['answer'] for p in preds).most_common(1)[0]
+            row = dict(seed=sd, nll_span=span, **table_rows({m.name: ev})[0], unparsed=round(100 * ev['unparsed'], 2),
+                       most_common_answer=top, most_common_share=round(100 * n_top / len(preds), 2),
+                       train_loss=tr.get('train_loss'), nll=tr.get('nll'), example_response=preds[0]['response'])
+            rec['rows'].append(row); print(json.dumps(row), flush=True)
+    return rec
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--runs', default=None, help='folder of finished miniatures (seed{N}/data/magdi)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0])
+    p.add_argument('--n-test', type=int, default=300)
+    p.add_argument('--out', default='/tmp/mini_magdi_nll')
+    p.add_argument('--record', default=str(ROOT / 'nbs' / 'magdi_nll_experiment.json'))
+    a = p.parse_args(argv)
+    from dnr.tiny import PINNED_CPU, cpu_pinned
+    if not cpu_pinned():  # the miniature's pinned floating-point paths, set before torch starts
+        return subprocess.call([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env={**os.environ, **PINNED_CPU})
+    t = time.time(); rec = run(a)
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    rec.update(total_seconds=round(time.time() - t, 1), commit=commit,
+               command='nice -n 10 python dev/mini_magdi_nll.py ' + ' '.join(argv if argv is not None else sys.argv[1:]))
+    Path(a.record).write_text(json.dumps(rec, indent=1) + '\n')
+    print(f"wrote {a.record}")
+    return 0
+
+
+if __name__ == '__main__': sys.exit(main())
