@@ -5,7 +5,9 @@ reading; writes `nbs/magdi_nll_experiment.json`, which `nbs/05c_magdi_train.ipyn
     nice -n 10 python dev/mini_magdi_nll.py --runs /path/to/runs/mini_seeds --seeds 0 1
 
 `--runs` holds finished miniatures (`python -m dnr.mini`), one `seed{N}` folder each: their built MAGDi data
-(`data/magdi`) is trained on, so nothing is re-debated. Without it the seed's debate and data are built here.
+(`data/magdi`) is trained on, so nothing is re-debated. Without it the seed's debate and data are built here. The
+`text` row is the miniature's own MAGDi row (`eval/magdi`, the same configuration and pinned paths), read from
+there unless `--retrain-text`. The record is rewritten after each row, so a stopped run keeps what it finished.
 """
 from __future__ import annotations
 import argparse, dataclasses, json, os, subprocess, sys, time
@@ -27,7 +29,15 @@ def magdi_data(runs: Path | None, seed: int, work: Path, n_train: int) -> Path:
     return work / 'data' / 'magdi'
 
 
-def run(a) -> dict:
+def finished_row(runs: Path, seed: int):
+    "The miniature's own MAGDi row of `seed` (trained with `nll_span: text`): its evaluation summary, predictions and training summary."
+    d = runs / f'seed{seed}'
+    if not (d / 'eval' / 'magdi' / 'summary.json').exists(): return None
+    preds = [json.loads(l) for l in (d / 'eval' / 'magdi' / 'predictions.jsonl').read_text().splitlines()]
+    return json.loads((d / 'eval' / 'magdi' / 'summary.json').read_text()), preds, json.loads((d / 'summary.json').read_text())['train']['magdi']
+
+
+def run(a, save) -> dict:
     from dnr.codebook import load_codebook
     from dnr.mini import MINI_ARGS, MINI_LORA, MINI_METHODS, MINI_STEPS, evaluate_method, table_rows, train_method
     from dnr.tiny import cpu_paths, tiny_model
@@ -42,15 +52,20 @@ def run(a) -> dict:
         for span in SPANS:
             m = dataclasses.replace(magdi, name=f'magdi_nll_{span}', args={**magdi.args, 'nll_span': span})
             out = Path(a.out) / f'seed{sd}' / m.name
-            t = time.time(); tr = train_method(m, student, data, out, MINI_STEPS, {}, sd)
-            ev = evaluate_method(student, out, qs, out.parent / 'eval' / m.name, prompt=m.prompt)
-            rec['seconds'][f'seed{sd} {span}'] = round(time.time() - t, 1)
-            preds = [json.loads(l) for l in (out.parent / 'eval' / m.name / 'predictions.jsonl').read_text().splitlines()]
+            t = time.time()
+            if span == 'text' and a.runs and not a.retrain_text and (done := finished_row(Path(a.runs), sd)):
+                (ev, preds, tr), source = done, "the finished miniature's magdi row"
+            else:
+                tr = train_method(m, student, data, out, MINI_STEPS, {}, sd)
+                ev = evaluate_method(student, out, qs, out.parent / 'eval' / m.name, prompt=m.prompt)
+                preds = [json.loads(l) for l in (out.parent / 'eval' / m.name / 'predictions.jsonl').read_text().splitlines()]
+                source = 'trained here'
+                rec['seconds'][f'seed{sd} {span}'] = round(time.time() - t, 1)
             top, n_top = Counter(p['answer'] for p in preds).most_common(1)[0]
-            row = dict(seed=sd, nll_span=span, **table_rows({m.name: ev})[0], unparsed=round(100 * ev['unparsed'], 2),
+            row = dict(seed=sd, nll_span=span, source=source, **table_rows({m.name: ev})[0], unparsed=round(100 * ev['unparsed'], 2),
                        most_common_answer=top, most_common_share=round(100 * n_top / len(preds), 2),
-                       train_loss=tr.get('train_loss'), nll=tr.get('nll'), example_response=preds[0]['response'])
-            rec['rows'].append(row); print(json.dumps(row), flush=True)
+                       train_loss=tr.get('train_loss'), example_response=preds[0]['response'])
+            rec['rows'].append(row); print(json.dumps(row), flush=True); save(rec)
     return rec
 
 
@@ -60,16 +75,19 @@ def main(argv=None) -> int:
     p.add_argument('--seeds', type=int, nargs='+', default=[0])
     p.add_argument('--n-test', type=int, default=300)
     p.add_argument('--out', default='/tmp/mini_magdi_nll')
+    p.add_argument('--retrain-text', action='store_true', help="train the text row here too (default: the finished miniature's magdi row)")
     p.add_argument('--record', default=str(ROOT / 'nbs' / 'magdi_nll_experiment.json'))
     a = p.parse_args(argv)
     from dnr.tiny import PINNED_CPU, cpu_pinned
     if not cpu_pinned():  # the miniature's pinned floating-point paths, set before torch starts
         return subprocess.call([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env={**os.environ, **PINNED_CPU})
-    t = time.time(); rec = run(a)
+    t = time.time()
     commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    rec.update(total_seconds=round(time.time() - t, 1), commit=commit,
-               command='nice -n 10 python dev/mini_magdi_nll.py ' + ' '.join(argv if argv is not None else sys.argv[1:]))
-    Path(a.record).write_text(json.dumps(rec, indent=1) + '\n')
+    def save(rec):
+        rec.update(total_seconds=round(time.time() - t, 1), commit=commit,
+                   command='nice -n 10 python dev/mini_magdi_nll.py ' + ' '.join(argv if argv is not None else sys.argv[1:]))
+        Path(a.record).write_text(json.dumps(rec, indent=1) + '\n')
+    run(a, save)
     print(f"wrote {a.record}")
     return 0
 
