@@ -37,6 +37,20 @@ def finished_row(runs: Path, seed: int):
     return json.loads((d / 'eval' / 'magdi' / 'summary.json').read_text()), preds, json.loads((d / 'summary.json').read_text())['train']['magdi']
 
 
+def token_counts(data: Path) -> dict:
+    "Mean tokens per positive text of the seed's MAGDi data under each `nll_span` (the tiny student's tokenizer, chat text)."
+    from transformers import AutoTokenizer
+    from dnr.magdi_train import magdi_rows
+    from dnr.tiny import tiny_model
+    tok = AutoTokenizer.from_pretrained(tiny_model('trained'))
+    graphs, pairs = ([json.loads(l) for l in (data / f).read_text().splitlines()] for f in ('graphs.jsonl', 'pairs.jsonl'))
+    out = {}
+    for span in SPANS:
+        rows = magdi_rows(graphs, pairs, tok, nll_span=span)
+        out[span] = round(sum(sum(i != -100 for i in r['pos_labels']) for r in rows) / len(rows), 2)
+    return dict(positives=len(pairs), mean_labelled_tokens=out)
+
+
 def run(a, save) -> dict:
     from dnr.codebook import load_codebook
     from dnr.mini import MINI_ARGS, MINI_LORA, MINI_METHODS, MINI_STEPS, evaluate_method, table_rows, train_method
@@ -49,6 +63,7 @@ def run(a, save) -> dict:
                rows=[], seconds={})
     for sd in a.seeds:
         data = magdi_data(Path(a.runs) if a.runs else None, sd, Path(a.out) / f'seed{sd}', 300)
+        rec.setdefault('tokens', {})[str(sd)] = token_counts(data)
         for span in SPANS:
             m = dataclasses.replace(magdi, name=f'magdi_nll_{span}', args={**magdi.args, 'nll_span': span})
             out = Path(a.out) / f'seed{sd}' / m.name
@@ -77,7 +92,12 @@ def main(argv=None) -> int:
     p.add_argument('--out', default='/tmp/mini_magdi_nll')
     p.add_argument('--retrain-text', action='store_true', help="train the text row here too (default: the finished miniature's magdi row)")
     p.add_argument('--record', default=str(ROOT / 'nbs' / 'magdi_nll_experiment.json'))
+    p.add_argument('--add-tokens', action='store_true', help="only add the token counts of the seeds' data to an existing record")
     a = p.parse_args(argv)
+    if a.add_tokens:
+        rec = json.loads(Path(a.record).read_text())
+        rec['tokens'] = {str(sd): token_counts(magdi_data(Path(a.runs), sd, Path(a.out) / f'seed{sd}', 300)) for sd in a.seeds}
+        Path(a.record).write_text(json.dumps(rec, indent=1) + '\n'); return 0
     from dnr.tiny import PINNED_CPU, cpu_pinned
     if not cpu_pinned():  # the miniature's pinned floating-point paths, set before torch starts
         return subprocess.call([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env={**os.environ, **PINNED_CPU})

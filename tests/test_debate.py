@@ -533,6 +533,9 @@ def test_published_protocols_end_to_end(tmp_path, qs, protocol):
     rc, plan, _, err = cli('--config', cfg, '--plan')
     assert rc == 0 and plan['total']['requests'] >= made > 0, (plan['total']['requests'], made)
     assert all(r['prompt_tokens'] > 0 for r in plan['agents'].values()), plan['agents']
+    if protocol == 'reconcile':  # a plan from the finished run counts the unreadable replies asked again, as the server did
+        rc, pf, _, err = cli('--config', cfg, '--plan', '--plan-from', tmp_path / 'run')
+        assert rc == 0 and pf['total']['requests'] == made, (pf['total']['requests'], made)
     for kind in ('sft', 'tdpo'):
         p = subprocess.run([sys.executable, '-m', 'dnr.cli', 'build', kind, '--run', str(tmp_path / 'run'), '--out', str(tmp_path / kind)],
                            capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
