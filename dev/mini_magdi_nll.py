@@ -53,6 +53,7 @@ def token_counts(data: Path) -> dict:
 
 def run(a, save) -> dict:
     from dnr.codebook import load_codebook
+    from dnr.eval import bootstrap_ci
     from dnr.mini import MINI_ARGS, MINI_LORA, MINI_METHODS, MINI_STEPS, evaluate_method, table_rows, train_method
     from dnr.tiny import cpu_paths, tiny_model
     student, qs = tiny_model('trained'), load_codebook('test', a.n_test)
@@ -70,14 +71,26 @@ def run(a, save) -> dict:
             t = time.time()
             if span == 'text' and a.runs and not a.retrain_text and (done := finished_row(Path(a.runs), sd)):
                 (ev, preds, tr), source = done, "the finished miniature's magdi row"
+            elif a.reuse and (out.parent / 'eval' / m.name / 'summary.json').exists():  # trained and evaluated by an earlier invocation
+                ev = json.loads((out.parent / 'eval' / m.name / 'summary.json').read_text())
+                preds = [json.loads(l) for l in (out.parent / 'eval' / m.name / 'predictions.jsonl').read_text().splitlines()]
+                old = a.first
+                tr = (json.loads((out / 'train_summary.json').read_text()) if (out / 'train_summary.json').exists() else
+                      next(dict(train_loss=r['train_loss']) for r in old['rows'] if (r['seed'], r['nll_span']) == (sd, span)))
+                source, rec['seconds'][f'seed{sd} {span}'] = 'trained here', old['seconds'][f'seed{sd} {span}']
             else:
                 tr = train_method(m, student, data, out, MINI_STEPS, {}, sd)
+                (out / 'train_summary.json').write_text(json.dumps(tr, default=str))
                 ev = evaluate_method(student, out, qs, out.parent / 'eval' / m.name, prompt=m.prompt)
                 preds = [json.loads(l) for l in (out.parent / 'eval' / m.name / 'predictions.jsonl').read_text().splitlines()]
                 source = 'trained here'
                 rec['seconds'][f'seed{sd} {span}'] = round(time.time() - t, 1)
             top, n_top = Counter(p['answer'] for p in preds).most_common(1)[0]
+            lenient = [float(p['extractions']['dnr'][2]) for p in preds]  # the same replies read by D&R's reader (a bare letter counts)
+            lo, hi = bootstrap_ci(lenient)
             row = dict(seed=sd, nll_span=span, source=source, **table_rows({m.name: ev})[0], unparsed=round(100 * ev['unparsed'], 2),
+                       dnr_reading=dict(accuracy=round(100 * sum(lenient) / len(lenient), 2), ci_low=round(100 * lo, 2), ci_high=round(100 * hi, 2)),
+                       mean_completion_tokens=ev['mean_completion_tokens'],
                        most_common_answer=top, most_common_share=round(100 * n_top / len(preds), 2),
                        train_loss=tr.get('train_loss'), example_response=preds[0]['response'])
             rec['rows'].append(row); print(json.dumps(row), flush=True); save(rec)
@@ -92,6 +105,7 @@ def main(argv=None) -> int:
     p.add_argument('--out', default='/tmp/mini_magdi_nll')
     p.add_argument('--retrain-text', action='store_true', help="train the text row here too (default: the finished miniature's magdi row)")
     p.add_argument('--record', default=str(ROOT / 'nbs' / 'magdi_nll_experiment.json'))
+    p.add_argument('--reuse', action='store_true', help='rows already trained and evaluated under --out (an earlier invocation) are read, not trained again')
     p.add_argument('--add-tokens', action='store_true', help="only add the token counts of the seeds' data to an existing record")
     a = p.parse_args(argv)
     if a.add_tokens:
@@ -103,9 +117,11 @@ def main(argv=None) -> int:
         return subprocess.call([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env={**os.environ, **PINNED_CPU})
     t = time.time()
     commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cmd = 'nice -n 10 python dev/mini_magdi_nll.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
+    first = a.first = json.loads(Path(a.record).read_text()) if a.reuse else None  # the invocation that trained the rows
     def save(rec):
-        rec.update(total_seconds=round(time.time() - t, 1), commit=commit,
-                   command='nice -n 10 python dev/mini_magdi_nll.py ' + ' '.join(argv if argv is not None else sys.argv[1:]))
+        if first: rec.update(total_seconds=first['total_seconds'], commit=first['commit'], command=first['command'], read_again_by=cmd)
+        else: rec.update(total_seconds=round(time.time() - t, 1), commit=commit, command=cmd)
         Path(a.record).write_text(json.dumps(rec, indent=1) + '\n')
     run(a, save)
     print(f"wrote {a.record}")

@@ -43,7 +43,7 @@ def node_ids(tok, # the student's tokenizer
     if text == 'literal': return plain_ids(tok, node_text(node))
     return chat_ids(tok, [{'role': 'user', 'content': node['prompt']}, {'role': 'assistant', 'content': node['answer']}])
 
-# %% ../nbs/05c_magdi_train.ipynb #14c43ed5
+# %% ../nbs/05c_magdi_train.ipynb #b9221602
 NLL_SPANS = ('text', 'answer')
 ANSWER_CUE = 'So the answer is'  # the start of MAGDi's answer span (`utils.py`: `... So the answer is {ans}`)
 
