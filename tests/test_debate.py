@@ -512,7 +512,8 @@ def test_published_protocols_end_to_end(tmp_path, qs, protocol):
     its authors' readings, ties and fallbacks (see `ProtocolAgents`); no unreadable answer reaches a vote or a prompt as
     None; `dnr build` makes SFT and T-DPO data; `dnr show` reads every question; `--plan` predicts at least the requests made.
 
-    Budget: per protocol, a debate, `dnr build` of SFT and T-DPO data, `dnr show` and `--plan`: five `dnr` processes, each importing the stack."""
+    Budget: per protocol, a debate, `dnr build` of SFT and T-DPO data, `dnr show` and `--plan`: five `dnr` processes, each importing the stack
+    (ReConcile: a sixth, the plan from the finished run, which must count its retried replies)."""
     from dnr.mag import read_mags
     base = yaml.safe_load((ROOT / 'configs' / 'protocols' / f'{protocol}.yaml').read_text())
     names = ['right', 'student', 'wrong'] if protocol == 'mad' else ['right', 'wrong', 'student']
