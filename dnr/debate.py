@@ -473,9 +473,8 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
     "Requests, tokens and dollars per agent and in total for a run, from stated assumptions (no network, no key)."
     from dnr.agents import price
     qs = questions if questions is not None else select_questions(cfg)
-    specs, N = pool_specs(cfg), len(qs)
-    n = len(specs)
-    rows = {s.name: dict(requests=0, prompt_tokens=0, completion_tokens=0) for s in specs}
+    specs = pool_specs(cfg); N, n = len(qs), len(specs)
+    rows, once = {s.name: dict(requests=0, prompt_tokens=0, completion_tokens=0) for s in specs}, None  # once: without retries
     if from_run is not None:
         mags = read_mags(Path(from_run) / 'mags.jsonl')
         if not mags: raise DebateConfigError(f"{from_run}: no MAG lines to take round statistics from")
@@ -483,8 +482,8 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
             for r in m.rounds:
                 items = [*r.answers.items(), *r.reflections.items(), *((c.from_, c) for c in r.critiques), *([(r.verdict.agent, r.verdict)] if r.verdict else [])]
                 for a, v in items:
-                    if a in rows and getattr(v, 'response', None) is not None:
-                        rows[a]['requests'] += 1; rows[a]['prompt_tokens'] += v.prompt_tokens; rows[a]['completion_tokens'] += v.completion_tokens
+                    if a in rows and getattr(v, 'response', None) is not None:  # an answer's tokens include those of its retries
+                        rows[a]['requests'] += 1 + len(getattr(v, 'retried', None) or []); rows[a]['prompt_tokens'] += v.prompt_tokens; rows[a]['completion_tokens'] += v.completion_tokens
         scale = N / len(mags)
         rows = {a: {k: round(v * scale) for k, v in r.items()} for a, r in rows.items()}
         assumption = f"per-question calls and tokens of the {len(mags)} debates in {from_run}, scaled to {N} questions"
@@ -492,6 +491,8 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
         R, P = cfg.max_rounds, get_protocol(cfg, [s.name for s in specs])
         fb = P.max_round_end_calls()
         ends = R + (1 if cfg.final_round_end or P.round_end_after_last else 0)  # round ends that run when every question goes to the last round
+        once = {s.name: dict(requests=0, prompt_tokens=0, completion_tokens=0) for s in specs}  # every answer asked once
+        tries = {s.name: P.tries(s.name) for s in specs}  # the most requests one answer makes (retries of unreadable replies)
         for s in specs:
             comp = typical_tokens or s.max_tokens
             k = cfg.n_samples(s.name)
@@ -499,20 +500,24 @@ def plan_debate(cfg: DebateConfig, # the run's config (its dataset, agents, roun
                 p0, pr, pfb = (_tok(x) for x in P.plan_prompts(q, 'x' * (comp * CHARS_PER_TOKEN)))
                 A = P.plan_answers(s.name, R)  # answers per question (a judge gives none)
                 a_calls, f_calls = k * A, fb * ends / n
-                rows[s.name]['requests'] += a_calls + f_calls
-                rows[s.name]['prompt_tokens'] += k * (p0 + (A - 1) * pr if A else 0) + f_calls * pfb
-                rows[s.name]['completion_tokens'] += (a_calls + f_calls) * comp
-            rows[s.name] = {k_: round(v) for k_, v in rows[s.name].items()}
+                for d, t in ((rows, tries[s.name]), (once, 1)):  # a retry sends the same prompt again
+                    d[s.name]['requests'] += t * a_calls + f_calls
+                    d[s.name]['prompt_tokens'] += t * k * (p0 + (A - 1) * pr if A else 0) + f_calls * pfb
+                    d[s.name]['completion_tokens'] += (t * a_calls + f_calls) * comp
+            rows[s.name], once[s.name] = ({k_: round(v) for k_, v in d[s.name].items()} for d in (rows, once))
         assumption = (f"upper bound: all {N} questions run rounds 0..{R}; each round end makes {fb} calls "
                       f"(the most protocol {cfg.protocol!r} gives in mode {cfg.mode!r}) spread over the {n} agents; every "
-                      f"sample drawn; completions of {'max_tokens' if typical_tokens is None else typical_tokens} tokens")
-    for s in specs:
-        r = rows[s.name]
-        r['usd'] = round(price(s, dict(prompt_tokens=r['prompt_tokens'], completion_tokens=r['completion_tokens'], cached_tokens=0),
-                               batch=s.batch), 4)
-    total = {k: sum(r[k] for r in rows.values()) for k in ('requests', 'prompt_tokens', 'completion_tokens')}
-    total['usd'] = round(sum(r['usd'] for r in rows.values()), 4)
-    return dict(questions=N, agents=rows, total=total, tokenizer=f'{CHARS_PER_TOKEN} characters per token',
+                      f"sample drawn; completions of {'max_tokens' if typical_tokens is None else typical_tokens} tokens"
+                      + (f"; every answer unreadable until its last try (tries {r})" if (r := {a: t for a, t in tries.items() if t > 1}) else ''))
+    def priced(rows):
+        for s in specs:
+            r = rows[s.name]
+            r['usd'] = round(price(s, dict(prompt_tokens=r['prompt_tokens'], completion_tokens=r['completion_tokens'], cached_tokens=0),
+                                   batch=s.batch), 4)
+        total = {k: sum(r[k] for r in rows.values()) for k in ('requests', 'prompt_tokens', 'completion_tokens')}
+        return {**total, 'usd': round(sum(r['usd'] for r in rows.values()), 4)}
+    total = priced(rows)
+    return dict(questions=N, agents=rows, total=total, without_retries=once and priced(once), tokenizer=f'{CHARS_PER_TOKEN} characters per token',
                 assumption=assumption, budget_usd=cfg.budget_usd, estimated_usd=total['usd'])
 
 def format_plan(p: dict) -> str:
@@ -521,7 +526,12 @@ def format_plan(p: dict) -> str:
              f"{'agent':<16} {'requests':>9} {'prompt tok':>12} {'completion tok':>15} {'USD':>10}"]
     for a, r in [*p['agents'].items(), ('total', p['total'])]:
         lines.append(f"{a:<16} {r['requests']:>9,} {r['prompt_tokens']:>12,} {r['completion_tokens']:>15,} {r['usd']:>10,.2f}")
-    if p.get('budget_usd') is not None: lines.append(f"budget_usd in the config: {p['budget_usd']}")
+    if (o := p.get('without_retries')) and o != p['total']:
+        lines.append(f"{'no retries':<16} {o['requests']:>9,} {o['prompt_tokens']:>12,} {o['completion_tokens']:>15,} {o['usd']:>10,.2f}"
+                     "  (every reply readable at once; the total above is the worst case with the protocol's retries)")
+    if p.get('budget_usd') is not None:
+        lines.append(f"budget_usd in the config: {p['budget_usd']}" + (f" (under the worst case ${p['estimated_usd']:,.2f}: the run may stop at the budget)"
+                                                                      if p['estimated_usd'] > p['budget_usd'] else ''))
     return '\n'.join(lines)
 
 # %% ../nbs/03_debate.ipynb #46f18cd1

@@ -20,10 +20,10 @@ from .tdpo import chat_ids, device_args
 from .train import LOG_HISTORY, TrainConfig, TrainConfigError, _load_model, save_log_history, _unknown, config_with_overrides, read_training_rows
 
 # %% auto #0
-__all__ = ['TEXT_STYLES', 'NA_TEXT', 'GRAPH_OF_PAIR', 'MAGDI_DEFAULTS', 'MAGDI_LORA', 'HEADS_FILE', 'plain_ids', 'node_ids',
-           'weighted_mean_pool', 'left_pad', 'node_features', 'gcn_adjacency', 'GCNLayer', 'GCN', 'MAGDiConfig',
-           'magdi_rows', 'MAGDiCollator', 'MAGDiModel', 'MAGDiTrainer', 'load_magdi_config', 'make_magdi_trainer',
-           'train_magdi', 'magdi_fingerprint']
+__all__ = ['TEXT_STYLES', 'NA_TEXT', 'NLL_SPANS', 'ANSWER_CUE', 'GRAPH_OF_PAIR', 'MAGDI_DEFAULTS', 'MAGDI_LORA', 'HEADS_FILE',
+           'plain_ids', 'node_ids', 'answer_labels', 'weighted_mean_pool', 'left_pad', 'node_features', 'gcn_adjacency',
+           'GCNLayer', 'GCN', 'MAGDiConfig', 'magdi_rows', 'MAGDiCollator', 'MAGDiModel', 'MAGDiTrainer',
+           'load_magdi_config', 'make_magdi_trainer', 'train_magdi', 'magdi_fingerprint']
 
 # %% ../nbs/05c_magdi_train.ipynb #74f2a02e
 TEXT_STYLES = ('chat', 'literal')
@@ -42,6 +42,27 @@ def node_ids(tok, # the student's tokenizer
     if node is None: return plain_ids(tok, NA_TEXT)
     if text == 'literal': return plain_ids(tok, node_text(node))
     return chat_ids(tok, [{'role': 'user', 'content': node['prompt']}, {'role': 'assistant', 'content': node['answer']}])
+
+# %% ../nbs/05c_magdi_train.ipynb #b9221602
+NLL_SPANS = ('text', 'answer')
+ANSWER_CUE = 'So the answer is'  # the start of MAGDi's answer span (`utils.py`: `... So the answer is {ans}`)
+
+def answer_labels(tok, # the student's tokenizer (a fast one: the span is found by character offsets)
+                  node: dict, # a node of `dnr.magdi.magdi_nodes`
+                  text: str = 'chat', # node text style (`node_ids`)
+                 ) -> list[int]:
+    "`node_ids(tok, node, text)` with -100 on every token before the answer span (the last `So the answer is` to the end)."
+    ids = node_ids(tok, node, text)
+    cue = node['answer'].rfind(ANSWER_CUE)
+    if cue < 0: raise ValueError(f"nll_span 'answer': node (agent {node.get('agent')!r}, round {node.get('round')}) has no {ANSWER_CUE!r} in its answer {node['answer'][-80:]!r}")
+    if text == 'literal': s, bos = node_text(node), [tok.bos_token_id] if tok.bos_token_id is not None else []
+    else: s, bos = tok.apply_chat_template([{'role': 'user', 'content': node['prompt']}, {'role': 'assistant', 'content': node['answer']}], tokenize=False), []
+    enc = tok(s, add_special_tokens=False, return_offsets_mapping=True)
+    if bos + enc['input_ids'] != ids[:len(bos) + len(enc['input_ids'])]:
+        raise ValueError(f"nll_span 'answer': the tokenizer's text offsets do not match the node's tokens ({type(tok).__name__})")
+    start = s.rfind(node['answer']) + cue  # the span's first character in the rendered text
+    first = len(bos) + next(i for i, (a, b) in enumerate(enc['offset_mapping']) if b > start)
+    return [-100] * first + ids[first:]
 
 # %% ../nbs/05c_magdi_train.ipynb #cc58d02a
 def weighted_mean_pool(hidden: torch.Tensor, # (batch, length, width) hidden states
@@ -128,6 +149,8 @@ class MAGDiConfig(TrainingArguments):
             `"own"`, its own MAG's graph.
         text (`str`, *optional*, defaults to `"chat"`): node texts in the student's chat template, or `"literal"`
             (MAGDi's `[INST] …` string).
+        nll_span (`str`, *optional*, defaults to `"text"`): the tokens the NLL is on: `"text"`, the whole node text
+            (MAGDi's); `"answer"`, the answer span only (`answer_labels`).
         na_max_tokens (`int`, *optional*, defaults to `5`): a negative of at most this many tokens is the filler.
         feature_batch_size (`int`, *optional*, defaults to `50`): texts per forward for the node features.
     """
@@ -140,6 +163,7 @@ class MAGDiConfig(TrainingArguments):
     edges: str = 'magdi'
     graph_of_pair: str = 'cycle'
     text: str = 'chat'
+    nll_span: str = 'text'
     na_max_tokens: int = 5
     feature_batch_size: int = 50
 
@@ -148,6 +172,7 @@ class MAGDiConfig(TrainingArguments):
         magdi_edges(self.edges)
         if self.graph_of_pair not in GRAPH_OF_PAIR: raise ValueError(f"graph_of_pair must be one of {GRAPH_OF_PAIR}, got {self.graph_of_pair!r}")
         if self.text not in TEXT_STYLES: raise ValueError(f"text must be one of {TEXT_STYLES}, got {self.text!r}")
+        if self.nll_span not in NLL_SPANS: raise ValueError(f"nll_span must be one of {NLL_SPANS}, got {self.nll_span!r}")
         super().__post_init__()
 
 MAGDI_DEFAULTS = dict(learning_rate=5e-6, num_train_epochs=10, per_device_train_batch_size=4, gradient_accumulation_steps=4,
@@ -161,13 +186,17 @@ def magdi_rows(graphs: list[dict], # lines of `graphs.jsonl`
                tok, # the student's tokenizer
                text: str = 'chat', # node text style
                graph_of_pair: str = 'cycle', # 'cycle' (pair i gets graph i mod N) or 'own'
+               nll_span: str = 'text', # `NLL_SPANS`: the positive's labels are its ids ('text') or only its answer span
               ) -> list[dict]:
-    "Training rows: `pos_ids`, `neg_ids` and `graph` (the index of the graph the pair is trained with)."
+    "Training rows: `pos_ids`, `pos_labels`, `neg_ids` and `graph` (the index of the graph the pair is trained with)."
     if graph_of_pair not in GRAPH_OF_PAIR: raise ValueError(f"graph_of_pair must be one of {GRAPH_OF_PAIR}, got {graph_of_pair!r}")
+    if nll_span not in NLL_SPANS: raise ValueError(f"nll_span must be one of {NLL_SPANS}, got {nll_span!r}")
     rows = []
     for i, p in enumerate(pairs):
         g = graphs[p['graph']]['nodes']
-        rows.append({'pos_ids': node_ids(tok, g[p['pos']], text), 'neg_ids': node_ids(tok, None if p['neg'] is None else g[p['neg']], text),
+        pos = node_ids(tok, g[p['pos']], text)
+        rows.append({'pos_ids': pos, 'pos_labels': pos if nll_span == 'text' else answer_labels(tok, g[p['pos']], text),
+                     'neg_ids': node_ids(tok, None if p['neg'] is None else g[p['neg']], text),
                      'graph': i % len(graphs) if graph_of_pair == 'cycle' else p['graph']})
     return rows
 
@@ -180,9 +209,10 @@ class MAGDiCollator:
 
     def __call__(self, rows: list[dict]) -> dict:
         pos, pmask = left_pad([r['pos_ids'] for r in rows], self.pad_token_id)
+        labels, _ = left_pad([r.get('pos_labels', r['pos_ids']) for r in rows], -100)
         neg, nmask = left_pad([r['neg_ids'] for r in rows], self.pad_token_id)
         g = torch.tensor([r['graph'] for r in rows])
-        return dict(pos_input_ids=pos, pos_attention_mask=pmask, pos_labels=pos.masked_fill(pmask == 0, -100),
+        return dict(pos_input_ids=pos, pos_attention_mask=pmask, pos_labels=labels,
                     neg_input_ids=neg, neg_attention_mask=nmask, graph_x=self.features[g], graph_y=self.labels[g])
 
 # %% ../nbs/05c_magdi_train.ipynb #b9a70330
@@ -293,7 +323,7 @@ def make_magdi_trainer(cfg: TrainConfig | dict | str, # a config (`load_magdi_co
     labels = torch.tensor([[n['label'] for n in g['nodes']] for g in graphs])
     torch.manual_seed(args.seed)  # the heads' initial weights follow the seed
     model = MAGDiModel(get_peft_model(base, lora), base.config.hidden_size, args)
-    rows = magdi_rows(graphs, pairs, tok, args.text, args.graph_of_pair)
+    rows = magdi_rows(graphs, pairs, tok, args.text, args.graph_of_pair, args.nll_span)
     tr = MAGDiTrainer(model=model, args=args, train_dataset=rows, data_collator=MAGDiCollator(_pad_id(tok), feats, labels),
                       processing_class=tok)
     return tr, dict(stage='magdi', graphs=len(graphs), pairs=len(rows), na_pairs=sum(p['neg'] is None for p in pairs))

@@ -195,6 +195,10 @@ class Protocol:
         "How many answers `agent` gives when a question runs rounds 0..`max_rounds` (`plan_debate`; default: one a round)."
         return max_rounds + 1
 
+    def tries(self, agent: str) -> int:
+        "The most requests one answer of `agent` can make: more than 1 where the protocol asks an unreadable reply again (`plan_debate`'s worst case; default 1)."
+        return 1
+
     def plan_prompts(self, q: Question, text: str) -> tuple[str, str, str]:
         "Required. The longest round-0, later-round and round-end prompts around placeholder completions `text` (`plan_debate`)."
         raise NotImplementedError

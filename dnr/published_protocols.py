@@ -209,7 +209,7 @@ class ReConcile(Protocol):
         self.examples = {a: convincing_for(o['convincing'], a, self.names) for a in self.names} if o['convincing'] else {}
 
     def tries(self, agent: str) -> int:
-        "How often `agent` is asked while its reply is unreadable (their backoff's max_tries for its variant)."
+        "How often `agent` is asked while its reply is unreadable (their backoff's max_tries for its variant); `Protocol.tries`, so `--plan` counts them."
         return RC_TRIES[self.variants[agent]] if self.options['tries'] == 'reference' else self.options['tries']
 
     def shown(self, q, r, rounds):

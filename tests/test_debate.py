@@ -512,7 +512,8 @@ def test_published_protocols_end_to_end(tmp_path, qs, protocol):
     its authors' readings, ties and fallbacks (see `ProtocolAgents`); no unreadable answer reaches a vote or a prompt as
     None; `dnr build` makes SFT and T-DPO data; `dnr show` reads every question; `--plan` predicts at least the requests made.
 
-    Budget: per protocol, a debate, `dnr build` of SFT and T-DPO data, `dnr show` and `--plan`: five `dnr` processes, each importing the stack."""
+    Budget: per protocol, a debate, `dnr build` of SFT and T-DPO data, `dnr show` and `--plan`: five `dnr` processes, each importing the stack
+    (ReConcile: a sixth, the plan from the finished run, which must count its retried replies)."""
     from dnr.mag import read_mags
     base = yaml.safe_load((ROOT / 'configs' / 'protocols' / f'{protocol}.yaml').read_text())
     names = ['right', 'student', 'wrong'] if protocol == 'mad' else ['right', 'wrong', 'student']
@@ -533,6 +534,9 @@ def test_published_protocols_end_to_end(tmp_path, qs, protocol):
     rc, plan, _, err = cli('--config', cfg, '--plan')
     assert rc == 0 and plan['total']['requests'] >= made > 0, (plan['total']['requests'], made)
     assert all(r['prompt_tokens'] > 0 for r in plan['agents'].values()), plan['agents']
+    if protocol == 'reconcile':  # a plan from the finished run counts the unreadable replies asked again, as the server did
+        rc, pf, _, err = cli('--config', cfg, '--plan', '--plan-from', tmp_path / 'run')
+        assert rc == 0 and pf['total']['requests'] == made, (pf['total']['requests'], made)
     for kind in ('sft', 'tdpo'):
         p = subprocess.run([sys.executable, '-m', 'dnr.cli', 'build', kind, '--run', str(tmp_path / 'run'), '--out', str(tmp_path / kind)],
                            capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
