@@ -5,10 +5,17 @@ python dev/mini_mutations.py [--record nbs/mini_seeds.json] [--out runs/mini_mut
 Mutation `tdpo_sign_flipped`: `dnr.tdpo.pair_losses` with chosen and rejected swapped (T-DPO prefers the wrong answers).
 Without --from it reruns the whole MINI_CHECK in this process; with --from RUN (a finished MINI_CHECK folder, e.g. the
 chapter test's) it keeps RUN's base and D&R SFT rows and adapter and retrains only the T-DPO row from them (same
-data, same seed), which is what the mutation changes. Run it under dnr.mini.PINNED_CPU to match the record's paths."""
+data, same seed), which is what the mutation changes, and the same row unmutated for its margin. Both logged reward margins
+(`rewards/margins`, chosen minus rejected, at the last logging step) are stored under `margins`. Run it under dnr.mini.PINNED_CPU to match the record's paths."""
 import argparse, json
 from pathlib import Path
 from unittest import mock
+
+def last_margin(adapter: Path) -> float | None:
+    "T-DPO's last logged reward margin (`rewards/margins`, chosen minus rejected, in the true direction) in `adapter`'s log history."
+    f = Path(adapter) / 'log_history.jsonl'
+    logs = [json.loads(l) for l in f.read_text().splitlines() if l.strip()] if f.exists() else []
+    return next((round(x['rewards/margins'], 4) for x in reversed(logs) if 'rewards/margins' in x), None)
 
 def main(argv=None):
     p = argparse.ArgumentParser(); p.add_argument('--record', default=None); p.add_argument('--out', default='runs/mini_mutations')
@@ -34,9 +41,13 @@ def main(argv=None):
                               {'dnr_sft': src / 'dnr_sft'}, cfg['seed'])
             ev = mini.evaluate_method(tiny_model('trained'), out / m.name, load_codebook('test', cfg['n_test']), out / 'eval' / m.name)
             rows = [r for r in json.loads((src / 'summary.json').read_text())['rows'] if r['method'] != 'dnr_tdpo'] + mini.table_rows({m.name: ev})
+    if a.src is not None:  # the same row unmutated, for its margin (RUN's own T-DPO may predate the logged margins)
+        mini.train_method(m, tiny_model('trained'), src / 'data' / m.data, out.parent / 'tdpo_normal' / m.name, mini.MINI_PREF_STEPS,
+                          {'dnr_sft': src / 'dnr_sft'}, cfg['seed'])
+    margins = dict(flipped=last_margin(out / 'dnr_tdpo'), normal=last_margin(out.parent / 'tdpo_normal' / 'dnr_tdpo') if a.src else None)
     f = Path(a.record) if a.record else mini.record_path()
     rec = json.loads(f.read_text()) if f.exists() else dict(settings={}, seeds={}, spread=[], check=None)
-    rec.setdefault('mutations', {})['tdpo_sign_flipped'] = dict(rows=rows, claims_broken=mini.mini_claims(rows), cpu=mini.cpu_paths(),
+    rec.setdefault('mutations', {})['tdpo_sign_flipped'] = dict(rows=rows, claims_broken=mini.mini_claims(rows), cpu=mini.cpu_paths(), margins=margins,
                                                                  retrained=['dnr_tdpo'] if a.src else 'all')
     write_json(f, rec, newline=True)
     print(json.dumps(rec['mutations']['tdpo_sign_flipped'], indent=1))
