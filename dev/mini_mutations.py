@@ -1,10 +1,11 @@
-"""Mutations that the miniature's claims must catch (dev/, not part of dnr): T-DPO with its sign flipped, on
-`dnr.mini.MINI_CHECK`, stored with the claims it breaks under `mutations` in the record.
+"""Mutations that the miniature's claims must catch (dev/, not part of dnr): T-DPO with its sign flipped, on a fully
+trained seed-0 miniature (300 debates, `MINI_STEPS` + `MINI_PREF_STEPS` steps, 100 test questions: what `MINI_CHECK`
+was before it became a 20-step prefix), stored with the claims it breaks and the run it came from under `mutations`.
 
 python dev/mini_mutations.py [--record nbs/mini_seeds.json] [--out runs/mini_mutations] [--from RUN]
 Mutation `tdpo_sign_flipped`: `dnr.tdpo.pair_losses` with chosen and rejected swapped (T-DPO prefers the wrong answers).
-Without --from it reruns the whole MINI_CHECK in this process; with --from RUN (a finished MINI_CHECK folder, e.g. the
-chapter test's) it keeps RUN's base and D&R SFT rows and adapter and retrains only the T-DPO row from them (same
+Without --from it runs that miniature in this process; with --from RUN (a finished pinned miniature folder whose D&R
+SFT is fully trained, e.g. a seed folder of `python -m dnr.mini`) it keeps RUN's base and D&R SFT rows and adapter and retrains only the T-DPO row from them (same
 data, same seed), which is what the mutation changes, and the same row unmutated for its margin. Both logged reward margins
 (`rewards/margins`, chosen minus rejected, at the last logging step) are stored under `margins`. Run it under dnr.mini.PINNED_CPU to match the record's paths."""
 import argparse, json
@@ -31,7 +32,11 @@ def main(argv=None):
         ratio = logps - ref_logps.to(logps)
         ch, rj = ratio[pairs[:, 0]], ratio[pairs[:, 1]]
         return -F.logsigmoid(beta * (rj - ch)), beta * ch.detach(), beta * rj.detach()
-    cfg = {**mini.MINI_CHECK, 'methods': tuple(m for m in mini.MINI_METHODS if m.name in mini.MINI_CHECK['methods'])}
+    full = dict(n_train=300, n_test=100, seed=0, steps=mini.MINI_STEPS, pref_steps=mini.MINI_PREF_STEPS)
+    cfg = {**full, 'methods': tuple(m for m in mini.MINI_METHODS if m.name in ('base', 'dnr_sft', 'dnr_tdpo'))}
+    if a.src is not None:  # the run's own settings
+        s = json.loads((Path(a.src) / 'summary.json').read_text())
+        cfg.update(seed=s['seed'], n_train=s['debate']['questions'], n_test=s['rows'][0]['n'], steps=s['train']['dnr_sft']['steps'])
     out = Path(a.out) / 'tdpo_sign_flipped'
     with mock.patch.object(T, 'pair_losses', flipped):
         if a.src is None: rows = mini.run_mini(out, log=print, pin_cpu=False, **cfg)['rows']
@@ -48,7 +53,7 @@ def main(argv=None):
     f = Path(a.record) if a.record else mini.record_path()
     rec = json.loads(f.read_text()) if f.exists() else dict(settings={}, seeds={}, spread=[], check=None)
     rec.setdefault('mutations', {})['tdpo_sign_flipped'] = dict(rows=rows, claims_broken=mini.mini_claims(rows), cpu=mini.cpu_paths(), margins=margins,
-                                                                 retrained=['dnr_tdpo'] if a.src else 'all')
+                                                                 source={k: v for k, v in cfg.items() if k != 'methods'}, retrained=['dnr_tdpo'] if a.src else 'all')
     write_json(f, rec, newline=True)
     print(json.dumps(rec['mutations']['tdpo_sign_flipped'], indent=1))
 
