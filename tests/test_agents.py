@@ -321,7 +321,10 @@ def test_batch_resume_by_id_after_restart(provider, tmp_path, monkeypatch):
             for t in tasks: t.cancel()
             await pool.aclose()
         asyncio.run(submit_and_quit()); pool.close()
-        assert srv.model_calls == 0 and [b['status'] for b in ResponseCache(db).batches()] == ['submitted']
+        # nothing answered outside the batch; the server may already have processed the batch itself (its `batch_delay`
+        # can pass while the SDK clients close: Gemini's took over a second in some runs), but nothing was collected
+        direct = {k: v for k, v in srv.calls.items() if k in ('openai.chat', 'anthropic.messages', 'gemini.generate')}
+        assert not direct and [b['status'] for b in ResponseCache(db).batches()] == ['submitted'], direct
         # run 2: the same requests resume the persisted batch by id; nothing is submitted again
         with AgentPool([spec], cache=db) as pool2:
             rs = pool2.complete_many(reqs, progress=False)
