@@ -114,15 +114,17 @@ def test_shipped_configs_hold_magdis_settings():
     assert load_magdi_config(ROOT / 'configs' / 'magdi_tiny.yaml').args['max_steps'] == 8
 
 def test_build_and_train_cli_log_three_terms_and_resume(data, tmp_path):
-    """`dnr build magdi`, then `dnr train magdi --config configs/magdi_tiny.yaml`: the log has the three terms, only the adapter is kept, and a rerun resumes.
+    """`dnr build magdi`, then `dnr train magdi --config configs/magdi_tiny.yaml` (4 of its steps, a checkpoint every 2):
+    the log has the three terms, only the adapter is kept, and a rerun resumes.
 
-    Budget: two `dnr train magdi` processes (each imports torch, transformers, TRL and loads the tiny model): the shipped tiny config's 8 steps with two checkpoints, then a resume."""
+    Budget: two `dnr train magdi` processes (each imports torch, transformers, TRL and loads the tiny model; a MAGDi step encodes every node of its graphs): 4 steps with two checkpoints, then a resume."""
     s = last_json(dnr('build', 'magdi', '--run', data / 'deb', '--out', tmp_path / 'd'))
     assert s['mags'] == 16 and s['pairs'] > 0
     tiny = tiny_model('trained')
     train = lambda *more: dnr('train', 'magdi', '--config', 'configs/magdi_tiny.yaml', '--set', f'model={tiny}',
-                              '--data', tmp_path / 'd', '--output-dir', tmp_path / 'o', *more, timeout=900)
-    p = train()
+                              '--data', tmp_path / 'd', '--output-dir', tmp_path / 'o', '--set', 'args.save_steps=2',
+                              '--set', 'args.logging_steps=1', *more, timeout=900)
+    p = train('--max-steps', '4')
     logs = [ast.literal_eval(l) for l in p.stdout.splitlines() if l.startswith("{'loss'")]
     assert len(logs) == 4, p.stdout[-2000:]
     for l in logs:
@@ -130,14 +132,14 @@ def test_build_and_train_cli_log_three_terms_and_resume(data, tmp_path):
         assert abs(v['loss'] - (v['nll'] + v['node'] + 0.1 * v['mr'])) < 2e-3 * v['loss'], l
     out = tmp_path / 'o'
     s = last_json(p)
-    assert s['steps'] == 8 and {'nll', 'node', 'mr'} <= set(s)
+    assert s['steps'] == 4 and {'nll', 'node', 'mr'} <= set(s)
     assert (out / 'adapter_model.safetensors').exists() and not (out / 'magdi_heads.pt').exists()
-    assert sorted(c.name for c in out.glob('checkpoint-*')) == ['checkpoint-4', 'checkpoint-8']
-    assert (out / 'checkpoint-4' / 'magdi_heads.pt').exists() and (out / 'checkpoint-4' / 'adapter_model.safetensors').exists()
-    p = train('--resume', '--max-steps', '10')
-    assert last_json(p)['steps'] == 10
+    assert sorted(c.name for c in out.glob('checkpoint-*')) == ['checkpoint-2', 'checkpoint-4']
+    assert (out / 'checkpoint-2' / 'magdi_heads.pt').exists() and (out / 'checkpoint-2' / 'adapter_model.safetensors').exists()
+    p = train('--resume', '--max-steps', '5')
+    assert last_json(p)['steps'] == 5
     logs = [ast.literal_eval(l) for l in p.stdout.splitlines() if l.startswith("{'loss'")]
-    assert len(logs) == 1 and float(logs[0]['epoch']) > 0  # steps 9-10 only: it went on from checkpoint-8
+    assert len(logs) == 1 and float(logs[0]['epoch']) > 0  # step 5 only: it went on from checkpoint-4
 
 def test_bad_input_is_named(data, tmp_path):
     "A typo in a MAGDi config and an agent the MAGs lack are refused by name, before anything is written."
