@@ -14,8 +14,8 @@ from unittest import mock
 
 def last_margin(adapter: Path) -> float | None:
     "T-DPO's last logged reward margin (`rewards/margins`, chosen minus rejected, in the true direction) in `adapter`'s log history."
-    f = Path(adapter) / 'log_history.jsonl'
-    logs = [json.loads(l) for l in f.read_text().splitlines() if l.strip()] if f.exists() else []
+    from dnr.report import read_log_history
+    logs = read_log_history(adapter) if (Path(adapter) / 'log_history.jsonl').exists() else []
     return next((round(x['rewards/margins'], 4) for x in reversed(logs) if 'rewards/margins' in x), None)
 
 def main(argv=None):

@@ -48,7 +48,8 @@ def word_counts(pred: Path) -> dict:
 
 def last_margin(adapter: Path) -> dict:
     "The last logged reward margin and accuracy of a T-DPO training (its log_history.jsonl)."
-    logs = [json.loads(l) for l in (adapter / 'log_history.jsonl').read_text().splitlines() if l.strip()]
+    from dnr.report import read_log_history
+    logs = read_log_history(adapter)
     last = [x for x in logs if 'rewards/margins' in x][-1]
     return dict(margin=round(last['rewards/margins'], 4), reward_accuracy=round(last['rewards/accuracies'], 4), step=last['step'])
 

@@ -70,6 +70,7 @@ def _exec_all_processor(flags: set, path: Path | None = None):
             self.k = CaptureShell(path)  # as nbdev_test: the notebook's folder on sys.path
             self.k.run_cell('from nbdev.showdoc import show_doc')
             self.failed = None
+            self.nb.cell_seconds_ = []  # (seconds, cell index, first line) of each executed cell
 
         def __call__(self, cell):
             if self.failed or cell.cell_type != 'code': return
@@ -78,7 +79,7 @@ def _exec_all_processor(flags: set, path: Path | None = None):
             if d.get('eval:', [''])[0].lower() == 'false' or flags & set(d): return
             t = time.time(); self.k.cell(cell)
             first = next((l for l in cell.source.splitlines() if l.strip() and not l.startswith('#|')), '')
-            self.nb.cell_seconds_ = getattr(self.nb, 'cell_seconds_', []) + [(round(time.time() - t, 1), cell.idx_, first[:80])]
+            self.nb.cell_seconds_.append((round(time.time() - t, 1), cell.idx_, first[:80]))
             if self.k.exc:
                 exc = self.k.exc[1] if isinstance(self.k.exc, tuple) else self.k.exc
                 self.failed = f"cell {cell.idx_}: {type(exc).__name__}: {exc}"
