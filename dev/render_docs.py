@@ -135,11 +135,12 @@ def read_entries(out_dir: Path) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in sorted((Path(out_dir) / 'chapters').glob('*.json'))}
 
 
-# what most chapters import: loaded once by `--serve`, whose forked children render the chapters. Not torch (nor what
-# imports it): a chapter forked from a process that imported torch trained several times slower (measured on 05a_tdpo:
-# 4x the CPU seconds of nbdev_test)
+# what most chapters import: loaded once by `--serve`, whose forked children render the chapters. torch and the training
+# stack included: an earlier measurement that a chapter forked after torch's import trained slower was the two test
+# workers' OpenMP threads spin-waiting for each other (tests/conftest.py now gives each worker its share of the cores);
+# 05_train, 05a_tdpo, tiny and 04_distill in one worker: 70.5 s without torch preloaded, 56.6 s with it
 PRELOAD = ('IPython', 'execnb.shell', 'nbdev.processors', 'nbdev.showdoc', 'nbconvert', 'numpy', 'pandas', 'pydantic', 'yaml',
-           'httpx', 'openai', 'anthropic', 'google.genai')
+           'httpx', 'openai', 'anthropic', 'google.genai', 'torch', 'transformers', 'trl', 'peft', 'datasets', 'matplotlib.pyplot')
 
 
 def serve(out: str, proc: str) -> int:

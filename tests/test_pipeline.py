@@ -7,45 +7,6 @@ from conftest import BIN, ROOT, dnr_in_process
 def dnr(*args, check=True, env=None):
     return subprocess.run([str(BIN / 'dnr'), *map(str, args)], capture_output=True, text=True, check=check, timeout=600, env=env)
 
-def test_demo_then_rerun_repeats_nothing(tmp_path):
-    """The demo as a user runs it, output piped (not a terminal): one line per stage, no library chatter, what it trained.
-
-    Budget: the whole demo pipeline as a user runs it (11 stages: a debate, data, SFT, T-DPO, evaluations, figures, the miniature, each stage a real training or evaluation, at the smallest sizes that still fill every table), then its no-op rerun."""
-    out = tmp_path / 'demo'
-    mini = ('--mini-questions', 20, '--mini-test', 10, '--mini-steps', 1, '--mini-pref-steps', 1)  # the miniature, small
-    r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2, *mini)
-    s = json.loads(r.stdout.strip().splitlines()[-1])
-    assert s['questions'] == 16 and sum(s['stop_reasons'].values()) == 16
-    assert s['sft_examples'] > 0 and s['tdpo_pairs'] > 0 and set(s['accuracy']) == {'base', 'sft', 'tdpo'}
-    assert (out / 'figures' / 'table1.png').stat().st_size > 1000
-    # quiet: one progress line per stage (written without a terminal), nothing on stderr, no warnings, no bars
-    stages = [l for l in r.stdout.splitlines() if re.match(r'\[\d+/11\] ', l)]
-    assert len(stages) == 11 and all(re.search(r'done in [\d.]+s$', l) for l in stages), stages
-    assert r.stderr == '', r.stderr[-2000:]
-    assert not re.search(r'Warning|it/s\]|\{.loss.:', r.stdout), r.stdout
-    # Table 1: the paper's rows, then the toy student's base, SFT and T-DPO, labelled, as a Markdown table
-    md = (out / 'figures' / 'table1.md').read_text().splitlines()
-    assert md[0].startswith('| source | method |') and re.fullmatch(r'\|(---\|){2}(---:\|)+', md[1]), md[:2]
-    ours = [l.split('|')[2].strip() for l in md if l.startswith('| ours |')]
-    assert ours == ['No distillation (toy student, demo)', 'D&R SFT only (toy student, demo)', 'D&R (SFT + T-DPO) (toy student, demo)'], ours
-    assert '| ours | D&R (SFT + T-DPO) (toy student, demo) |' in r.stdout and 'Recorded debate (16 MMLU-Pro physics questions' in r.stdout
-    # a multi-round debate to explore, scripted and kept apart from the recorded one
-    from dnr.mag import read_mags
-    sm = read_mags(out / 'scripted_debate' / 'mags.jsonl')
-    assert max(len(m.rounds) for m in sm) > 1 and any(r.critiques for m in sm for r in m.rounds)
-    assert all(a.name.startswith('scripted-') for m in sm for a in m.agents)
-    assert not any(a.name.startswith('scripted') for m in read_mags(out / 'debate' / 'mags.jsonl') for a in m.agents)
-    assert 'SCRIPTED' in (out / 'scripted_debate' / 'README.txt').read_text()
-    mtimes = {p: p.stat().st_mtime for p in out.rglob('*') if p.is_file()}
-    # the miniature Table 1 (chapter 07b_mini): every method, written as CSV, Markdown and a figure
-    assert 'Miniature Table 1' in r.stdout and '| dnr_rpo |' in r.stdout
-    assert (out / 'mini' / 'table1.csv').read_text().splitlines()[0] == 'method,accuracy,n,ci_low,ci_high'
-    assert (out / 'mini' / 'table1.png').stat().st_size > 1000 and (out / 'mini' / 'table1.md').exists()
-    r = dnr('demo', '--out', out, '--questions', 16, '--eval-questions', 4, '--steps', 2, '--no-progress', *mini)
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == s
-    changed = [p for p, t in mtimes.items() if p.stat().st_mtime != t and p.name not in ('pipeline.yaml', 'demo.log')]
-    assert not changed, changed
-
 def test_demo_without_data_says_where_data_comes_from(tmp_path):
     "No DNR_DATA_DIR and nothing fetched: one error line naming `dnr data fetch` and DNR_DATA_DIR, no traceback."
     env = {k: v for k, v in os.environ.items() if k != 'DNR_DATA_DIR'}
