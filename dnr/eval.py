@@ -15,9 +15,9 @@ from .files import append_jsonl, write_json
 
 # %% auto #0
 __all__ = ['DECODING', 'EVAL_PROMPTS', 'eval_messages', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'ReplayBackend',
-           'grade_conventions', 'make_record', 'magdi_prompt', 'prompt_messages', 'magdi_grade', 'reflect_messages',
-           'verify_messages', 'answer_batch', 'bootstrap_ci', 'summarize', 'grade_recorded', 'read_predictions',
-           'evaluate', 'EvalError', 'eval_cli']
+           'grade_conventions', 'make_record', 'magdi_prompt', 'prompt_messages', 'magdi_grade', 'token_prompts',
+           'reflect_messages', 'verify_messages', 'answer_batch', 'bootstrap_ci', 'summarize', 'grade_recorded',
+           'read_predictions', 'evaluate', 'EvalError', 'eval_cli']
 
 # %% ../nbs/06_eval.ipynb #c54c1373
 DECODING = dict(max_new_tokens=700, temperature=0.3, top_p=0.9) # the paper's evaluation decoding (authors' README)
@@ -83,7 +83,7 @@ class OpenAIBackend:
 
 # %% ../nbs/06_eval.ipynb #86ce064f
 class VLLMBackend:
-    "vLLM offline batched generation (`LLM.chat`), LoRA through `LoRARequest`. GPU only; needs the `vllm` extra."
+    "vLLM offline batched generation (`LLM.chat`; MAGDi's frames as token prompts, `token_prompts`), LoRA through `LoRARequest`. GPU only; needs the `vllm` extra."
     def __init__(self, model: str | Path, adapter: str | Path | None = None,
                  max_new_tokens: int = DECODING['max_new_tokens'], temperature: float = DECODING['temperature'],
                  top_p: float = DECODING['top_p'], seed: int = 0,
@@ -101,7 +101,8 @@ class VLLMBackend:
         self.lora = LoRARequest('adapter', 1, str(adapter)) if adapter else None
 
     def generate(self, convs: list[list[dict]]) -> list[dict]:
-        outs = self.llm.chat(convs, self.params, lora_request=self.lora, use_tqdm=False)
+        if tp := token_prompts(self.llm.get_tokenizer(), convs): outs = self.llm.generate(tp, self.params, lora_request=self.lora, use_tqdm=False)
+        else: outs = self.llm.chat(convs, self.params, lora_request=self.lora, use_tqdm=False)
         return [dict(response=o.outputs[0].text, prompt_tokens=len(o.prompt_token_ids),
                      completion_tokens=len(o.outputs[0].token_ids), finish_reason=o.outputs[0].finish_reason, error=None)
                 for o in outs]
@@ -188,6 +189,14 @@ class _RawPrompt:
         pre = conv[-1]['content'] if conv[-1]['role'] == 'prefix' else ''
         return self._tok.apply_chat_template(conv[:-1] if pre else conv, tokenize=False, add_generation_prompt=True) + pre
 
+def token_prompts(tok, # the model's tokenizer
+                  convs: list[list[dict]], # conversations from `prompt_messages`
+                 ) -> list[dict] | None:
+    "vLLM token prompts (`{'prompt_token_ids': ids}`) for conversations in MAGDi's frames (a `raw` or `prefix` message): the ids `HFBackend` generates from, which `LLM.chat` cannot send (it ends every prompt with the generation prompt); None for plain chat messages."
+    if not (convs and convs[0][-1]['role'] in ('raw', 'prefix')): return None
+    rp = _RawPrompt(tok)
+    return [{'prompt_token_ids': tok(rp.apply_chat_template(c), add_special_tokens=False)['input_ids']} for c in convs]
+
 # %% ../nbs/06_eval.ipynb #97ced387
 def reflect_messages(q: Question, # the question
                      first: dict, # the first answer's record
@@ -210,15 +219,15 @@ def answer_batch(questions: list[Question], # questions to answer
                  backend, # HFBackend | OpenAIBackend | VLLMBackend
                  self_reflect: bool = False, # add the inference-time self-reflection (3 calls per question)
                  extraction: str = 'dnr', # the convention of each record's `answer`, `status`, `correct`
-                 prompt: str = 'dnr', # `EVAL_PROMPTS`: D&R's prompt, or MAGDi's (`magdi`, raw text: the hf backend)
+                 prompt: str = 'dnr', # `EVAL_PROMPTS`: D&R's prompt, or MAGDi's (`magdi`, `magdi_literal`: the hf and vllm backends)
                 ) -> list[dict]:
     "Records for `questions`; a record with `error` set failed and should be retried."
     def gen(convs, kind):
         if getattr(backend, 'wants_meta', False):
             return backend.generate(convs, [{'question_id': q.id, 'round': 0, 'kind': kind} for q in questions])
         return backend.generate(convs)
-    if prompt != 'dnr' and (self_reflect or not isinstance(backend, HFBackend)):
-        raise ValueError(f"prompt {prompt!r} is raw text for the hf backend, without self-reflection")
+    if prompt != 'dnr' and (self_reflect or not isinstance(backend, (HFBackend, VLLMBackend))):
+        raise ValueError(f"prompt {prompt!r} is a reply begun in the prompt: the hf and vllm backends, without self-reflection")
     g1 = gen([prompt_messages(q, prompt) for q in questions], 'answer')
     recs = [dict(make_record(q, g, extraction), error=g.get('error')) for q, g in zip(questions, g1)]
     if not self_reflect: return recs
@@ -372,7 +381,7 @@ def evaluate(questions: list[Question], # questions in evaluation order
 class EvalError(ValueError):
     "Bad `dnr eval` input; the message names the flag, file or field."
 
-_CONFIG_KEYS = ('model', 'adapter', 'dataset', 'split', 'backend', 'self_reflect', 'max_new_tokens', 'temperature', 'top_p', 'seed')
+_CONFIG_KEYS = ('model', 'adapter', 'dataset', 'split', 'backend', 'self_reflect', 'max_new_tokens', 'temperature', 'top_p', 'seed', 'prompt')
 
 def _eval_parser():
     p = argparse.ArgumentParser(prog='dnr eval', description="Evaluate a model (plus optional LoRA adapter) on a benchmark split.")
@@ -390,6 +399,9 @@ def _eval_parser():
     p.add_argument('--temperature', type=float, default=DECODING['temperature'], help='sampling temperature (0: greedy)')
     p.add_argument('--top-p', type=float, default=DECODING['top_p'], help='nucleus sampling probability')
     p.add_argument('--seed', type=int, default=0, help='sampling seed')
+    p.add_argument('--prompt', default='dnr', choices=EVAL_PROMPTS,
+                   help="dnr: D&R's instruction (default); magdi: MAGDi's frame in the chat template, the reply begun by '### Answer:' "
+                        "and read by MAGDi's 'So the answer is' (hf, vllm); magdi_literal: MAGDi's raw [INST] string")
     p.add_argument('--extraction', default='dnr', choices=EXTRACTIONS,
                    help="answer convention of the headline accuracy: dnr, authors (the D&R code's), mmlu_pro (MMLU-Pro's); the summary reports all three")
     p.add_argument('--batch-size', type=int, default=8, help='hf: prompts per generate call')
@@ -428,6 +440,8 @@ def eval_cli(argv: list[str] | None = None) -> int:
         raise EvalError(f"dnr eval: --extraction mmlu_pro reads multiple-choice letters only, not --dataset {a.dataset}")
     if a.backend == 'openai' and not a.base_url: raise EvalError("dnr eval: --backend openai needs --base-url")
     if a.backend == 'openai' and a.adapter: raise EvalError("dnr eval: --backend openai cannot apply --adapter; serve a merged model")
+    if a.prompt != 'dnr' and (a.backend == 'openai' or a.self_reflect):
+        raise EvalError(f"dnr eval: --prompt {a.prompt} begins the reply in the prompt: use --backend hf or vllm, without --self-reflect")
     field = '--model' if a.model else f"{Path(a.adapter) / 'adapter_config.json'}: base_model_name_or_path"
     if a.backend != 'openai': check_model_path(model, field)  # validate, then write: nothing is created for a bad path
     questions = load_benchmark(a.dataset, a.split, path=a.data_path)
@@ -435,10 +449,10 @@ def eval_cli(argv: list[str] | None = None) -> int:
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     cfg = dict(model=str(model), adapter=str(a.adapter) if a.adapter else None, dataset=a.dataset, split=a.split,
                backend=a.backend, self_reflect=a.self_reflect, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-               top_p=a.top_p, seed=a.seed)
+               top_p=a.top_p, seed=a.seed, **({'prompt': a.prompt} if a.prompt != 'dnr' else {}))  # D&R's prompt: as runs made before --prompt
     cf = out / 'config.json'
     if cf.exists() and (old := json.loads(cf.read_text())) != cfg and (out / 'predictions.jsonl').exists():
-        diff = {k: (old.get(k), cfg[k]) for k in _CONFIG_KEYS if old.get(k) != cfg[k]}
+        diff = {k: (old.get(k), cfg.get(k)) for k in _CONFIG_KEYS if old.get(k) != cfg.get(k)}
         raise EvalError(f"dnr eval: {out} holds a run with a different configuration {diff}; use another --out")
     write_json(cf, cfg, newline=True)
     dec = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p)

@@ -354,4 +354,5 @@ def magdi_fingerprint(cfg: TrainConfig, # a validated config (`load_magdi_config
     return json.loads(json.dumps(c, default=str))
 
 register_method(TrainingMethod('magdi', 'MAGDi', 'magdi', load_magdi_config, train_magdi, paper_key='magdi', starts_from=None,
-                               fingerprint=magdi_fingerprint, doc="MAGDi (Chen et al. 2024): NLL + GCN node loss + margin ranking"))
+                               fingerprint=magdi_fingerprint, eval_prompt='magdi',  # tested on its training frame, as MAGDi's test.py
+                               doc="MAGDi (Chen et al. 2024): NLL + GCN node loss + margin ranking"))

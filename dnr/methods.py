@@ -39,6 +39,7 @@ class TrainingMethod:
     add_arguments: Callable | None = None # (argparse parser) -> None
     defaults: dict = dataclasses.field(default_factory=dict) # its defaults of the trainer settings (`args`)
     trains_as: str | None = None # the method whose trainer trains it (`dnr.train.trainer_method`)
+    eval_prompt: str = 'dnr' # the prompt its student is evaluated with by default (`dnr.eval.EVAL_PROMPTS`)
     doc: str = ''
 
 # %% ../nbs/05_methods.ipynb #5c8d243a

@@ -14,10 +14,10 @@ from .files import write_json, write_text
 from .methods import data_builders, get_data, get_method, training_methods, training_order
 
 # %% auto #0
-__all__ = ['BASE', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError', 'load_pipeline_config', 'StageEvent',
-           'PartialDebate', 'first_error', 'Stage', 'pipeline_stages', 'run_pipeline', 'StaleStage', 'stage_diff',
-           'check_stages', 'redo_stages', 'check_debate_snapshot', 'sft_fingerprint', 'fingerprint_diff', 'eval_tags',
-           'print_summary', 'run_cli']
+__all__ = ['BASE', 'PROMPT_NAMES', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError', 'load_pipeline_config',
+           'StageEvent', 'PartialDebate', 'first_error', 'Stage', 'pipeline_stages', 'run_pipeline', 'StaleStage',
+           'stage_diff', 'check_stages', 'redo_stages', 'check_debate_snapshot', 'sft_fingerprint', 'fingerprint_diff',
+           'eval_tags', 'own_prompt', 'eval_prompt', 'print_summary', 'run_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -34,6 +34,14 @@ class EvalSpec(BaseModel):
     self_reflect: bool = False # the paper's inference-time self-reflection (`dnr eval --self-reflect`: answer, reflect, answer again)
     models: list[str] = ['base', 'sft', 'tdpo'] # which students to evaluate: 'base' and trained methods
     label: str | None = None # names the runs in tables and figures (default: the run folder's name)
+    prompt: str | None = None # every student's prompt (`dnr.eval.EVAL_PROMPTS`); null (default): each student's own, its training method's `eval_prompt` (MAGDi's for a MAGDi student; D&R's for the others and the base)
+
+    @field_validator('prompt')
+    @classmethod
+    def _prompt(cls, v):
+        from dnr.eval import EVAL_PROMPTS
+        if v is not None and v not in EVAL_PROMPTS: raise ValueError(f"unknown prompt {v!r}; valid: {', '.join(EVAL_PROMPTS)}")
+        return v
 
 class BuildSpec(BaseModel):
     "How the training data is built from the debates (each `DataBuilder` reads the options it names)."
@@ -95,6 +103,9 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"sft_from: {self.sft_from} is this run's SFT student (borrowed, not trained), so train needs sft")
         if bad := [m for m in self.eval.models if m != BASE[0] and m not in self.train]:
             raise ValueError(f"eval.models: {bad} not trained (train: {self.train})")
+        if self.eval.self_reflect and (bad := [m for m in self.eval.models if eval_prompt(self, m) != 'dnr']):
+            raise ValueError(f"eval.self_reflect: the {bad[0]} student is evaluated with prompt {eval_prompt(self, bad[0])!r} (a reply begun "
+                             f"in the prompt, without D&R's reflection turns); set eval.prompt: dnr, or self_reflect: false")
         return self
 
 # %% ../nbs/07_pipeline.ipynb #8ac9eb8f
@@ -257,7 +268,8 @@ def pipeline_stages(cfg: PipelineConfig, # the run
         st.append(Stage(name, out / name, lambda n=name: _train(cfg, n, out / n), f'training: {m.title}', inputs, after))
     for which in cfg.eval.models:
         def inputs(which=which):
-            return {'eval': cfg.eval.model_dump(mode='json', exclude={'models', 'label'}), 'student': cfg.student,
+            p = eval_prompt(cfg, which)  # named only when not D&R's: evaluations made before `prompt` existed stay done
+            return {'eval': cfg.eval.model_dump(mode='json', exclude={'models', 'label', 'prompt'}), 'student': cfg.student, **({'prompt': p} if p != 'dnr' else {}),
                     'reads': {'adapter': None if which == BASE[0] else _adapter_sha(_student_dir(cfg, which))}}
         st.append(Stage(f'eval_{which}', out / 'eval' / which, lambda w=which: _evaluate(cfg, w, progress),
                         f"evaluating the {'base' if which == BASE[0] else get_method(which).title} student", inputs,
@@ -495,12 +507,26 @@ def eval_tags(cfg: PipelineConfig, # the run
         tags['n_debates'] = min(n, cfg.build.get('debates') or n)
     return tags
 
+PROMPT_NAMES = {'dnr': "D&R's prompt", 'magdi': "MAGDi's prompt", 'magdi_literal': "MAGDi's literal prompt"}
+
+def own_prompt(which: str) -> str:
+    "A student's own prompt: its training method's `eval_prompt`; D&R's for the base student."
+    return 'dnr' if which == BASE[0] else get_method(which).eval_prompt
+
+def eval_prompt(cfg: PipelineConfig, # the run
+                which: str, # the evaluated student: 'base' or a trained method
+               ) -> str:
+    "The prompt a student is evaluated with: the run's `eval.prompt`, else the student's own (`own_prompt`)."
+    return cfg.eval.prompt or own_prompt(which)
+
 def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     from dnr.data import load_benchmark
     from dnr.eval import HFBackend, VLLMBackend, evaluate
     e, out = cfg.eval, Path(cfg.out)
     adapter = None if which == BASE[0] else str(_student_dir(cfg, which))
     run = (e.label or Path(cfg.out).name) + (f', SFT adapter of {cfg.sft_from}' if which == 'sft' and cfg.sft_from else '')
+    prompt = eval_prompt(cfg, which)
+    if prompt != own_prompt(which): run += f', {PROMPT_NAMES[prompt]}'  # a prompt not its own is named in tables and figures
     qs = load_benchmark(e.dataset, e.split)[:e.limit]
     dec = dict(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
     be = (HFBackend(cfg.student, adapter, batch_size=e.batch_size, **dec) if e.backend == 'hf'
@@ -509,7 +535,7 @@ def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     try:
         return evaluate(qs, be, out / 'eval' / which, self_reflect=e.self_reflect, progress=progress, label=f'{_title(which)[1]} ({run})',
                         tags=tags, model=cfg.student, adapter=adapter, dataset=e.dataset, split=e.split,
-                        backend=e.backend, **dec)
+                        backend=e.backend, prompt=prompt, **dec)
     finally:
         if hasattr(be, 'close'): be.close()
 

@@ -168,9 +168,28 @@ def test_tiny_pipeline_trains_and_evaluates_magdi(tmp_path):
     run = tmp_path / 'run'
     assert res['build_magdi']['mags'] == 12 and res['magdi']['steps'] == 2 and {'nll', 'node', 'mr'} <= set(res['magdi'])
     assert (run / 'magdi' / 'adapter_model.safetensors').exists() and not (run / 'sft').exists()
-    tags = json.loads((run / 'eval' / 'magdi' / 'summary.json').read_text())['tags']
+    ev = {w: json.loads((run / 'eval' / w / 'summary.json').read_text()) for w in ('base', 'magdi')}
+    tags = ev['magdi']['tags']
     assert tags['method'] == 'magdi' and tags['stage'] == 'magdi' and tags['n_debates'] == 12
+    # each student graded on its own prompt: MAGDi's frame and reading for the MAGDi student, D&R's for the base
+    assert (ev['magdi']['prompt'], ev['magdi']['extraction'], ev['base']['prompt'], ev['base']['extraction']) == ('magdi', 'magdi', 'dnr', 'dnr')
+    first = json.loads((run / 'eval' / 'magdi' / 'predictions.jsonl').read_text().splitlines()[0])
+    assert set(first['extractions']) >= {'magdi', 'dnr'} and "MAGDi's prompt" not in ev['magdi']['label']
     assert (run / 'figures').exists()
+    # eval.prompt: dnr grades every student on D&R's prompt: the MAGDi evaluation is then made from other inputs (refused
+    # by name), and a new run names the prompt in its label; the base evaluation stays done
+    dnr_prompt = {**cfg.model_dump(), 'eval': {**cfg.eval.model_dump(), 'prompt': 'dnr'}}
+    with pytest.raises(ValueError, match=r"stage 'eval_magdi'.*field 'prompt': 'magdi' then, '\(unset\)' now"):
+        run_pipeline(load_pipeline_config(dnr_prompt), progress=False, log=lambda *a: None)
+    logs = []
+    run_pipeline(load_pipeline_config(dnr_prompt), progress=False, log=logs.append, rerun_from='eval_magdi')
+    again = json.loads((run / 'eval' / 'magdi' / 'summary.json').read_text())
+    assert again['prompt'] == 'dnr' and again['label'].endswith(", D&R's prompt)"), again['label']
+    assert [l.stage for l in logs if getattr(l, 'event', None) == 'running'] == ['eval_magdi', 'figures']
+    with pytest.raises(ValueError, match=r"eval.self_reflect: the magdi student is evaluated with prompt 'magdi'"):
+        load_pipeline_config({**cfg.model_dump(), 'eval': {**cfg.eval.model_dump(), 'self_reflect': True}})
+    with pytest.raises(ValueError, match=r"unknown prompt 'mad'"):
+        load_pipeline_config({**cfg.model_dump(), 'eval': {**cfg.eval.model_dump(), 'prompt': 'mad'}})
     changed = load_pipeline_config({**cfg.model_dump(), 'magdi': {**magdi, 'args': {**magdi['args'], 'gamma': 0.2}}})
     with pytest.raises(ValueError, match=r"magdi.*args\.gamma"): run_pipeline(changed, progress=False, log=lambda *a: None)
 
