@@ -12,6 +12,9 @@ T-DPO row (`dnr_tdpo`: same trainer, seed, batch and start) with one thing chang
   steps_x4     : 4 x MINI_PREF_STEPS steps
   beta_0.5     : beta 0.5 instead of 0.1
   half_pairs   : the nodes of every other question (about half the pairs), whole trees kept
+  rpo          : the miniature's RPO row (`dnr_rpo`: T-DPO plus the chosen responses' NLL, weight 1), retrained (must
+                 reproduce RUN's dnr_rpo row)
+  rpo_nll_0, rpo_nll_0.25, rpo_nll_4 : the RPO row with the NLL term's weight 0 (T-DPO's loss through RPO's trainer), 1/4, 4
 It also re-evaluates RUN's D&R SFT adapter (the start; must reproduce RUN's dnr_sft row). Per variant it records the
 accuracy and 95% CI, the codebook words the student answers right (the task is ten words, so accuracy moves in steps of a
 word), the words gained or lost against D&R SFT, the pairs trained on, the last logged reward margin, and the seconds.
@@ -20,7 +23,7 @@ import argparse, dataclasses, json, os, subprocess, sys, time
 from collections import Counter
 from pathlib import Path
 
-VARIANTS = {  # name: (nodes kept, trainer args over the row's, the question it answers); the most telling first
+VARIANTS = {  # name: (nodes kept, trainer args over the row's, the question it answers[, the row: dnr_tdpo]); the most telling first
     # (a 'steps' entry multiplies MINI_PREF_STEPS; 'learning_rate' multiplies the row's)
     'default': (None, {}, "the miniature's T-DPO row, retrained: does this script reproduce it?"),
     'round0': (lambda n, i: n['round'] == 0, {}, "only the nodes whose prompt is the test prompt's form: does the debate context matter?"),
@@ -30,6 +33,10 @@ VARIANTS = {  # name: (nodes kept, trainer args over the row's, the question it 
     'later_rounds': (lambda n, i: n['round'] > 0, {}, "only the nodes under the debate context"),
     'lr_div4': (None, {'learning_rate': 0.25}, "a smaller step"),
     'steps_x4': (None, {'steps': 4}, "more of the same training (4 x MINI_PREF_STEPS steps)"),
+    'rpo': (None, {}, "the miniature's RPO row, retrained: does this script reproduce it?", 'dnr_rpo'),
+    'rpo_nll_0': (None, {'loss_weights': [1.0, 0.0]}, "RPO without its NLL term: is the gap to T-DPO that term?", 'dnr_rpo'),
+    'rpo_nll_0.25': (None, {'loss_weights': [1.0, 0.25]}, "a quarter of the NLL term", 'dnr_rpo'),
+    'rpo_nll_4': (None, {'loss_weights': [1.0, 4.0]}, "four times the NLL term", 'dnr_rpo'),
 }
 
 def git_commit() -> str:
@@ -80,34 +87,37 @@ def main(argv=None):
     sft = {**evaluate('dnr_sft', src / 'dnr_sft'), 'seconds': round(time.time() - t, 1)}
     old = json.loads(Path(a.record).read_text()) if a.add and Path(a.record).exists() else {}
     rows, ref_cache = [r for r in old.get('rows', []) if r['variant'] not in a.variants], out / 'default' / 'ref_logps.jsonl'
+    old_commits = old.get('source_commit') if isinstance(old.get('source_commit'), list) else [old.get('source_commit')]  # rows made before rows named theirs
     def save():
         rec = dict(config=dict(run=src.name, seed=seed, pref_steps=mini.MINI_PREF_STEPS, args=row.args, n_test=len(qs), cpu=mini.cpu_paths()),
                    recorded={k: recorded[k] for k in ('dnr_sft', 'dnr_tdpo', 'dnr_rpo') if k in recorded},
                    sft={k: sft[k] for k in ('accuracy', 'n', 'ci_low', 'ci_high', 'words')}, rows=rows,
-                   seconds=round(sum(r['seconds'] for r in rows) + sft['seconds'], 1), source_commit=sorted({r.get('commit', old.get('source_commit')) for r in rows}))
+                   seconds=round(sum(r['seconds'] for r in rows) + sft['seconds'], 1), source_commit=sorted({c for r in rows for c in ([r['commit']] if 'commit' in r else old_commits)}))
         if old and {k: old[k] for k in ('config', 'recorded', 'sft')} != {k: rec[k] for k in ('config', 'recorded', 'sft')}:
             raise SystemExit(f"--add: {a.record} is of another run or settings: {old['config']}")
         write_json(Path(a.record), rec, newline=True)
     for name in a.variants:
-        keep, over, question = VARIANTS[name]
-        data = src / 'data' / row.data
+        keep, over, question, *which = VARIANTS[name]
+        vrow = next(m for m in mini.MINI_METHODS if m.name == (which[0] if which else 'dnr_tdpo'))
+        data = src / 'data' / vrow.data
         if keep:
             data = out / 'data' / name
             data.mkdir(parents=True, exist_ok=True)
             write_jsonl(data / 'nodes.jsonl', [n for n in nodes if keep(n, qids.index(n['question_id']))])
-        args = {**row.args, **{k: row.args[k] * v if k == 'learning_rate' else v for k, v in over.items() if k != 'steps'}}
+        args = {**vrow.args, **{k: vrow.args[k] * v if k == 'learning_rate' else v for k, v in over.items() if k != 'steps'}}
         if ref_cache.exists():  # the reference log-probs do not depend on the variant: the trainer's own cache, keyed by tokens and adapter
             (out / name).mkdir(parents=True, exist_ok=True)
             ids = {n['id'] for _, n in read_jsonl(data / 'nodes.jsonl')} if keep else None
             write_jsonl(out / name / 'ref_logps.jsonl', [r for _, r in read_jsonl(ref_cache) if ids is None or r['id'] in ids])
         t = time.time()
-        tr = mini.train_method(dataclasses.replace(row, args=args), student, data, out / name, mini.MINI_PREF_STEPS * over.get('steps', 1),
+        tr = mini.train_method(dataclasses.replace(vrow, args=args), student, data, out / name, mini.MINI_PREF_STEPS * over.get('steps', 1),
                                {'dnr_sft': src / 'dnr_sft'}, seed)
         r = evaluate(name, out / name)
         right = lambda ws: {w for w, c in ws.items() if 2 * c > recorded['dnr_sft']['n'] / len(ws)}
-        rows.append(dict(variant=name, question=question, **{k: r[k] for k in ('accuracy', 'n', 'ci_low', 'ci_high', 'words')},
+        rows.append(dict(variant=name, row=vrow.name, question=question, **{k: r[k] for k in ('accuracy', 'n', 'ci_low', 'ci_high', 'words')},
                          gained=sorted(right(r['words']) - right(sft['words'])), lost=sorted(right(sft['words']) - right(r['words'])),
                          nodes=tr['nodes'], pairs=tr['pairs'], steps=tr.get('steps'), learning_rate=args['learning_rate'], beta=args['beta'],
+                         **({'nll_weight': (args.get('loss_weights') or [1.0, 1.0])[1]} if vrow.name == 'dnr_rpo' else {}),
                          **last_margin(out / name), seconds=round(time.time() - t, 1), commit=git_commit()))
         print(json.dumps(rows[-1]), flush=True)
         save()  # after each variant, so a stopped run keeps what it finished
