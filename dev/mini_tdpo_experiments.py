@@ -39,10 +39,12 @@ VARIANTS = {  # name: (nodes kept, trainer args over the row's, the question it 
     'rpo_nll_4': (None, {'loss_weights': [1.0, 4.0]}, "four times the NLL term", 'dnr_rpo'),
 }
 
-def git_commit() -> str:
+def git_commit(record: Path | None = None) -> str:
+    "HEAD, '+dirty' when a tracked file other than the record this script writes differs from it."
     here = Path(__file__).resolve().parent.parent
     sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here, capture_output=True, text=True).stdout.strip()
+    skip = [f':!{Path(record).resolve().relative_to(here)}'] if record else []
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.', *skip], cwd=here, capture_output=True, text=True).stdout.strip()
     return sha + ('+dirty' if dirty else '')
 
 def word_counts(pred: Path) -> dict:
@@ -118,7 +120,7 @@ def main(argv=None):
                          gained=sorted(right(r['words']) - right(sft['words'])), lost=sorted(right(sft['words']) - right(r['words'])),
                          nodes=tr['nodes'], pairs=tr['pairs'], steps=tr.get('steps'), learning_rate=args['learning_rate'], beta=args['beta'],
                          **({'nll_weight': (args.get('loss_weights') or [1.0, 1.0])[1]} if vrow.name == 'dnr_rpo' else {}),
-                         **last_margin(out / name), seconds=round(time.time() - t, 1), commit=git_commit()))
+                         **last_margin(out / name), seconds=round(time.time() - t, 1), commit=git_commit(Path(a.record))))
         print(json.dumps(rows[-1]), flush=True)
         save()  # after each variant, so a stopped run keeps what it finished
     return 0
