@@ -14,10 +14,10 @@ from .files import write_json, write_text
 from .methods import data_builders, get_data, get_method, training_methods, training_order
 
 # %% auto #0
-__all__ = ['BASE', 'PROMPT_NAMES', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'PipelineConfigError', 'load_pipeline_config',
-           'StageEvent', 'PartialDebate', 'first_error', 'Stage', 'pipeline_stages', 'run_pipeline', 'StaleStage',
-           'stage_diff', 'check_stages', 'redo_stages', 'check_debate_snapshot', 'sft_fingerprint', 'fingerprint_diff',
-           'eval_tags', 'own_prompt', 'eval_prompt', 'print_summary', 'run_cli']
+__all__ = ['BASE', 'PROMPT_NAMES', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'own_prompt', 'eval_prompt', 'PipelineConfigError',
+           'load_pipeline_config', 'StageEvent', 'PartialDebate', 'first_error', 'Stage', 'pipeline_stages',
+           'run_pipeline', 'StaleStage', 'stage_diff', 'check_stages', 'redo_stages', 'check_debate_snapshot',
+           'sft_fingerprint', 'fingerprint_diff', 'eval_tags', 'print_summary', 'run_cli']
 
 # %% ../nbs/07_pipeline.ipynb #6232e73e
 class EvalSpec(BaseModel):
@@ -103,10 +103,27 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"sft_from: {self.sft_from} is this run's SFT student (borrowed, not trained), so train needs sft")
         if bad := [m for m in self.eval.models if m != BASE[0] and m not in self.train]:
             raise ValueError(f"eval.models: {bad} not trained (train: {self.train})")
+        from dnr.eval import EVAL_PROMPTS
+        if bad := [m for m in self.eval.models if eval_prompt(self, m) not in EVAL_PROMPTS]:  # a plug-in method's own prompt
+            raise ValueError(f"eval.models: the {bad[0]} student's prompt {eval_prompt(self, bad[0])!r} (its training method's eval_prompt) "
+                             f"is not one of {', '.join(EVAL_PROMPTS)}")
         if self.eval.self_reflect and (bad := [m for m in self.eval.models if eval_prompt(self, m) != 'dnr']):
             raise ValueError(f"eval.self_reflect: the {bad[0]} student is evaluated with prompt {eval_prompt(self, bad[0])!r} (a reply begun "
                              f"in the prompt, without D&R's reflection turns); set eval.prompt: dnr, or self_reflect: false")
         return self
+
+# %% ../nbs/07_pipeline.ipynb #3c1d2e4f
+PROMPT_NAMES = {'dnr': "D&R's prompt", 'magdi': "MAGDi's prompt", 'magdi_literal': "MAGDi's literal prompt"}
+
+def own_prompt(which: str) -> str:
+    "A student's own prompt: its training method's `eval_prompt`; D&R's for the base student."
+    return 'dnr' if which == BASE[0] else get_method(which).eval_prompt
+
+def eval_prompt(cfg: PipelineConfig, # the run
+                which: str, # the evaluated student: 'base' or a trained method
+               ) -> str:
+    "The prompt a student is evaluated with: the run's `eval.prompt`, else the student's own (`own_prompt`)."
+    return cfg.eval.prompt or own_prompt(which)
 
 # %% ../nbs/07_pipeline.ipynb #8ac9eb8f
 class PipelineConfigError(ValueError):
@@ -506,18 +523,6 @@ def eval_tags(cfg: PipelineConfig, # the run
         n = sum(1 for l in open(_debate_dir(cfg) / 'mags.jsonl', encoding='utf-8') if l.strip())
         tags['n_debates'] = min(n, cfg.build.get('debates') or n)
     return tags
-
-PROMPT_NAMES = {'dnr': "D&R's prompt", 'magdi': "MAGDi's prompt", 'magdi_literal': "MAGDi's literal prompt"}
-
-def own_prompt(which: str) -> str:
-    "A student's own prompt: its training method's `eval_prompt`; D&R's for the base student."
-    return 'dnr' if which == BASE[0] else get_method(which).eval_prompt
-
-def eval_prompt(cfg: PipelineConfig, # the run
-                which: str, # the evaluated student: 'base' or a trained method
-               ) -> str:
-    "The prompt a student is evaluated with: the run's `eval.prompt`, else the student's own (`own_prompt`)."
-    return cfg.eval.prompt or own_prompt(which)
 
 def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     from dnr.data import load_benchmark
