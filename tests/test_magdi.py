@@ -114,12 +114,12 @@ def test_shipped_configs_hold_magdis_settings():
     assert load_magdi_config(ROOT / 'configs' / 'magdi_tiny.yaml').args['max_steps'] == 8
 
 def test_build_and_train_cli_log_three_terms_and_resume(data, tmp_path):
-    """`dnr build magdi`, then `dnr train magdi --config configs/magdi_tiny.yaml` (4 of its steps, a checkpoint every 2):
-    the log has the three terms, only the adapter is kept, and a rerun resumes.
+    """`dnr build magdi` (the first 6 of the 16 debates, `--debates`), then `dnr train magdi --config configs/magdi_tiny.yaml`
+    (4 of its steps, a checkpoint every 2): the log has the three terms, only the adapter is kept, and a rerun resumes.
 
     Budget: two `dnr train magdi` processes (each imports torch, transformers, TRL and loads the tiny model; a MAGDi step encodes every node of its graphs): 4 steps with two checkpoints, then a resume."""
-    s = last_json(dnr('build', 'magdi', '--run', data / 'deb', '--out', tmp_path / 'd'))
-    assert s['mags'] == 16 and s['pairs'] > 0
+    s = last_json(dnr('build', 'magdi', '--run', data / 'deb', '--out', tmp_path / 'd', '--debates', 6))
+    assert s['mags'] == 6 and s['pairs'] > 0
     tiny = tiny_model('trained')
     train = lambda *more: dnr('train', 'magdi', '--config', 'configs/magdi_tiny.yaml', '--set', f'model={tiny}',
                               '--data', tmp_path / 'd', '--output-dir', tmp_path / 'o', '--set', 'args.save_steps=2',
