@@ -112,7 +112,6 @@ class PipelineConfig(BaseModel):
                              f"in the prompt, without D&R's reflection turns); set eval.prompt: dnr, or self_reflect: false")
         return self
 
-# %% ../nbs/07_pipeline.ipynb #3c1d2e4f
 PROMPT_NAMES = {'dnr': "D&R's prompt", 'magdi': "MAGDi's prompt", 'magdi_literal': "MAGDi's literal prompt"}
 
 def own_prompt(which: str) -> str:

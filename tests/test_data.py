@@ -59,3 +59,14 @@ def test_grade_extraction_conventions(tmp_path):
     assert r.returncode != 0 and 'multiple-choice letters only' in r.stderr
     r = dnr('grade', '--dataset', 'mmlu_pro', '--in', inp, '--out', tmp_path / 'x.jsonl', '--extraction', 'regex', check=False)
     assert r.returncode != 0 and "--extraction: invalid choice: 'regex'" in r.stderr
+
+def test_mmlu_pro_reader_takes_the_first_line_with_an_answer():
+    """`extract_mmlu_pro`'s second step is MMLU-Pro's `re.search(r'.*[aA]nswer:\s*([A-J])', r)` (the last match on the
+    first line that has one; `.*` does not cross a newline) in linear time: equal on replies with an answer on one
+    line, on several lines, on none (the `00b_grading` chapter compares them on every recorded answer)."""
+    import re
+    from dnr.grading import _mmlu_pro_second
+    ref = lambda r: (m := re.search(r'.*[aA]nswer:\s*([A-J])', r)) and m.group(1)
+    mine = lambda r: (m := _mmlu_pro_second(r)) and m.group(1)
+    replies = ["The answer: A, or rather answer: B\nFinal answer: C", "no\nanswer: D\nanswer: E", "Answer: F", "answer: none"]
+    assert [mine(r) for r in replies] == [ref(r) for r in replies] == ['B', 'D', 'F', None]

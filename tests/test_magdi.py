@@ -142,7 +142,7 @@ def test_build_and_train_cli_log_three_terms_and_resume(data, tmp_path):
     assert len(logs) == 1 and float(logs[0]['epoch']) > 0  # step 5 only: it went on from checkpoint-4
 
 def test_bad_input_is_named(data, tmp_path):
-    "A typo in a MAGDi config and an agent the MAGs lack are refused by name, before anything is written."
+    "A typo in a MAGDi config, an agent the MAGs lack and a config without its model are refused by name, before anything is written."
     from conftest import dnr_in_process
     bad = tmp_path / 'bad.yaml'
     bad.write_text((ROOT / 'configs' / 'magdi_tiny.yaml').read_text().replace('gcn_hidden:', 'gcn_hiden:'))
@@ -150,6 +150,8 @@ def test_bad_input_is_named(data, tmp_path):
     assert p.returncode == 2 and "field 'args.gcn_hiden'" in p.stderr and "did you mean 'gcn_hidden'" in p.stderr, p.stderr
     p = dnr_in_process('build', 'magdi', '--run', data / 'deb', '--out', tmp_path / 'x', '--agents', 'gpt-4o', 'gemini', 'claude')
     assert p.returncode == 2 and "agents ['claude'] not in this MAG" in p.stderr and not (tmp_path / 'x').exists()
+    p = dnr_in_process('train', 'magdi', '--config', ROOT / 'configs' / 'magdi_tiny.yaml', '--data', data / 'data', '--output-dir', tmp_path / 'y')
+    assert p.returncode == 2 and "field 'model' is not set (set it in the YAML or with --set model=" in p.stderr and not (tmp_path / 'y').exists(), p.stderr
 
 def test_tiny_pipeline_trains_and_evaluates_magdi(tmp_path):
     """`train: [magdi]` in a pipeline, offline end to end: replayed debate -> build/magdi -> magdi -> eval (base, magdi) -> figures; a changed MAGDi setting is then refused by name.

@@ -72,3 +72,20 @@ def test_run_plan_and_validation_before_writing(tmp_path):
     assert r.returncode == 0 and p['questions'] == 2 and p['estimated_usd'] > 0 and not (tmp_path / 'run').exists()
     r = dnr_in_process('run', '--config', f)
     assert r.returncode == 2 and f'cannot connect to {dead}' in r.stderr and not (tmp_path / 'run').exists()
+
+def test_pipeline_config_refuses_by_name():
+    """A pipeline config built in code (`PipelineConfig`, as a notebook does) is refused with the field and what it
+    should be: a key that is neither a setting nor a training method, a method block that is not a mapping, a borrowed
+    SFT student in a run that does not train SFT; and through `load_pipeline_config` with the file's field."""
+    import pytest
+    from pydantic import ValidationError
+    from dnr.pipeline import PipelineConfig, load_pipeline_config
+    base = dict(out='runs/x', student='m', debate={})
+    with pytest.raises(ValidationError, match=r"unknown key 'sftt': neither a pipeline setting nor a training method \(\['magdi', 'rpo', 'sft', 'tdpo'\]\)"):
+        PipelineConfig(**base, sftt={'lr': 1})
+    with pytest.raises(ValidationError, match=r"magdi: expected a mapping \(a `dnr train magdi` config\)"):
+        PipelineConfig(**base, magdi=5)
+    with pytest.raises(ValidationError, match=r"sft_from: runs/y/sft is this run's SFT student \(borrowed, not trained\), so train needs sft"):
+        PipelineConfig(**base, sft_from='runs/y/sft', train=['magdi'])
+    with pytest.raises(ValueError, match=r"field 'sftt': unknown key \(did you mean 'sft'\?\)"):
+        load_pipeline_config({**base, 'sftt': {'lr': 1}})
