@@ -75,6 +75,7 @@ def main(argv=None):
     from dnr.codebook import load_codebook
     from dnr.files import read_jsonl, write_json, write_jsonl
     from dnr.tiny import tiny_model
+    from dnr.train import RPO_DEFAULTS
     src, out = Path(a.run), Path(a.out)
     summary = json.loads((src / 'summary.json').read_text())
     seed, recorded = summary['seed'], {r['method']: r for r in summary['rows']}
@@ -119,7 +120,7 @@ def main(argv=None):
         rows.append(dict(variant=name, row=vrow.name, question=question, **{k: r[k] for k in ('accuracy', 'n', 'ci_low', 'ci_high', 'words')},
                          gained=sorted(right(r['words']) - right(sft['words'])), lost=sorted(right(sft['words']) - right(r['words'])),
                          nodes=tr['nodes'], pairs=tr['pairs'], steps=tr.get('steps'), learning_rate=args['learning_rate'], beta=args['beta'],
-                         **({'nll_weight': (args.get('loss_weights') or [1.0, 1.0])[1]} if vrow.name == 'dnr_rpo' else {}),
+                         **({'nll_weight': (args.get('loss_weights') or RPO_DEFAULTS['loss_weights'])[1]} if vrow.name == 'dnr_rpo' else {}),
                          **last_margin(out / name), seconds=round(time.time() - t, 1), commit=git_commit(Path(a.record))))
         print(json.dumps(rows[-1]), flush=True)
         save()  # after each variant, so a stopped run keeps what it finished

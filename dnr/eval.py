@@ -14,10 +14,10 @@ from .grading import grade, grade_response, accuracy_summary, extract_feedback, 
 from .files import append_jsonl, write_json
 
 # %% auto #0
-__all__ = ['DECODING', 'EVAL_PROMPTS', 'eval_messages', 'HFBackend', 'OpenAIBackend', 'VLLMBackend', 'ReplayBackend',
-           'grade_conventions', 'make_record', 'magdi_prompt', 'prompt_messages', 'magdi_grade', 'token_prompts',
-           'reflect_messages', 'verify_messages', 'answer_batch', 'bootstrap_ci', 'summarize', 'grade_recorded',
-           'read_predictions', 'evaluate', 'EvalError', 'eval_cli']
+__all__ = ['DECODING', 'EVAL_PROMPTS', 'EVAL_PROMPT_NAMES', 'eval_messages', 'HFBackend', 'OpenAIBackend', 'VLLMBackend',
+           'ReplayBackend', 'grade_conventions', 'make_record', 'magdi_prompt', 'prompt_messages', 'magdi_grade',
+           'token_prompts', 'reflect_messages', 'verify_messages', 'answer_batch', 'bootstrap_ci', 'summarize',
+           'grade_recorded', 'read_predictions', 'evaluate', 'EvalError', 'eval_cli']
 
 # %% ../nbs/06_eval.ipynb #c54c1373
 DECODING = dict(max_new_tokens=700, temperature=0.3, top_p=0.9) # the paper's evaluation decoding (authors' README)
@@ -150,6 +150,7 @@ def make_record(q: Question, # the question
 
 # %% ../nbs/06_eval.ipynb #ab9efe78
 EVAL_PROMPTS = ('dnr', 'magdi', 'magdi_literal')  # D&R's instruction; MAGDi's frame in the chat template (`text='chat'`); its raw string
+EVAL_PROMPT_NAMES = {'dnr': "D&R's prompt", 'magdi': "MAGDi's prompt", 'magdi_literal': "MAGDi's literal prompt"}  # in labels and tables
 
 def magdi_prompt(q: Question) -> str:
     "MAGDi's test prompt for `q` (`data_utils.prepare_test_data`), the frame of its literal node texts."

@@ -14,7 +14,7 @@ from .files import write_json, write_text
 from .methods import data_builders, get_data, get_method, training_methods, training_order
 
 # %% auto #0
-__all__ = ['BASE', 'PROMPT_NAMES', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'own_prompt', 'eval_prompt', 'PipelineConfigError',
+__all__ = ['BASE', 'EvalSpec', 'BuildSpec', 'PipelineConfig', 'own_prompt', 'eval_prompt', 'PipelineConfigError',
            'load_pipeline_config', 'StageEvent', 'PartialDebate', 'first_error', 'Stage', 'pipeline_stages',
            'run_pipeline', 'StaleStage', 'stage_diff', 'check_stages', 'redo_stages', 'check_debate_snapshot',
            'sft_fingerprint', 'fingerprint_diff', 'eval_tags', 'print_summary', 'run_cli']
@@ -111,8 +111,6 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"eval.self_reflect: the {bad[0]} student is evaluated with prompt {eval_prompt(self, bad[0])!r} (a reply begun "
                              f"in the prompt, without D&R's reflection turns); set eval.prompt: dnr, or self_reflect: false")
         return self
-
-PROMPT_NAMES = {'dnr': "D&R's prompt", 'magdi': "MAGDi's prompt", 'magdi_literal': "MAGDi's literal prompt"}
 
 def own_prompt(which: str) -> str:
     "A student's own prompt: its training method's `eval_prompt`; D&R's for the base student."
@@ -525,12 +523,12 @@ def eval_tags(cfg: PipelineConfig, # the run
 
 def _evaluate(cfg: PipelineConfig, which: str, progress: bool) -> dict:
     from dnr.data import load_benchmark
-    from dnr.eval import HFBackend, VLLMBackend, evaluate
+    from dnr.eval import EVAL_PROMPT_NAMES, HFBackend, VLLMBackend, evaluate
     e, out = cfg.eval, Path(cfg.out)
     adapter = None if which == BASE[0] else str(_student_dir(cfg, which))
     run = (e.label or Path(cfg.out).name) + (f', SFT adapter of {cfg.sft_from}' if which == 'sft' and cfg.sft_from else '')
     prompt = eval_prompt(cfg, which)
-    if prompt != own_prompt(which): run += f', {PROMPT_NAMES[prompt]}'  # a prompt not its own is named in tables and figures
+    if prompt != own_prompt(which): run += f', {EVAL_PROMPT_NAMES[prompt]}'  # a prompt not its own is named in tables and figures
     qs = load_benchmark(e.dataset, e.split)[:e.limit]
     dec = dict(max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
     be = (HFBackend(cfg.student, adapter, batch_size=e.batch_size, **dec) if e.backend == 'hf'
